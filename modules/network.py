@@ -1,0 +1,79 @@
+"""The VPC: private subnets only, and security groups chained Lambda -> proxy -> DB on the DB port alone."""
+
+from __future__ import annotations
+
+from constructs import Construct
+
+from modules.bindings import aws
+from modules.context import AwsContext
+from modules.logs import log_group
+from modules.policy import policy_document, service_assume_role
+from modules.settings import StackSettings
+from modules.suppressions import skip_checks
+
+
+class Network(Construct):
+    """No internet gateway or NAT: the Lambda reaches only the proxy, the proxy only the DB.
+
+    IAM auth tokens are signed locally by the Lambda, so it needs no route to AWS APIs.
+    """
+
+    def __init__(self, scope: Construct, id_: str, *, settings: StackSettings, ctx: AwsContext, kms_key_arn: str):
+        super().__init__(scope, id_)
+        prefix = settings.name_prefix
+        self.vpc = aws("vpc").Vpc(self, "vpc", cidr_block=settings.vpc_cidr, enable_dns_support=True,
+                                  enable_dns_hostnames=True, tags={"Name": f"{prefix}-vpc"})
+        # Take every rule away from the default SG so nothing can use it by accident.
+        aws("default_security_group").DefaultSecurityGroup(
+            self, "default-sg", vpc_id=self.vpc.id, tags={"Name": f"{prefix}-default-deny"})
+        self._flow_logs(settings, ctx, kms_key_arn)
+
+        subnet = aws("subnet").Subnet
+        zones = settings.availability_zones
+        self.lambda_subnet_ids = [
+            subnet(self, f"lambda-subnet-{i}", vpc_id=self.vpc.id, cidr_block=cidr, availability_zone=zones[i],
+                   map_public_ip_on_launch=False, tags={"Name": f"{prefix}-lambda-{zones[i]}"}).id
+            for i, cidr in enumerate(settings.lambda_subnet_cidrs)]
+        self.db_subnet_ids = [
+            subnet(self, f"db-subnet-{i}", vpc_id=self.vpc.id, cidr_block=cidr, availability_zone=zones[i],
+                   map_public_ip_on_launch=False, tags={"Name": f"{prefix}-db-{zones[i]}"}).id
+            for i, cidr in enumerate(settings.db_subnet_cidrs)]
+
+        self.lambda_sg = self._security_group("lambda-sg", f"{prefix}-lambda", "Lambda ENIs: egress to the proxy only")
+        self.proxy_sg = self._security_group("proxy-sg", f"{prefix}-proxy", "RDS Proxy: from Lambda, to the DB")
+        skip_checks(self.proxy_sg, {"CKV2_AWS_5": "attached to aws_db_proxy, which checkov's graph does not follow"})
+        self.db_sg = self._security_group("db-sg", f"{prefix}-db", "RDS MySQL: from the proxy only")
+        port = settings.db_port
+        self._allow("lambda-to-proxy", self.lambda_sg, self.proxy_sg, port, "Lambda connects to RDS Proxy")
+        self._allow("proxy-to-db", self.proxy_sg, self.db_sg, port, "RDS Proxy connects to the DB instance")
+
+    def _security_group(self, id_: str, name: str, description: str):
+        # Rules are separate resources (one per rule, each with its own description); none inline.
+        return aws("security_group").SecurityGroup(
+            self, id_, name=name, description=description, vpc_id=self.vpc.id, tags={"Name": name})
+
+    def _allow(self, id_: str, source, target, port: int, description: str) -> None:
+        aws("vpc_security_group_egress_rule").VpcSecurityGroupEgressRule(
+            self, f"{id_}-egress", security_group_id=source.id, referenced_security_group_id=target.id,
+            ip_protocol="tcp", from_port=port, to_port=port, description=f"{description} (egress)")
+        aws("vpc_security_group_ingress_rule").VpcSecurityGroupIngressRule(
+            self, f"{id_}-ingress", security_group_id=target.id, referenced_security_group_id=source.id,
+            ip_protocol="tcp", from_port=port, to_port=port, description=f"{description} (ingress)")
+
+    def _flow_logs(self, settings: StackSettings, ctx: AwsContext, kms_key_arn: str) -> None:
+        """Rejected/accepted traffic records: the first thing to read when a connection times out."""
+        group = log_group(self, "flow-log-group", name=f"/vpc/{settings.name_prefix}/flow-logs",
+                          retention_days=settings.log_retention_days, kms_key_arn=kms_key_arn)
+        role = aws("iam_role").IamRole(
+            self, "flow-log-role", name=f"{settings.name_prefix}-flow-logs",
+            assume_role_policy=service_assume_role(
+                self, "flow-log-trust", "vpc-flow-logs.amazonaws.com",
+                [{"test": "StringEquals", "variable": "aws:SourceAccount", "values": [ctx.account_id]}]))
+        aws("iam_role_policy").IamRolePolicy(
+            self, "flow-log-policy", name="write-flow-logs", role=role.id,
+            policy=policy_document(self, "flow-log-permissions", [
+                {"actions": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                 "resources": [group.arn, f"{group.arn}:*"]}]))
+        aws("flow_log").FlowLog(self, "flow-log", vpc_id=self.vpc.id, traffic_type="ALL",
+                                log_destination_type="cloud-watch-logs", log_destination=group.arn,
+                                iam_role_arn=role.arn, max_aggregation_interval=600)

@@ -1,0 +1,57 @@
+"""Synthesize the app once per test session (in-process) and give tests the stack JSON by name."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def synth_environments(environ: Mapping[str, str], outdir: Path,
+                       directory: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Synthesize every environment with ``environ`` as the process environment seen by the settings."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from cdktf import App
+
+    from modules.environments import ENVIRONMENTS_DIR, load_environments
+    from modules.stack import ServerlessMysqlStack
+
+    app = App(outdir=str(outdir))
+    for environment in load_environments(directory or ENVIRONMENTS_DIR, environ=environ):
+        ServerlessMysqlStack(app, environment)
+    app.synth()
+    return {p.parent.name: json.loads(p.read_text()) for p in (outdir / "stacks").glob("*/cdk.tf.json")}
+
+
+@functools.lru_cache(maxsize=None)
+def default_synth() -> tuple[Path, dict[str, dict[str, Any]]]:
+    """The app as a user gets it with no overrides: (outdir, {stack name: cdk.tf.json})."""
+    outdir = Path(tempfile.mkdtemp(prefix="sms-synth-"))
+    return outdir, synth_environments({}, outdir)
+
+
+def resources(stack: Mapping[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
+    return stack.get("resource", {}).get(rtype, {})
+
+
+def only(stack: Mapping[str, Any], rtype: str) -> dict[str, Any]:
+    found = list(resources(stack, rtype).values())
+    assert len(found) == 1, f"expected exactly one {rtype}, found {len(found)}"
+    return found[0]
+
+
+def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (path, leaf) in a JSON document."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from walk(child, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from walk(child, f"{path}[{index}]")
+    else:
+        yield path, value

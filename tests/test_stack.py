@@ -1,0 +1,253 @@
+"""Synth assertions: every resource of the architecture and every security property, on both targets."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.synth_support import default_synth, only, resources, walk
+
+REQUIRED_TYPES = (
+    "aws_vpc", "aws_subnet", "aws_security_group", "aws_vpc_security_group_ingress_rule",
+    "aws_vpc_security_group_egress_rule", "aws_default_security_group", "aws_flow_log", "aws_kms_key",
+    "aws_db_subnet_group", "aws_db_parameter_group", "aws_db_instance", "aws_db_proxy",
+    "aws_db_proxy_default_target_group", "aws_db_proxy_target", "aws_iam_role", "aws_iam_role_policy",
+    "aws_iam_role_policy_attachment", "aws_cloudwatch_log_group", "aws_lambda_function",
+    "aws_apigatewayv2_api", "aws_apigatewayv2_integration", "aws_apigatewayv2_route", "aws_apigatewayv2_stage",
+    "aws_lambda_permission",
+)
+
+
+@pytest.fixture(scope="module", params=["local", "aws"])
+def stack(request):
+    return default_synth()[1][request.param]
+
+
+@pytest.fixture(scope="module")
+def stacks():
+    return default_synth()[1]
+
+
+def ref(rtype: str, resource_name: str, attribute: str) -> str:
+    return f"${{{rtype}.{resource_name}.{attribute}}}"
+
+
+def name_of(stack, rtype: str, predicate) -> str:
+    matches = [n for n, r in resources(stack, rtype).items() if predicate(r)]
+    assert len(matches) == 1, (rtype, matches)
+    return matches[0]
+
+
+def policy_statements(stack, policy_json_ref: str) -> list[dict]:
+    """Statements of the aws_iam_policy_document data source referenced as ``${data...json}``."""
+    match = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.([^.]+)\.json\}", policy_json_ref)
+    assert match, policy_json_ref
+    return stack["data"]["aws_iam_policy_document"][match.group(1)]["statement"]
+
+
+def test_every_resource_type_of_the_architecture_is_synthesized(stack):
+    missing = [t for t in REQUIRED_TYPES if not resources(stack, t)]
+    assert missing == []
+
+
+def test_outputs(stack):
+    assert set(stack["output"]) == {"api_url", "proxy_endpoint", "db_endpoint", "secret_arn", "function_name"}
+    assert stack["output"]["proxy_endpoint"]["value"].startswith("${aws_db_proxy.")
+    assert "master_user_secret[0].secret_arn" in stack["output"]["secret_arn"]["value"]
+
+
+# ---------------------------------------------------------------- network
+def test_vpc_has_dns_and_no_internet_path(stack):
+    vpc = only(stack, "aws_vpc")
+    assert vpc["enable_dns_support"] is True and vpc["enable_dns_hostnames"] is True
+    for internet in ("aws_internet_gateway", "aws_nat_gateway", "aws_eip", "aws_route"):
+        assert not resources(stack, internet)
+    assert all(s["map_public_ip_on_launch"] is False for s in resources(stack, "aws_subnet").values())
+
+
+def test_db_subnets_span_two_distinct_azs(stack):
+    subnet_group = only(stack, "aws_db_subnet_group")
+    names = [re.search(r"aws_subnet\.([^.]+)\.id", s).group(1) for s in subnet_group["subnet_ids"]]
+    zones = {stack["resource"]["aws_subnet"][n]["availability_zone"] for n in names}
+    assert len(names) >= 2 and len(zones) == len(names)
+
+
+def test_security_groups_chain_lambda_to_proxy_to_db_on_3306_only(stack):
+    groups = resources(stack, "aws_security_group")
+    by_name = {g["name"].rsplit("-", 1)[-1]: ref("aws_security_group", key, "id") for key, g in groups.items()}
+    assert set(by_name) == {"lambda", "proxy", "db"}
+    edges = set()
+    for rtype, direction in (("aws_vpc_security_group_ingress_rule", "in"),
+                             ("aws_vpc_security_group_egress_rule", "out")):
+        for rule in resources(stack, rtype).values():
+            assert (rule["ip_protocol"], rule["from_port"], rule["to_port"]) == ("tcp", 3306, 3306)
+            assert rule["description"], "every rule has a description"
+            assert "cidr_ipv4" not in rule and "cidr_ipv6" not in rule
+            edges.add((direction, rule["security_group_id"], rule["referenced_security_group_id"]))
+    assert edges == {
+        ("out", by_name["lambda"], by_name["proxy"]), ("in", by_name["proxy"], by_name["lambda"]),
+        ("out", by_name["proxy"], by_name["db"]), ("in", by_name["db"], by_name["proxy"]),
+    }
+    for group in groups.values():
+        assert group["description"] and "ingress" not in group and "egress" not in group
+
+
+def test_no_open_cidr_anywhere_and_default_sg_is_empty(stack):
+    assert not [p for p, v in walk(stack["resource"]) if v in ("0.0.0.0/0", "::/0")]
+    default_sg = only(stack, "aws_default_security_group")
+    assert "ingress" not in default_sg and "egress" not in default_sg
+
+
+def test_vpc_flow_logs_go_to_an_encrypted_log_group(stack):
+    flow = only(stack, "aws_flow_log")
+    assert flow["traffic_type"] == "ALL" and flow["log_destination_type"] == "cloud-watch-logs"
+
+
+# ---------------------------------------------------------------- database
+def test_database_is_private_encrypted_backed_up_mysql80(stack):
+    db = only(stack, "aws_db_instance")
+    assert db["engine"] == "mysql" and db["engine_version"].startswith("8.0")
+    assert db["publicly_accessible"] is False
+    assert db["storage_encrypted"] is True and db["kms_key_id"].startswith("${aws_kms_key.")
+    assert db["backup_retention_period"] >= 1
+    assert set(db["enabled_cloudwatch_logs_exports"]) >= {"error", "slowquery"}
+    assert db["db_subnet_group_name"].startswith("${aws_db_subnet_group.")
+    assert db["iam_database_authentication_enabled"] is True
+
+
+def test_deletion_protection_and_final_snapshot_on_outside_throwaway(stacks):
+    aws_db, local_db = only(stacks["aws"], "aws_db_instance"), only(stacks["local"], "aws_db_instance")
+    assert aws_db["deletion_protection"] is True and aws_db["skip_final_snapshot"] is False
+    assert aws_db["final_snapshot_identifier"]
+    assert local_db["deletion_protection"] is False and local_db["skip_final_snapshot"] is True
+
+
+def test_master_password_is_managed_by_rds_and_in_no_synthesized_value(stack):
+    db = only(stack, "aws_db_instance")
+    assert db["manage_master_user_password"] is True
+    assert db["master_user_secret_kms_key_id"].startswith("${aws_kms_key.")
+    for forbidden in ("password", "password_wo"):
+        assert forbidden not in db
+    assert not resources(stack, "aws_secretsmanager_secret_version"), "no secret value is written by Terraform"
+    for path, value in walk(stack):
+        key = path.rsplit(".", 1)[-1].lower()
+        if "password" in key and key not in ("manage_master_user_password",):
+            pytest.fail(f"password-like key {path}={value!r} in synthesized JSON")
+
+
+# ---------------------------------------------------------------- proxy
+def test_proxy_requires_tls_and_iam_and_uses_the_db_secret(stack):
+    proxy = only(stack, "aws_db_proxy")
+    assert proxy["engine_family"] == "MYSQL" and proxy["require_tls"] is True
+    assert proxy["idle_client_timeout"] == 1800 and proxy["debug_logging"] is False
+    (auth,) = proxy["auth"]
+    assert auth["auth_scheme"] == "SECRETS" and auth["iam_auth"] == "REQUIRED"
+    assert auth["secret_arn"].endswith(".master_user_secret[0].secret_arn}")
+    assert len(proxy["vpc_subnet_ids"]) >= 2
+
+
+def test_proxy_role_reads_only_the_db_secret_and_decrypts_only_via_secrets_manager(stack):
+    proxy = only(stack, "aws_db_proxy")
+    role_name = re.search(r"aws_iam_role\.([^.]+)\.arn", proxy["role_arn"]).group(1)
+    role = stack["resource"]["aws_iam_role"][role_name]
+    (trust,) = policy_statements(stack, role["assume_role_policy"])
+    assert trust["principals"] == [{"identifiers": ["rds.amazonaws.com"], "type": "Service"}]
+    policies = [p for p in resources(stack, "aws_iam_role_policy").values()
+                if p["role"] == ref("aws_iam_role", role_name, "id")]
+    (policy,) = policies
+    read, decrypt = policy_statements(stack, policy["policy"])
+    assert read["actions"] == ["secretsmanager:GetSecretValue"]
+    assert read["resources"] == [only(stack, "aws_db_proxy")["auth"][0]["secret_arn"]]
+    assert decrypt["actions"] == ["kms:Decrypt"] and decrypt["resources"][0].startswith("${aws_kms_key.")
+    assert decrypt["condition"][0]["variable"] == "kms:ViaService"
+    assert decrypt["condition"][0]["values"] == ["secretsmanager.ap-northeast-1.amazonaws.com"]
+
+
+def test_target_group_pool_settings_follow_the_seed_and_aws_defaults(stack):
+    pool = only(stack, "aws_db_proxy_default_target_group")["connection_pool_config"]
+    assert pool == {"max_connections_percent": 70, "max_idle_connections_percent": 50,
+                    "connection_borrow_timeout": 120, "session_pinning_filters": []}
+    target = only(stack, "aws_db_proxy_target")
+    db_name = next(iter(resources(stack, "aws_db_instance")))
+    assert target["db_instance_identifier"] == ref("aws_db_instance", db_name, "identifier")
+    assert target["target_group_name"].startswith("${aws_db_proxy_default_target_group.")
+
+
+# ---------------------------------------------------------------- function
+def test_lambda_runs_in_the_lambda_subnets_with_its_sg_and_no_password(stack):
+    fn = only(stack, "aws_lambda_function")
+    assert re.fullmatch(r"python3\.(1[2-9])", fn["runtime"])
+    assert fn["handler"] == "app.lambda_handler"
+    lambda_subnets = {ref("aws_subnet", n, "id") for n, s in resources(stack, "aws_subnet").items()
+                      if "lambda-subnet" in n}
+    assert set(fn["vpc_config"]["subnet_ids"]) == lambda_subnets and lambda_subnets
+    lambda_sg = name_of(stack, "aws_security_group", lambda g: g["name"].endswith("-lambda"))
+    assert fn["vpc_config"]["security_group_ids"] == [ref("aws_security_group", lambda_sg, "id")]
+    env = fn["environment"]["variables"]
+    assert env["DB_HOST"].endswith(".endpoint}") and env["DB_HOST"].startswith("${aws_db_proxy.")
+    assert {k: env[k] for k in ("DB_PORT", "DB_NAME", "DB_USER", "DB_TABLE", "DB_AUTH")} == {
+        "DB_PORT": "3306", "DB_NAME": "app", "DB_USER": "app_admin", "DB_TABLE": "access_times", "DB_AUTH": "iam"}
+    assert not [k for k in env if re.search("PASS|SECRET|TOKEN", k)]
+    assert fn["source_code_hash"] and fn["filename"].startswith("assets/")
+    assert fn["logging_config"]["log_format"] == "JSON"
+
+
+def test_lambda_role_has_vpc_access_and_rds_db_connect_scoped_to_proxy_id_and_user(stack):
+    fn = only(stack, "aws_lambda_function")
+    role_name = re.search(r"aws_iam_role\.([^.]+)\.arn", fn["role"]).group(1)
+    attachments = [a["policy_arn"] for a in resources(stack, "aws_iam_role_policy_attachment").values()
+                   if a["role"] == ref("aws_iam_role", role_name, "name")]
+    assert attachments == ["arn:${data.aws_partition.partition.partition}:iam::aws:policy/service-role/"
+                           "AWSLambdaVPCAccessExecutionRole"]
+    inline = [p for p in resources(stack, "aws_iam_role_policy").values()
+              if p["role"] == ref("aws_iam_role", role_name, "id")]
+    (connect,) = [s for p in inline for s in policy_statements(stack, p["policy"])]
+    assert connect["actions"] == ["rds-db:connect"]
+    proxy_name = next(iter(resources(stack, "aws_db_proxy")))
+    assert connect["resources"] == [
+        "arn:${data.aws_partition.partition.partition}:rds-db:ap-northeast-1:"
+        "${data.aws_caller_identity.caller.account_id}:dbuser:"
+        f"${{element(split(\":\", aws_db_proxy.{proxy_name}.arn), 6)}}/app_admin"]
+
+
+def test_log_groups_have_retention_and_encryption(stack):
+    groups = resources(stack, "aws_cloudwatch_log_group").values()
+    names = {g["name"] for g in groups}
+    assert "/aws/lambda/" + only(stack, "aws_lambda_function")["function_name"] in names
+    assert all(g["retention_in_days"] > 0 and g["kms_key_id"].startswith("${aws_kms_key.") for g in groups)
+
+
+# ---------------------------------------------------------------- API
+def test_http_api_routes_to_lambda_with_payload_2_and_access_logs(stack):
+    api_name = next(iter(resources(stack, "aws_apigatewayv2_api")))
+    assert only(stack, "aws_apigatewayv2_api")["protocol_type"] == "HTTP"
+    integration = only(stack, "aws_apigatewayv2_integration")
+    assert integration["integration_type"] == "AWS_PROXY" and integration["payload_format_version"] == "2.0"
+    assert integration["integration_uri"].startswith("${aws_lambda_function.")
+    route = only(stack, "aws_apigatewayv2_route")
+    assert route["route_key"] == "ANY /" and route["target"].startswith("integrations/${aws_apigatewayv2_integration.")
+    stage = only(stack, "aws_apigatewayv2_stage")
+    assert stage["name"] == "$default" and stage["auto_deploy"] is True
+    assert json.loads(stage["access_log_settings"]["format"])["requestId"] == "$context.requestId"
+    permission = only(stack, "aws_lambda_permission")
+    assert permission["principal"] == "apigateway.amazonaws.com"
+    assert permission["source_arn"] == ref("aws_apigatewayv2_api", api_name, "execution_arn") + "/*/*/"
+
+
+# ---------------------------------------------------------------- targets and backend
+def test_local_target_talks_only_to_the_loopback_emulator(stacks):
+    (provider,) = stacks["local"]["provider"]["aws"]
+    endpoints = provider["endpoints"][0]
+    assert set(endpoints) >= {"ec2", "iam", "rds", "secretsmanager", "lambda", "apigatewayv2", "logs", "sts", "kms"}
+    assert all(re.fullmatch(r"http://127\.0\.0\.1:\d+", url) for url in endpoints.values())
+    assert provider["skip_requesting_account_id"] is False and provider["max_retries"] == 1
+    assert stacks["local"]["terraform"]["backend"]["local"]["path"].endswith("terraform.local.tfstate")
+
+
+def test_aws_target_has_no_endpoints_and_no_credentials_in_code(stacks):
+    (provider,) = stacks["aws"]["provider"]["aws"]
+    for key in ("endpoints", "access_key", "secret_key", "token"):
+        assert key not in provider
+    assert stacks["aws"]["terraform"]["required_providers"]["aws"]["version"] == "5.100.0"
