@@ -145,3 +145,13 @@ def test_s3_backend_is_synthesized_with_locking(tmp_path):
     assert backend == {"bucket": "acme-tf-state", "key": "sms/prod.tfstate", "region": "ap-northeast-1",
                        "encrypt": True, "use_lockfile": True}
     assert stacks["prod"]["provider"]["aws"][0]["allowed_account_ids"] == ["123456789012"]
+
+
+def test_every_setting_is_documented_in_the_readme():
+    import dataclasses
+
+    from tests.synth_support import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    undocumented = [f.name for f in dataclasses.fields(StackSettings) if f"| `{f.name}` |" not in readme]
+    assert undocumented == []

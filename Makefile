@@ -1,0 +1,49 @@
+# Entry points. Every target installs what it needs first (scripts/bootstrap.sh is idempotent).
+PY := .venv/bin/python
+export CHECKPOINT_DISABLE := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: setup local synth validate diff state outputs destroy down serve experiment test bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+## The main job on the embedded local default: emulator up, deploy the `local` stack, show outputs.
+local: setup
+	$(PY) -m local deploy
+
+synth: setup
+	npx cdktf synth
+
+diff: setup
+	$(PY) -m local diff
+
+state: setup
+	$(PY) -m local state
+
+outputs: setup
+	$(PY) -m local outputs
+
+destroy: setup
+	$(PY) -m local destroy
+
+down: setup
+	$(PY) -m local down
+
+## Run the application locally (HTTP API -> Lambda-like runtime -> proxy stand-in -> MariaDB).
+serve: setup
+	$(PY) -m local serve
+
+## The seed's load experiment, direct vs through the proxy (10,000 requests, 100 users).
+experiment: setup
+	$(PY) -m local experiment
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/bench_synth.py
+	$(PY) bench/bench_handler.py
+
+clean:
+	rm -rf cdktf.out build .local results terraform.*.tfstate*
