@@ -19,7 +19,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
+import os
 import re
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -98,9 +100,7 @@ def driver_files(expected_version: str) -> dict[str, Path]:
     selected: dict[str, Path] = {}
     for entry in dist.files or ():
         name = PurePosixPath(entry).as_posix()
-        if _keep_driver_file(name):
-            selected[name] = Path(str(entry.locate()))
-        elif _is_kept_dist_info(name):
+        if _keep_driver_file(name) or _is_kept_dist_info(name):
             selected[name] = Path(str(entry.locate()))
     if "mysql/connector/__init__.py" not in selected:
         raise PackagingError(f"{DRIVER_DISTRIBUTION} {dist.version} has no mysql/connector/__init__.py in its RECORD")
@@ -128,15 +128,23 @@ def write_deterministic_zip(entries: dict[str, bytes], out_path: Path, compress:
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     level = DEFLATE_LEVEL if compress else None
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = out_path.with_name(out_path.name + ".tmp")
-    with zipfile.ZipFile(tmp_path, "w", compression=method, compresslevel=level) as archive:
-        for name in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-            info.compress_type = method
-            info.create_system = 3  # Unix, so external_attr is read as a mode by every unzip/Lambda
-            info.external_attr = FILE_MODE << 16
-            archive.writestr(info, entries[name], compresslevel=level)
-    tmp_path.replace(out_path)  # atomic: a concurrent reader never sees a half-written zip
+    # Unique temp file + atomic rename: concurrent builds (parallel synths/tests) and readers never
+    # see a half-written zip.
+    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
+    tmp_path = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", compression=method, compresslevel=level) as archive:
+            for name in sorted(entries):
+                info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+                info.compress_type = method
+                info.create_system = 3  # Unix, so external_attr is read as a mode by every unzip/Lambda
+                info.external_attr = FILE_MODE << 16
+                archive.writestr(info, entries[name], compresslevel=level)
+        tmp_path.chmod(0o644)
+        tmp_path.replace(out_path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
 
 
 def file_base64_sha256(path: Path) -> str:

@@ -1,0 +1,71 @@
+"""Per-invocation overhead of the local runtime and HTTP API (prints numbers; not a test).
+
+    python bench/bench_runtime.py [--invocations 3000]
+
+Uses a trivial handler so only our plumbing is measured: runtime.invoke (pipe + JSON to a warm
+container and back), the same through the HTTP API over one keep-alive connection, and cold starts.
+"""
+
+import argparse
+import http.client
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from local.http_api import HttpApi  # noqa: E402
+from local.runtime import LambdaRuntime, RuntimeConfig  # noqa: E402
+
+HANDLERS = str(ROOT / "tests" / "runtime_handlers")
+
+
+def timed(fn, n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1e6)
+    return samples
+
+
+def report(label: str, samples: list[float]) -> None:
+    q = statistics.quantiles(samples, n=100)
+    print(f"{label:<38} median {statistics.median(samples):8.0f} us   p99 {q[98]:8.0f} us   n={len(samples)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--invocations", type=int, default=3000)
+    args = parser.parse_args()
+    config = RuntimeConfig(handler="sample_app.lambda_handler", code_dir=HANDLERS, max_concurrency=100, timeout_s=5,
+                           preload_modules=("json",))
+    with LambdaRuntime(config) as runtime, HttpApi(runtime.invoke) as api:
+        runtime.invoke({})  # start the zygote and one container
+        report("runtime.invoke (warm)", timed(lambda: runtime.invoke({"k": "v"}), args.invocations))
+        host, port = api.url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port))
+
+        def get() -> None:
+            conn.request("GET", "/")
+            conn.getresponse().read()
+
+        report("HTTP GET via HttpApi (keep-alive, warm)", timed(get, args.invocations))
+        conn.close()
+        started = time.perf_counter()
+        threads = [threading.Thread(target=runtime.invoke, args=({"action": "sleep", "seconds": 0.5},)) for _ in range(99)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started - 0.5
+        stats = runtime.stats()
+        print(f"{'cold starts (99 concurrent)':<38} {stats.cold_starts - 1} new containers in ~{elapsed:.2f} s "
+              f"(handler import median {statistics.median(runtime.init_durations_ms):.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Read what the local stack actually deployed: the function's settings and the proxy's pool settings.
+
+The local data plane must run the handler with the environment and pool settings that the stack
+deploys, not with a hand-kept copy. They come from the Terraform state of the deployed `local`
+stack, or (for CI and benchmarks, when nothing is deployed) from the synthesized `cdk.tf.json`,
+which holds the same values before apply.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STACK = "local"
+_REFERENCE = re.compile(r"^\$\{([A-Za-z0-9_]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\}$")
+
+
+class DeployedStateError(RuntimeError):
+    """No usable deployed state (or synth output); the message says what to run."""
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """`aws_db_proxy_default_target_group.connection_pool_config` plus the proxy's idle client timeout."""
+
+    max_connections_percent: int = 100
+    max_idle_connections_percent: int = 50
+    connection_borrow_timeout: int = 120
+    init_query: str | None = None
+    session_pinning_filters: tuple[str, ...] = ()
+    idle_client_timeout: int = 1800
+    require_tls: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_connections_percent <= 100:
+            raise ValueError(f"max_connections_percent={self.max_connections_percent}: must be in 1..100")
+        if not 0 <= self.max_idle_connections_percent <= self.max_connections_percent:
+            raise ValueError(
+                f"max_idle_connections_percent={self.max_idle_connections_percent}: "
+                f"must be in 0..max_connections_percent ({self.max_connections_percent})"
+            )
+        if not 0 <= self.connection_borrow_timeout <= 3600:
+            raise ValueError(f"connection_borrow_timeout={self.connection_borrow_timeout}: must be in 0..3600")
+        if not 1 <= self.idle_client_timeout <= 28800:
+            raise ValueError(f"idle_client_timeout={self.idle_client_timeout}: must be in 1..28800")
+
+    def pool_cap(self, db_max_connections: int) -> int:
+        """Backend connections the proxy may open: the percentage of the DB's max_connections, rounded down."""
+        return max(1, db_max_connections * self.max_connections_percent // 100)
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    """The deployed `aws_lambda_function` as far as running it locally needs."""
+
+    function_name: str
+    handler: str
+    environment: Mapping[str, str]
+    memory_mb: int = 128
+    timeout_s: int = 3
+    reserved_concurrency: int | None = None  # None: unreserved (Terraform's -1)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "environment", MappingProxyType(dict(self.environment)))
+        if "." not in self.handler:
+            raise ValueError(f"handler={self.handler!r}: expected 'module.function'")
+        if not 128 <= self.memory_mb <= 10240:
+            raise ValueError(f"memory_mb={self.memory_mb}: must be in 128..10240")
+        if not 1 <= self.timeout_s <= 900:
+            raise ValueError(f"timeout_s={self.timeout_s}: must be in 1..900")
+        if self.reserved_concurrency is not None and not 0 <= self.reserved_concurrency <= 1000:
+            raise ValueError(f"reserved_concurrency={self.reserved_concurrency}: must be in 0..1000 or None")
+
+
+@dataclass(frozen=True)
+class DeployedStack:
+    """What the local data plane takes from the deployed (or synthesized) stack."""
+
+    function: FunctionSettings
+    pool: PoolSettings
+    route_keys: tuple[str, ...] = ("$default",)
+    source: str = ""
+    unresolved: tuple[str, ...] = field(default=())
+    """Environment variables whose value is a Terraform reference not resolvable here (synth only)."""
+
+
+# --- locating the inputs ---------------------------------------------------------------------
+def stack_dir(stack: str = DEFAULT_STACK, root: Path = REPO_ROOT) -> Path:
+    return root / "cdktf.out" / "stacks" / stack
+
+
+def state_file_candidates(stack: str = DEFAULT_STACK, root: Path = REPO_ROOT) -> list[Path]:
+    """The local backend's state path from the synthesized config first, then the usual cdktf places."""
+    directory = stack_dir(stack, root)
+    candidates: list[Path] = []
+    synth = directory / "cdk.tf.json"
+    if synth.is_file():
+        try:
+            backend = json.loads(synth.read_text()).get("terraform", {}).get("backend", {}).get("local", {})
+        except json.JSONDecodeError:
+            backend = {}
+        if backend.get("path"):
+            path = Path(backend["path"])
+            candidates.append(path if path.is_absolute() else directory / path)
+    candidates += [root / f"terraform.{stack}.tfstate", directory / f"terraform.{stack}.tfstate", directory / "terraform.tfstate"]
+    return list(dict.fromkeys(candidates))
+
+
+def load(stack: str = DEFAULT_STACK, root: Path = REPO_ROOT, settings_from_synth: bool = False) -> DeployedStack:
+    """The deployed stack's settings; with `settings_from_synth`, read the synthesized config instead."""
+    if settings_from_synth:
+        synth = stack_dir(stack, root) / "cdk.tf.json"
+        if not synth.is_file():
+            raise DeployedStateError(f"{synth} does not exist: run `python main.py` (or `npx cdktf synth`) first.")
+        return parse_synth(json.loads(synth.read_text()), source=str(synth))
+    for path in state_file_candidates(stack, root):
+        if path.is_file():
+            state = json.loads(path.read_text())
+            if state.get("resources"):
+                return parse_state(state, source=str(path))
+    raise DeployedStateError(
+        f"no deployed state for stack '{stack}' (looked for {', '.join(map(str, state_file_candidates(stack, root)))}): "
+        "run `python -m local deploy` first, or pass --settings-from-synth to use the synthesized config."
+    )
+
+
+# --- Terraform state (format version 4) ------------------------------------------------------
+def _state_resources(state: Mapping[str, Any], rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for resource in state.get("resources", []):
+        if resource.get("mode") == "managed" and resource.get("type") == rtype:
+            for instance in resource.get("instances", []):
+                yield resource.get("name", ""), instance.get("attributes", {})
+
+
+def _block(value: Any) -> dict[str, Any]:
+    """Nested blocks are lists in state and objects (or lists) in synth output."""
+    if isinstance(value, list):
+        return value[0] if value else {}
+    return value or {}
+
+
+def _only(items: list[tuple[str, dict[str, Any]]], rtype: str, source: str) -> dict[str, Any]:
+    if len(items) != 1:
+        raise DeployedStateError(f"{source}: expected exactly one {rtype}, found {len(items)}: run `python -m local deploy`.")
+    return items[0][1]
+
+
+def parse_state(state: Mapping[str, Any], source: str = "state") -> DeployedStack:
+    if state.get("version") != 4:
+        raise DeployedStateError(f"{source}: Terraform state version {state.get('version')!r} is not supported (need 4)")
+    function = _only(list(_state_resources(state, "aws_lambda_function")), "aws_lambda_function", source)
+    target_group = _only(
+        list(_state_resources(state, "aws_db_proxy_default_target_group")), "aws_db_proxy_default_target_group", source
+    )
+    proxy = _only(list(_state_resources(state, "aws_db_proxy")), "aws_db_proxy", source)
+    routes = tuple(attrs["route_key"] for _, attrs in _state_resources(state, "aws_apigatewayv2_route"))
+    return DeployedStack(
+        function=_function_settings(function, {}),
+        pool=_pool_settings(_block(target_group.get("connection_pool_config")), proxy),
+        route_keys=routes or ("$default",),
+        source=source,
+    )
+
+
+# --- synthesized cdk.tf.json ------------------------------------------------------------------
+def parse_synth(config: Mapping[str, Any], source: str = "cdk.tf.json") -> DeployedStack:
+    resources: Mapping[str, Mapping[str, Any]] = config.get("resource", {})
+
+    def of_type(rtype: str) -> list[tuple[str, dict[str, Any]]]:
+        return list(resources.get(rtype, {}).items())
+
+    function = _only(of_type("aws_lambda_function"), "aws_lambda_function", source)
+    target_group = _only(of_type("aws_db_proxy_default_target_group"), "aws_db_proxy_default_target_group", source)
+    proxy = _only(of_type("aws_db_proxy"), "aws_db_proxy", source)
+    routes = tuple(attrs["route_key"] for _, attrs in of_type("aws_apigatewayv2_route"))
+    unresolved: list[str] = []
+    settings = _function_settings(function, resources, unresolved)
+    return DeployedStack(
+        function=settings,
+        pool=_pool_settings(_block(target_group.get("connection_pool_config")), proxy),
+        route_keys=routes or ("$default",),
+        source=source,
+        unresolved=tuple(unresolved),
+    )
+
+
+def _resolve(value: Any, resources: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Replace a whole-value `${type.name.attr}` reference by that attribute when it is a literal."""
+    match = _REFERENCE.match(value) if isinstance(value, str) else None
+    if not match:
+        return value
+    rtype, name, attr = match.groups()
+    target = resources.get(rtype, {}).get(name, {}).get(attr)
+    return target if isinstance(target, (str, int, float)) and not isinstance(target, bool) else value
+
+
+# --- shared ----------------------------------------------------------------------------------
+def _function_settings(
+    attrs: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]], unresolved: list[str] | None = None
+) -> FunctionSettings:
+    variables = _block(attrs.get("environment")).get("variables") or {}
+    environment: dict[str, str] = {}
+    for name, value in variables.items():
+        value = _resolve(value, resources)
+        if isinstance(value, str) and "${" in value and unresolved is not None:
+            unresolved.append(name)
+        environment[name] = str(value)
+    reserved = attrs.get("reserved_concurrent_executions")
+    return FunctionSettings(
+        function_name=str(_resolve(attrs.get("function_name", "function"), resources)),
+        handler=str(attrs.get("handler", "")),
+        environment=environment,
+        memory_mb=int(attrs.get("memory_size") or 128),
+        timeout_s=int(attrs.get("timeout") or 3),
+        reserved_concurrency=None if reserved is None or int(reserved) < 0 else int(reserved),
+    )
+
+
+def _pool_settings(pool: Mapping[str, Any], proxy: Mapping[str, Any]) -> PoolSettings:
+    defaults = PoolSettings()
+    init_query = pool.get("init_query") or None  # state stores "" for unset
+    return PoolSettings(
+        max_connections_percent=int(pool.get("max_connections_percent", defaults.max_connections_percent)),
+        max_idle_connections_percent=int(pool.get("max_idle_connections_percent", defaults.max_idle_connections_percent)),
+        connection_borrow_timeout=int(pool.get("connection_borrow_timeout", defaults.connection_borrow_timeout)),
+        init_query=init_query,
+        session_pinning_filters=tuple(pool.get("session_pinning_filters") or ()),
+        idle_client_timeout=int(proxy.get("idle_client_timeout", defaults.idle_client_timeout)),
+        require_tls=bool(proxy.get("require_tls", False)),
+    )

@@ -1,0 +1,356 @@
+"""The seed's load experiment, locally: N requests from U locust users, direct to the DB vs through the proxy.
+
+Each path gets a fresh data plane (fresh MariaDB, cold containers, fresh proxy), so neither run
+inherits connections or warm containers from the other. While locust runs (headless, in its own
+process), a sampler reads the server's connection count over MariaDB's extra port (outside the
+`max_connections` slots it measures) and the proxy's /stats. Results: a table on stdout,
+`<out>/experiment.json` and `<out>/experiment.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from local import deployed
+from local.dataplane import DataPlaneConfig, LocalDataPlane, add_settings_arguments
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCUSTFILE = REPO_ROOT / "bench" / "locustfile.py"
+PATHS = ("direct", "proxy")
+SAMPLE_INTERVAL_S = 0.15
+BIN_S = 1.0  # width of the time bins in the plot and the JSON time series
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    requests: int = 10_000
+    users: int = 100
+    spawn_rate: float = 1000.0
+    db_max_connections: int = 65
+    max_concurrency: int | None = None
+    out_dir: str = str(REPO_ROOT / "results")
+    run_timeout_s: float = 300.0
+    paths: tuple[str, ...] = PATHS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.requests <= 1_000_000:
+            raise ValueError(f"requests={self.requests}: must be in 1..1000000")
+        if not 1 <= self.users <= 1000:
+            raise ValueError(f"users={self.users}: must be in 1..1000")
+        if not 0 < self.spawn_rate <= 100_000:
+            raise ValueError(f"spawn_rate={self.spawn_rate}: must be in (0, 100000]")
+        if not 10 <= self.db_max_connections <= 100_000:
+            raise ValueError(f"db_max_connections={self.db_max_connections}: must be in 10..100000")
+        if not 1 <= self.run_timeout_s <= 3600:
+            raise ValueError(f"run_timeout_s={self.run_timeout_s}: must be in 1..3600")
+        unknown = set(self.paths) - set(PATHS)
+        if not self.paths or unknown:
+            raise ValueError(f"paths={self.paths}: must be a non-empty subset of {PATHS}")
+
+
+class Sampler:
+    """Samples DB and proxy connection counts in a background thread until stopped."""
+
+    def __init__(self, plane: LocalDataPlane, interval_s: float = SAMPLE_INTERVAL_S):
+        self._plane = plane
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+        self.samples: list[dict[str, Any]] = []
+        self.errors = 0
+
+    def _sample(self) -> dict[str, Any]:
+        assert self._plane.db is not None
+        sample: dict[str, Any] = {"t": time.time(), "db_connections": self._plane.db.threads_connected()}
+        if self._plane.proxy is not None:
+            stats = self._plane.proxy.stats()
+            sample["proxy_clients"] = stats.get("client_connections")
+            sample["proxy_backends"] = stats.get("backend_connections")
+        return sample
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append(self._sample())
+            except Exception:  # noqa: BLE001 - a missed sample must not end the experiment
+                self.errors += 1
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> "Sampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def run_locust(url: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
+    """Run locust headless as a subprocess and return the per-request records its locustfile wrote."""
+    results_file = workdir / "locust-records.json"
+    command = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+        "-u", str(config.users), "-r", str(config.spawn_rate), "--host", url,
+        "--requests", str(config.requests), "--results-file", str(results_file),
+        "--run-time", f"{int(config.run_timeout_s)}s", "--stop-timeout", "10",
+        "--only-summary", "--loglevel", "WARNING",
+    ]
+    with open(workdir / "locust.log", "wb") as log:
+        completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT),
+                                   timeout=config.run_timeout_s + 60)
+    if not results_file.is_file():
+        tail = (workdir / "locust.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"locust exited with {completed.returncode} and wrote no results:\n{tail}")
+    return json.loads(results_file.read_text())
+
+
+def percentile(values: list[float], pct: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+def summarize(path: str, records: list[dict[str, Any]], samples: list[dict[str, Any]], plane_info: dict[str, Any]) -> dict[str, Any]:
+    """Turn raw records and samples into the numbers the experiment reports."""
+    starts = [r["t"] for r in records]
+    ends = [r["t"] + r["latency_ms"] / 1000 for r in records]
+    t0 = min(starts) if starts else time.time()
+    duration = (max(ends) - t0) if records else 0.0
+    ok = [r for r in records if r["ok"]]
+    causes: dict[str, int] = {}
+    for r in records:
+        if not r["ok"]:
+            causes[r["cause"]] = causes.get(r["cause"], 0) + 1
+    latencies = sorted(r["latency_ms"] for r in records)
+    n_bins = int(duration // BIN_S) + 1 if records else 0
+    ok_bins, err_bins = [0] * n_bins, [0] * n_bins
+    for r in records:
+        index = min(n_bins - 1, int((r["t"] + r["latency_ms"] / 1000 - t0) // BIN_S))
+        (ok_bins if r["ok"] else err_bins)[index] += 1
+    db_series = [[round(s["t"] - t0, 3), s["db_connections"]] for s in samples]
+    proxy_series = [[round(s["t"] - t0, 3), s.get("proxy_clients"), s.get("proxy_backends")] for s in samples if "proxy_clients" in s]
+    return {
+        "path": path,
+        "requests": len(records),
+        "succeeded": len(ok),
+        "failed": len(records) - len(ok),
+        "failures_by_cause": dict(sorted(causes.items(), key=lambda kv: -kv[1])),
+        "duration_s": round(duration, 3),
+        "throughput_rps": round(len(records) / duration, 1) if duration else 0.0,
+        "successful_rps": round(len(ok) / duration, 1) if duration else 0.0,
+        "latency_ms": {f"p{p}": percentile(latencies, p) for p in (50, 95, 99)},
+        "peak_db_connections_sampled": max((s["db_connections"] for s in samples), default=None),
+        "samples": len(samples),
+        **plane_info,
+        "timeseries": {
+            "bin_s": BIN_S,
+            "ok_per_bin": ok_bins,
+            "errors_per_bin": err_bins,
+            "db_connections": db_series,
+            "proxy_clients_backends": proxy_series,
+        },
+    }
+
+
+def _max_used_connections(plane: LocalDataPlane) -> int:
+    """The server's own high-water mark of simultaneous connections (no sampling gaps)."""
+    assert plane.db is not None
+    conn = plane.db.admin_connect()
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'Max_used_connections'")
+        return int(cursor.fetchall()[0][1])
+    finally:
+        conn.close()
+
+
+def run_path(path: str, stack: deployed.DeployedStack, config: ExperimentConfig, workdir: Path, log=print) -> dict[str, Any]:
+    plane_config = DataPlaneConfig(via_proxy=(path == "proxy"), db_max_connections=config.db_max_connections,
+                                   max_concurrency=config.max_concurrency,
+                                   function_log=str(Path(config.out_dir) / f"function-{path}.log"))
+    Path(plane_config.function_log).unlink(missing_ok=True)
+    with LocalDataPlane(stack, plane_config) as plane:
+        log(f"[{path}] " + plane.describe().replace("\n", f"\n[{path}] "))
+        baseline = plane.db.threads_connected() if plane.db else 0
+        with Sampler(plane) as sampler:
+            started = time.perf_counter()
+            data = run_locust(plane.url, config, workdir)
+            wall = time.perf_counter() - started
+        assert plane.runtime is not None and plane.api is not None
+        runtime_stats = plane.runtime.stats()
+        info: dict[str, Any] = {
+            "wall_s": round(wall, 2),
+            "db_max_connections": config.db_max_connections,
+            "db_baseline_connections": baseline,
+            "db_max_used_connections": _max_used_connections(plane),
+            "pool_cap": plane.pool_cap if plane.proxy else None,
+            "containers_created": runtime_stats.containers_created,
+            "peak_concurrency": runtime_stats.peak_concurrency,
+            "http_status_counts": {str(k): v for k, v in sorted(plane.api.status_counts.items())},
+            "local_overrides": plane.overrides,
+            "sampler_errors": sampler.errors,
+        }
+        if plane.proxy is not None:
+            final = plane.proxy.stats()
+            info["proxy_stats"] = final
+            info["peak_proxy_client_connections"] = final.get("client_connections_peak")
+            info["peak_proxy_backend_connections"] = final.get("backend_connections_peak")
+        else:
+            info["peak_proxy_client_connections"] = None
+    return summarize(path, data["records"], sampler.samples, info)
+
+
+def evaluate(results: dict[str, dict[str, Any]], total_s: float) -> dict[str, bool]:
+    """The issue's targets, as booleans in the JSON (the printed table shows them too)."""
+    checks: dict[str, bool] = {}
+    direct, proxy = results.get("direct"), results.get("proxy")
+    if direct:
+        checks["direct_reproduces_1040"] = direct["failures_by_cause"].get("mysql-1040", 0) > 0
+    if proxy:
+        checks["proxy_zero_failures"] = proxy["failed"] == 0
+        peak = max(proxy["peak_db_connections_sampled"] or 0, proxy.get("peak_proxy_backend_connections") or 0)
+        checks["proxy_db_connections_within_pool_cap"] = peak <= proxy["pool_cap"]
+    if direct and proxy and direct["successful_rps"]:
+        checks["proxy_throughput_at_least_80pct_of_direct_successful"] = (
+            proxy["successful_rps"] >= 0.8 * direct["successful_rps"]
+        )
+    checks["whole_comparison_under_2_minutes"] = total_s < 120
+    return checks
+
+
+def format_table(results: dict[str, dict[str, Any]]) -> str:
+    rows = [
+        ("requests", "requests"), ("failed", "failed"), ("failures by cause", "failures_by_cause"),
+        ("throughput req/s", "throughput_rps"), ("successful req/s", "successful_rps"),
+        ("latency p50 ms", ("latency_ms", "p50")), ("latency p95 ms", ("latency_ms", "p95")),
+        ("latency p99 ms", ("latency_ms", "p99")), ("peak DB conns (sampled)", "peak_db_connections_sampled"),
+        ("DB Max_used_connections*", "db_max_used_connections"), ("pool cap", "pool_cap"),
+        ("peak proxy client conns", "peak_proxy_client_connections"), ("containers", "containers_created"),
+        ("duration s", "duration_s"),
+    ]
+    paths = list(results)
+
+    def cell(result: dict[str, Any], key: Any) -> str:
+        value = result[key[0]][key[1]] if isinstance(key, tuple) else result.get(key)
+        if isinstance(value, float):
+            return f"{value:.1f}"
+        if isinstance(value, dict):
+            return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+        return "-" if value is None else str(value)
+
+    table = [["", *paths]] + [[label, *(cell(results[p], key) for p in paths)] for label, key in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table]
+    lines.append("* the server's own high-water mark: includes our monitoring connections on the extra port and")
+    lines.append("  sessions still closing while new ones open; the sampled count is Threads_connected.")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
+    """DB connections (top) and errors vs successes per second (bottom), one column per path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = list(results)
+    fig, axes = plt.subplots(2, len(paths), figsize=(6.5 * len(paths), 7), sharex="col", sharey="row", squeeze=False)
+    for column, name in enumerate(paths):
+        result = results[name]
+        series = result["timeseries"]
+        top, bottom = axes[0][column], axes[1][column]
+        if series["db_connections"]:
+            xs, ys = zip(*series["db_connections"])
+            top.plot(xs, ys, label="DB connections (server)", color="tab:blue")
+        if series["proxy_clients_backends"]:
+            xs = [row[0] for row in series["proxy_clients_backends"]]
+            top.plot(xs, [row[1] for row in series["proxy_clients_backends"]], label="proxy client connections",
+                     color="tab:green", linestyle="--")
+        top.axhline(result["db_max_connections"], color="tab:red", linestyle=":", label="max_connections")
+        if result.get("pool_cap"):
+            top.axhline(result["pool_cap"], color="tab:orange", linestyle="-.", label=f"pool cap ({result['pool_cap']})")
+        top.set_title(f"{name}: {result['failed']} of {result['requests']} failed, {result['successful_rps']:.0f} ok req/s")
+        top.set_ylabel("connections")
+        top.legend(loc="lower right", fontsize=8)
+        bins = range(len(series["ok_per_bin"]))
+        xs = [i * series["bin_s"] for i in bins]
+        bottom.bar(xs, series["ok_per_bin"], width=series["bin_s"], align="edge", color="tab:green", label="ok")
+        bottom.bar(xs, series["errors_per_bin"], width=series["bin_s"], align="edge", bottom=series["ok_per_bin"],
+                   color="tab:red", label="errors (1040 etc.)")
+        bottom.set_xlabel("seconds since first request")
+        bottom.set_ylabel(f"requests per {series['bin_s']:g} s")
+        bottom.legend(loc="upper right", fontsize=8)
+    fig.suptitle("Lambda -> MySQL: direct vs through the RDS Proxy stand-in")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(stack: deployed.DeployedStack, config: ExperimentConfig, log=print) -> dict[str, Any]:
+    """Run every configured path and write the JSON and PNG; returns the JSON document."""
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="experiment-") as tmp:
+        for path in config.paths:
+            workdir = Path(tmp) / path
+            workdir.mkdir()
+            log(f"[{path}] {config.requests} requests from {config.users} users ...")
+            results[path] = run_path(path, stack, config, workdir, log)
+    total = time.perf_counter() - started
+    document = {
+        "config": {"requests": config.requests, "users": config.users, "db_max_connections": config.db_max_connections,
+                   "settings_source": stack.source, "pool": {"max_connections_percent": stack.pool.max_connections_percent,
+                   "max_idle_connections_percent": stack.pool.max_idle_connections_percent,
+                   "connection_borrow_timeout": stack.pool.connection_borrow_timeout}},
+        "total_s": round(total, 1),
+        "results": results,
+        "checks": evaluate(results, total),
+    }
+    (out_dir / "experiment.json").write_text(json.dumps(document, indent=1))
+    plot(results, out_dir / "experiment.png")
+    return document
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m local experiment`."""
+    parser = argparse.ArgumentParser(prog="python -m local experiment", description=__doc__.splitlines()[0])
+    add_settings_arguments(parser)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--out", default=str(REPO_ROOT / "results"), help="output directory (default: results/)")
+    parser.add_argument("--only", choices=PATHS, help="run only one path")
+    args = parser.parse_args(argv)
+    try:
+        stack = deployed.load(args.stack, settings_from_synth=args.settings_from_synth)
+        config = ExperimentConfig(requests=args.requests, users=args.users, db_max_connections=args.max_connections,
+                                  max_concurrency=args.max_concurrency, out_dir=args.out,
+                                  paths=(args.only,) if args.only else PATHS)
+    except (deployed.DeployedStateError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    document = run(stack, config, log=lambda line: print(line, flush=True))
+    print()
+    print(format_table(document["results"]))
+    print()
+    for name, passed in document["checks"].items():
+        print(f"{'PASS' if passed else 'FAIL'}  {name}")
+    print(f"total {document['total_s']} s; wrote {Path(args.out) / 'experiment.json'} and experiment.png")
+    return 0 if all(document["checks"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

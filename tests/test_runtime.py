@@ -1,0 +1,172 @@
+"""The Lambda-like runtime: warm reuse, on-demand containers up to the limit, LIFO, errors, timeouts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from local.runtime import (
+    ContainerCrashed,
+    FunctionError,
+    FunctionTimeout,
+    LambdaRuntime,
+    RuntimeConfig,
+    Throttled,
+)
+
+HANDLERS = str(Path(__file__).parent / "runtime_handlers")
+
+
+def config(**overrides) -> RuntimeConfig:
+    values = dict(handler="sample_app.lambda_handler", code_dir=HANDLERS, environment={"SAMPLE_VALUE": "from-config"},
+                  max_concurrency=4, timeout_s=2.0)
+    values.update(overrides)
+    return RuntimeConfig(**values)
+
+
+def body(result: dict) -> dict:
+    return json.loads(result["body"])
+
+
+@pytest.fixture
+def runtime():
+    with LambdaRuntime(config()) as rt:
+        yield rt
+
+
+def test_warm_container_keeps_module_state_and_environment(runtime):
+    first, second = body(runtime.invoke({"n": 1})), body(runtime.invoke({"n": 2}))
+    assert first["pid"] == second["pid"]
+    assert (first["calls"], second["calls"]) == (1, 2)
+    assert second["env"] == "from-config"
+    assert second["event"] == {"n": 2}
+    assert 0 < second["remaining_ms"] <= 2000
+    stats = runtime.stats()
+    assert (stats.containers_created, stats.cold_starts, stats.invocations) == (1, 1, 2)
+
+
+def test_containers_are_created_on_demand_up_to_the_limit_then_throttled(runtime):
+    barrier_event = {"action": "sleep", "seconds": 0.6}
+    with ThreadPoolExecutor(5) as pool:
+        futures = [pool.submit(runtime.invoke, barrier_event) for _ in range(4)]
+        time.sleep(0.3)  # all four are running now
+        with pytest.raises(Throttled) as throttled:
+            runtime.invoke({})
+        pids = {body(f.result())["pid"] for f in futures}
+    assert throttled.value.error_type == "TooManyRequestsException"
+    assert len(pids) == 4
+    stats = runtime.stats()
+    assert (stats.containers_created, stats.throttles, stats.peak_concurrency) == (4, 1, 4)
+    # Once idle, the same containers serve again: no more cold starts.
+    for _ in range(6):
+        runtime.invoke({})
+    assert runtime.stats().cold_starts == 4
+
+
+def test_idle_containers_are_reused_last_in_first_out(runtime):
+    with ThreadPoolExecutor(2) as pool:
+        short = pool.submit(runtime.invoke, {"action": "sleep", "seconds": 0.1})
+        long = pool.submit(runtime.invoke, {"action": "sleep", "seconds": 0.5})
+        short_pid, long_pid = body(short.result())["pid"], body(long.result())["pid"]
+    assert short_pid != long_pid
+    assert body(runtime.invoke({}))["pid"] == long_pid  # released last, reused first
+
+
+def test_handler_exception_is_a_function_error_and_the_container_stays_warm(runtime):
+    pid = body(runtime.invoke({}))["pid"]
+    with pytest.raises(FunctionError) as error:
+        runtime.invoke({"action": "raise"})
+    assert error.value.payload["errorType"] == "ValueError"
+    assert error.value.payload["errorMessage"] == "boom"
+    assert body(runtime.invoke({}))["pid"] == pid
+
+
+def test_result_that_is_not_json_is_a_function_error(runtime):
+    with pytest.raises(FunctionError) as error:
+        runtime.invoke({"action": "not_json"})
+    assert error.value.payload["errorType"] == "TypeError"
+
+
+def test_timeout_kills_the_container_and_the_next_call_is_cold():
+    with LambdaRuntime(config(timeout_s=0.3)) as rt:
+        pid = body(rt.invoke({}))["pid"]
+        started = time.monotonic()
+        with pytest.raises(FunctionTimeout) as error:
+            rt.invoke({"action": "sleep", "seconds": 5})
+        assert time.monotonic() - started < 1.5
+        assert "Task timed out after 0.30 seconds" in error.value.payload["errorMessage"]
+        assert body(rt.invoke({}))["pid"] != pid
+        stats = rt.stats()
+        assert (stats.timeouts, stats.cold_starts, stats.live_containers) == (1, 2, 1)
+
+
+def test_a_crashed_container_is_replaced(runtime):
+    pid = body(runtime.invoke({}))["pid"]
+    with pytest.raises(ContainerCrashed):
+        runtime.invoke({"action": "exit"})
+    assert body(runtime.invoke({}))["pid"] != pid
+
+
+def test_init_failure_is_reported_with_its_error_type():
+    with LambdaRuntime(config(environment={"SAMPLE_FAIL_INIT": "1"})) as rt:
+        with pytest.raises(FunctionError) as error:
+            rt.invoke({})
+        assert error.value.payload["errorType"] == "RuntimeError"
+        assert rt.stats().live_containers == 0
+
+
+def test_close_stops_every_container():
+    rt = LambdaRuntime(config())
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda _: rt.invoke({"action": "sleep", "seconds": 0.2}), range(3)))
+    containers = list(rt._all)
+    zygote = rt._zygote.process
+    assert len(containers) == 3 and all(c.alive() for c in containers)
+    rt.close()
+    assert not any(c.alive() for c in containers)
+    assert zygote.poll() is not None
+    with pytest.raises(RuntimeError):
+        rt.invoke({})
+
+
+def test_concurrent_invocations_are_thread_safe(runtime):
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(25):
+            pid = body(runtime.invoke({}))["pid"]
+            with lock:
+                results.append(pid)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    stats = runtime.stats()
+    assert len(results) == 100 and stats.invocations == 100
+    assert stats.containers_created == len(set(results)) <= 4
+    assert stats.busy_containers == 0
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("handler", "nodot", "handler='nodot'"),
+        ("code_dir", "/nonexistent/dir", "code_dir='/nonexistent/dir'"),
+        ("max_concurrency", 0, "max_concurrency=0: must be in 1..1000"),
+        ("timeout_s", 901, "timeout_s=901: must be in (0, 900.0]"),
+        ("memory_mb", 64, "memory_mb=64: must be in 128..10240"),
+        ("environment", {"A": 1}, "environment={'A': 1}"),
+    ],
+)
+def test_config_errors_name_field_value_and_range(field, value, message):
+    with pytest.raises(ValueError) as error:
+        config(**{field: value})
+    assert message in str(error.value)
