@@ -1,0 +1,163 @@
+"""CLI: run the RDS Proxy stand-in in the foreground until SIGTERM/SIGINT.
+
+Passwords come from RDSPROXY_BACKEND_PASSWORD and RDSPROXY_CLIENT_PASSWORD, or from a
+``--config-file`` (JSON, read once and deleted) -- never from argv, which other users can read.
+When listening, one JSON line is printed to stdout:
+{"event": "ready", "host": ..., "port": ..., "stats_port": ...}.
+Programs that start it use :func:`build_command` and the reader it returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .config import SESSION_PINNING_FILTERS, ProxyConfig, ProxyConfigError
+from .protocol import ProtocolError, ServerError
+from .server import Proxy, new_event_loop
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m local.rdsproxy",
+        description="Local stand-in for Amazon RDS Proxy (MySQL protocol, connection "
+                    "multiplexing). Passwords: env RDSPROXY_BACKEND_PASSWORD, RDSPROXY_CLIENT_PASSWORD.")
+    parser.add_argument("--config-file", help="JSON with all ProxyConfig fields (deleted after reading); "
+                        "other options are then ignored")
+    parser.add_argument("--backend-host", default="127.0.0.1")
+    parser.add_argument("--backend-port", type=int)
+    parser.add_argument("--backend-user", help="the proxy's own DB user (the 'secret')")
+    parser.add_argument("--client-user", help="user clients log in to the proxy with")
+    parser.add_argument("--db-max-connections", type=int, help="the database's max_connections")
+    parser.add_argument("--max-connections-percent", type=int, default=100)
+    parser.add_argument("--max-idle-connections-percent", type=int, default=50)
+    parser.add_argument("--connection-borrow-timeout", type=float, default=120.0, help="seconds")
+    parser.add_argument("--idle-client-timeout", type=float, default=1800.0, help="seconds")
+    parser.add_argument("--init-query", default="")
+    parser.add_argument("--session-pinning-filter", action="append", default=[],
+                        choices=sorted(SESSION_PINNING_FILTERS))
+    parser.add_argument("--listen-host", default="127.0.0.1")
+    parser.add_argument("--listen-port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--stats-port", type=int, default=None,
+                        help="port of GET /stats (0 picks a free one; omit to disable)")
+    parser.add_argument("--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"))
+    parser.add_argument("--log-level", default="WARNING")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> ProxyConfig:
+    if args.config_file:
+        path = Path(args.config_file)
+        try:
+            fields = json.loads(path.read_text())
+        finally:
+            path.unlink(missing_ok=True)
+        fields["session_pinning_filters"] = frozenset(fields.get("session_pinning_filters", ()))
+        return ProxyConfig(**fields)
+    missing = [name for name in ("backend_port", "backend_user", "client_user", "db_max_connections")
+               if getattr(args, name) is None]
+    if missing:
+        raise ProxyConfigError(f"missing options: {', '.join('--' + m.replace('_', '-') for m in missing)}")
+    return ProxyConfig(
+        backend_host=args.backend_host, backend_port=args.backend_port,
+        backend_user=args.backend_user,
+        backend_password=os.environ.get("RDSPROXY_BACKEND_PASSWORD", ""),
+        client_user=args.client_user,
+        client_password=os.environ.get("RDSPROXY_CLIENT_PASSWORD", ""),
+        db_max_connections=args.db_max_connections,
+        max_connections_percent=args.max_connections_percent,
+        max_idle_connections_percent=args.max_idle_connections_percent,
+        connection_borrow_timeout=args.connection_borrow_timeout,
+        idle_client_timeout=args.idle_client_timeout, init_query=args.init_query,
+        session_pinning_filters=frozenset(args.session_pinning_filter),
+        listen_host=args.listen_host, listen_port=args.listen_port, stats_port=args.stats_port,
+        event_loop=args.event_loop)
+
+
+async def serve(config: ProxyConfig) -> None:
+    proxy = Proxy(config)
+    await proxy.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(json.dumps({"event": "ready", "host": config.listen_host, "port": proxy.port,
+                      "stats_port": proxy.stats_port}), flush=True)
+    await stop.wait()
+    await proxy.stop()
+
+
+def build_command(config: ProxyConfig, python: str = sys.executable):
+    """Command line that runs ``config`` in a child process, and a function reading its ports.
+
+    The config (with passwords) goes through a private temp file that the child deletes after
+    reading it. Start the command with ``stdout=subprocess.PIPE`` and the repository root as cwd,
+    then call ``read_ports(process, timeout)`` -> (port, stats_port).
+    """
+    fields = dataclasses.asdict(config)
+    fields["session_pinning_filters"] = sorted(config.session_pinning_filters)
+    fd, path = tempfile.mkstemp(prefix="rdsproxy-", suffix=".json")  # mode 0600
+    with os.fdopen(fd, "w") as handle:
+        json.dump(fields, handle)
+    command = [python, "-m", "local.rdsproxy", "--config-file", path]
+
+    def read_ports(process: subprocess.Popen, timeout: float) -> tuple[int, int | None]:
+        try:
+            return _read_ready_line(process, timeout)
+        finally:
+            Path(path).unlink(missing_ok=True)
+
+    return command, read_ports
+
+
+def _read_ready_line(process: subprocess.Popen, timeout: float) -> tuple[int, int | None]:
+    deadline = time.monotonic() + timeout
+    stream = process.stdout
+    buffer = b""
+    while b"\n" not in buffer:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"proxy did not report ready within {timeout} s")
+        ready, _, _ = select.select([stream], [], [], remaining)
+        if ready:
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                raise RuntimeError(f"proxy exited before it was ready (exit code {process.wait(5)})")
+            buffer += chunk
+    message = json.loads(buffer.split(b"\n", 1)[0])
+    return int(message["port"]), message.get("stats_port")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s rdsproxy %(levelname)s %(message)s")
+    try:
+        config = config_from_args(args)
+    except ProxyConfigError as exc:
+        print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    loop = new_event_loop(config.event_loop)
+    try:
+        loop.run_until_complete(serve(config))
+    except (OSError, ConnectionError, ServerError, ProtocolError) as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""The RDS Proxy stand-in against a real MariaDB, with mysql-connector-python and the mariadb CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import decimal
+import os
+import shutil
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import mysql.connector
+import pytest
+
+from local.rdsproxy import EXCLUDE_VARIABLE_SETS, ProxyConfig, ProxyProcess, ProxyServer
+
+CLIENT_USER = "lambda"
+CLIENT_PASSWORD = "proxy-client-pw"
+
+
+@pytest.fixture(scope="module")
+def db(mariadb_factory):
+    server = mariadb_factory(max_connections=65)
+    with contextlib.closing(server.app_connect()) as conn:
+        cur = conn.cursor()
+        cur.execute(
+            "CREATE TABLE kinds (id INT PRIMARY KEY, small TINYINT, big BIGINT UNSIGNED, price DECIMAL(12,3),"
+            " ratio DOUBLE, f FLOAT, at DATETIME(6), d DATE, t TIME(3), ts TIMESTAMP(2) NULL, label VARCHAR(64),"
+            " note TEXT, raw BLOB, flag BIT(3), e ENUM('a','b'), j JSON, maybe INT NULL)"
+            " DEFAULT CHARSET=utf8mb4")
+        cur.executemany(
+            "INSERT INTO kinds VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            [(i, -i % 128, 2**64 - 1 - i, decimal.Decimal(f"{i}.125"), i / 3, 1.5,
+              datetime.datetime(2024, 2, 29, 23, 59, 59, 123456 + i), datetime.date(2022, 2, 24),
+              datetime.timedelta(hours=-1, seconds=i), datetime.datetime(2022, 2, 24, 13, 59, 25, 280000),
+              f"目玉焼き定食 {i} 🍳", "x" * (i * 37), bytes(range(256)) * (i % 3) + b"\xfe\xff\x00",
+              i % 8, "ab"[i % 2], '{"k": [1, 2]}', None if i % 2 else i)
+             for i in range(300)])
+        cur.execute("CREATE TABLE counter (id INT AUTO_INCREMENT PRIMARY KEY, who VARCHAR(20)) ENGINE=InnoDB")
+        conn.commit()
+    return server
+
+
+def proxy_config(db, **overrides) -> ProxyConfig:
+    fields = dict(backend_host=db.host, backend_port=db.port, backend_user=db.app_user,
+                  backend_password=db.app_password, client_user=CLIENT_USER, client_password=CLIENT_PASSWORD,
+                  db_max_connections=65, max_connections_percent=70, connection_borrow_timeout=10)
+    fields.update(overrides)
+    fields.setdefault("max_idle_connections_percent", fields["max_connections_percent"])
+    return ProxyConfig(**fields)
+
+
+def via_proxy(proxy, db, **options):
+    params = dict(host=proxy.host, port=proxy.port, user=CLIENT_USER, password=CLIENT_PASSWORD,
+                  database=db.database, use_pure=True, connection_timeout=10)
+    params.update(options)
+    return mysql.connector.connect(**params)
+
+
+def fetch(conn, sql, params=(), **cursor_options):
+    cur = conn.cursor(**cursor_options)
+    cur.execute(sql, params)
+    rows = cur.fetchall() if cur.with_rows else []
+    description = cur.description
+    cur.close()
+    return description, rows
+
+
+def connection_id(conn) -> int:
+    return fetch(conn, "SELECT CONNECTION_ID()")[1][0][0]
+
+
+QUERIES = [
+    "SELECT * FROM kinds ORDER BY id",
+    "SELECT id, price * 2, ratio + 1, CAST(at AS CHAR), NULL, '🍣' FROM kinds WHERE id < 5",
+    "SELECT COUNT(*), SUM(price), MAX(at), GROUP_CONCAT(e ORDER BY id) FROM kinds",
+    "SELECT 1 FROM kinds WHERE 1 = 0",
+]
+
+
+def test_results_and_types_are_identical_to_the_direct_path(db):
+    with ProxyServer(proxy_config(db)) as proxy:
+        with contextlib.closing(db.app_connect(autocommit=False)) as direct, \
+                contextlib.closing(via_proxy(proxy, db)) as proxied:
+            for sql in QUERIES:
+                for options in ({}, {"raw": True}):
+                    assert fetch(proxied, sql, **options) == fetch(direct, sql, **options), sql
+            assert len(fetch(proxied, QUERIES[0])[1]) == 300
+
+
+def test_prepared_statements_return_the_same_binary_results_and_pin(db):
+    with ProxyServer(proxy_config(db)) as proxy:
+        with contextlib.closing(db.app_connect(autocommit=False)) as direct, \
+                contextlib.closing(via_proxy(proxy, db)) as proxied:
+            sql = "SELECT * FROM kinds WHERE id >= %s ORDER BY id"
+            assert fetch(proxied, sql, (250,), prepared=True) == fetch(direct, sql, (250,), prepared=True)
+            first = connection_id(proxied)
+            assert fetch(proxied, sql, (298,), prepared=True)[1][0][0] == 298
+            assert connection_id(proxied) == first
+        assert proxy.stats()["pinned_sessions_total"] == 1
+
+
+@pytest.mark.parametrize("sql, errno", [
+    ("SELECT * FROM no_such_table", 1146),
+    ("SELEKT 1", 1064),
+    ("INSERT INTO kinds (id) VALUES (1)", 1062),
+    ("SELECT no_such_column FROM kinds", 1054),
+])
+def test_errors_pass_through_with_errno_and_sqlstate(db, sql, errno):
+    with ProxyServer(proxy_config(db)) as proxy:
+        failures = []
+        for connect in (lambda: db.app_connect(autocommit=False), lambda: via_proxy(proxy, db)):
+            with contextlib.closing(connect()) as conn:
+                with pytest.raises(mysql.connector.Error) as caught:
+                    fetch(conn, sql)
+                failures.append((caught.value.errno, caught.value.sqlstate, caught.value.msg))
+                assert fetch(conn, "SELECT 42")[1] == [(42,)]  # connection still usable
+        assert failures[0] == failures[1]
+        assert failures[0][0] == errno
+
+
+def mariadb_cli(host, port, user, password, database, sql):
+    return subprocess.run(
+        ["mariadb", "--no-defaults", "--default-character-set=utf8mb4", "-h", host, "-P", str(port), "-u", user,
+         "--batch", database, "-e", sql],
+        env=dict(os.environ, MYSQL_PWD=password), capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("mariadb") is None, reason="mariadb client not installed")
+def test_mariadb_command_line_client_works_through_the_proxy(db):
+    sql = ("SELECT id, price, at, label, HEX(raw), maybe FROM kinds WHERE id < 4 ORDER BY id; "
+           "USE app; SELECT DATABASE(); SELECT * FROM no_such_table")
+    with ProxyServer(proxy_config(db)) as proxy:
+        direct = mariadb_cli(db.host, db.port, db.app_user, db.app_password, db.database, sql)
+        proxied = mariadb_cli(proxy.host, proxy.port, CLIENT_USER, CLIENT_PASSWORD, db.database, sql)
+        denied = mariadb_cli(proxy.host, proxy.port, CLIENT_USER, "wrong", db.database, "SELECT 1")
+    assert proxied.stdout == direct.stdout
+    assert "目玉焼き定食 3 🍳" in proxied.stdout and "DATABASE()\napp\n" in proxied.stdout
+    assert "ERROR 1146 (42S02)" in proxied.stderr and direct.returncode == proxied.returncode == 1
+    assert "ERROR 1045 (28000)" in denied.stderr
+
+
+def test_authentication(db):
+    with ProxyServer(proxy_config(db)) as proxy:
+        with pytest.raises(mysql.connector.Error) as caught:
+            via_proxy(proxy, db, password="wrong")
+        assert caught.value.errno == 1045
+        with pytest.raises(mysql.connector.Error):
+            via_proxy(proxy, db, user=db.app_user, password=db.app_password)  # DB creds are not proxy creds
+        # a client that starts with caching_sha2_password is switched to mysql_native_password
+        with contextlib.closing(via_proxy(proxy, db, auth_plugin="caching_sha2_password")) as conn:
+            assert fetch(conn, "SELECT CURRENT_USER()")[1][0][0].startswith(db.app_user + "@")
+        assert proxy.stats()["auth_failures"] == 2
+
+
+def sample_threads_connected(db, stop: threading.Event, samples: list):
+    while not stop.is_set():
+        samples.append(db.threads_connected())
+        time.sleep(0.005)
+
+
+def test_many_clients_are_multiplexed_over_at_most_cap_backends(db):
+    clients, cap = 100, 10
+    config = proxy_config(db, max_connections_percent=16, max_idle_connections_percent=10)
+    assert config.pool_cap == cap
+    baseline = db.threads_connected()
+    start = threading.Barrier(clients, timeout=30)
+
+    def one_client(i):
+        with contextlib.closing(via_proxy(proxy, db)) as conn:
+            start.wait()
+            fetch(conn, "INSERT INTO counter (who) VALUES (%s)", (f"c{i}",))
+            conn.commit()
+            rows = fetch(conn, "SELECT id, who, SLEEP(0.01) FROM counter WHERE who = %s", (f"c{i}",))[1]
+            conn.commit()
+            return rows[0][1]
+
+    samples: list[int] = []
+    stop = threading.Event()
+    with ProxyServer(config) as proxy:
+        sampler = threading.Thread(target=sample_threads_connected, args=(db, stop, samples))
+        sampler.start()
+        try:
+            with ThreadPoolExecutor(clients) as pool:
+                results = list(pool.map(one_client, range(clients)))
+        finally:
+            stop.set()
+            sampler.join()
+        stats = proxy.stats()
+        deadline = time.monotonic() + 5
+        while proxy.stats()["backend_connections"] > config.max_idle and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proxy.stats()["backend_connections"] == config.max_idle  # idle ones above it were closed
+    assert results == [f"c{i}" for i in range(clients)]
+    assert stats["client_connections_peak"] == clients
+    assert stats["backend_connections_peak"] <= cap
+    assert 1 <= max(samples) - baseline <= cap
+    assert stats["borrow_waits"] > 0 and stats["borrow_timeouts"] == 0
+    assert stats["pinned_sessions_total"] == 0
+
+
+def test_borrow_timeout_fails_the_waiting_client_with_9501_and_keeps_it_usable(db):
+    config = proxy_config(db, db_max_connections=10, max_connections_percent=10,
+                          max_idle_connections_percent=10, connection_borrow_timeout=0.3)
+    with ProxyServer(config) as proxy:
+        with contextlib.closing(via_proxy(proxy, db)) as busy, contextlib.closing(via_proxy(proxy, db)) as waiter:
+            sleeper = threading.Thread(target=fetch, args=(busy, "SELECT SLEEP(1.5)"))
+            sleeper.start()
+            time.sleep(0.3)
+            started = time.monotonic()
+            with pytest.raises(mysql.connector.Error) as caught:
+                fetch(waiter, "SELECT 1")
+            waited = time.monotonic() - started
+            sleeper.join()
+            assert caught.value.errno == 9501
+            assert "Timed-out waiting to acquire database connection" in caught.value.msg
+            assert 0.25 <= waited < 1.0
+            assert fetch(waiter, "SELECT 2")[1] == [(2,)]
+        stats = proxy.stats()
+    assert stats["borrow_timeouts"] == 1 and stats["backend_connections_peak"] == 1
+
+
+def test_idle_client_timeout_closes_idle_clients_and_rolls_back_their_transaction(db):
+    with ProxyServer(proxy_config(db, idle_client_timeout=1)) as proxy:
+        idle = via_proxy(proxy, db)
+        fetch(idle, "INSERT INTO counter (who) VALUES ('idle')")  # autocommit off: transaction held open
+        active = via_proxy(proxy, db)
+        deadline = time.monotonic() + 1.8
+        while time.monotonic() < deadline:  # keeps sending, so it is never idle
+            fetch(active, "SELECT 1")
+            time.sleep(0.2)
+        with pytest.raises(mysql.connector.Error):
+            fetch(idle, "SELECT 1")
+        assert fetch(active, "SELECT COUNT(*) FROM counter WHERE who = 'idle'")[1] == [(0,)]
+        active.close()
+        stats = proxy.stats()
+    assert stats["idle_client_timeouts"] == 1 and stats["client_connections"] == 0
+
+
+def test_transaction_keeps_one_backend_and_is_released_at_commit(db):
+    config = proxy_config(db, db_max_connections=10, max_connections_percent=20)  # cap 2
+    with ProxyServer(config) as proxy:
+        with contextlib.closing(via_proxy(proxy, db, autocommit=True)) as a, \
+                contextlib.closing(via_proxy(proxy, db, autocommit=True)) as b:
+            fetch(a, "BEGIN")
+            in_txn = {connection_id(a) for _ in range(3)}
+            fetch(a, "INSERT INTO counter (who) VALUES ('txn')")
+            others = {connection_id(b) for _ in range(3)}
+            assert len(in_txn) == 1 and in_txn.isdisjoint(others)
+            assert fetch(b, "SELECT COUNT(*) FROM counter WHERE who = 'txn'")[1] == [(0,)]
+            fetch(a, "COMMIT")
+            assert fetch(b, "SELECT COUNT(*) FROM counter WHERE who = 'txn'")[1] == [(1,)]
+            # outside transactions, both clients share backends
+            assert len({connection_id(a), connection_id(b), connection_id(a)}) == 1
+        assert proxy.stats()["pinned_sessions_total"] == 0
+
+
+@pytest.mark.parametrize("setup, check, expected", [
+    (["SET @greeting = 'hello'"], "SELECT @greeting", [("hello",)]),
+    (["CREATE TEMPORARY TABLE scratch (a INT)", "INSERT INTO scratch VALUES (7)"], "SELECT a FROM scratch",
+     [(7,)]),
+    (["PREPARE s FROM 'SELECT 40 + 2'"], "EXECUTE s", [(42,)]),
+    (["SELECT GET_LOCK('proxy-test', 1)"], "SELECT IS_USED_LOCK('proxy-test') = CONNECTION_ID()", [(1,)]),
+    (["LOCK TABLES counter READ"], "SELECT COUNT(*) >= 0 FROM counter", [(1,)]),
+    (["SET sort_buffer_size = 1048576"], "SELECT @@session.sort_buffer_size", [(1048576,)]),
+])
+def test_session_state_pins_the_client_to_its_backend(db, setup, check, expected):
+    config = proxy_config(db, db_max_connections=10, max_connections_percent=20)  # cap 2
+    with ProxyServer(config) as proxy:
+        with contextlib.closing(via_proxy(proxy, db, autocommit=True)) as pinned, \
+                contextlib.closing(via_proxy(proxy, db, autocommit=True)) as other:
+            for sql in setup:
+                fetch(pinned, sql)
+            mine = connection_id(pinned)
+            assert {connection_id(other) for _ in range(3)} == {connection_id(other)} != {mine}
+            assert fetch(pinned, check)[1] == expected
+            assert connection_id(pinned) == mine
+            assert proxy.stats()["pinned_sessions"] == 1
+        time.sleep(0.1)
+        stats = proxy.stats()
+    assert stats["pinned_sessions"] == 0 and stats["pinned_sessions_total"] == 1
+
+
+def test_exclude_variable_sets_filter_multiplexes_through_set(db):
+    config = proxy_config(db, session_pinning_filters=frozenset({EXCLUDE_VARIABLE_SETS}))
+    with ProxyServer(config) as proxy:
+        with contextlib.closing(via_proxy(proxy, db, autocommit=True)) as conn:
+            fetch(conn, "SET @x = 5")
+            fetch(conn, "SET sort_buffer_size = 1048576")
+            assert fetch(conn, "SELECT 1")[1] == [(1,)]
+        assert proxy.stats()["pinned_sessions_total"] == 0
+
+
+def test_tracked_variables_follow_the_client_and_do_not_leak(db):
+    config = proxy_config(db, db_max_connections=10, max_connections_percent=10)  # cap 1: shared backend
+    with ProxyServer(config) as proxy:
+        with contextlib.closing(via_proxy(proxy, db, autocommit=True)) as tokyo, \
+                contextlib.closing(via_proxy(proxy, db, autocommit=True)) as plain:
+            fetch(tokyo, "SET time_zone = '+09:00'")
+            for _ in range(2):
+                assert fetch(tokyo, "SELECT @@time_zone")[1] == [("+09:00",)]
+                assert fetch(plain, "SELECT @@time_zone")[1] == [("SYSTEM",)]
+            fetch(tokyo, "SET NAMES latin1")
+            assert fetch(tokyo, "SELECT @@character_set_results")[1] == [("latin1",)]
+            assert fetch(plain, "SELECT @@character_set_results")[1] == [("utf8mb4",)]
+        stats = proxy.stats()
+    assert stats["pinned_sessions_total"] == 0 and stats["backend_connections_peak"] == 1
+
+
+def test_init_query_runs_on_every_new_backend_connection(db):
+    config = proxy_config(
+        db, init_query="SET SESSION sql_mode = 'ANSI_QUOTES'; SET SESSION div_precision_increment = 7")
+    with ProxyServer(config) as proxy:
+        with contextlib.closing(via_proxy(proxy, db)) as first, contextlib.closing(via_proxy(proxy, db)) as second:
+            fetch(first, "BEGIN")  # holds its backend, so the second client gets a new one
+            for conn in (first, second):
+                assert fetch(conn, "SELECT @@sql_mode, @@div_precision_increment")[1] == [("ANSI_QUOTES", 7)]
+                assert fetch(conn, 'SELECT "id" FROM kinds WHERE id = 1')[1] == [(1,)]
+            assert connection_id(first) != connection_id(second)
+
+
+def test_backends_killed_while_idle_are_replaced_transparently(db):
+    with ProxyServer(proxy_config(db)) as proxy:
+        with contextlib.closing(via_proxy(proxy, db, autocommit=True)) as conn:
+            before = connection_id(conn)
+            assert db.kill_connections(db.app_user) >= 1
+            time.sleep(0.2)  # let the proxy's loop see the server's goodbye
+            after = connection_id(conn)
+            assert after != before
+            assert fetch(conn, "SELECT COUNT(*) FROM kinds")[1] == [(300,)]
+
+
+def test_default_database_follows_the_client(db):
+    with ProxyServer(proxy_config(db, db_max_connections=10, max_connections_percent=10)) as proxy:
+        with contextlib.closing(via_proxy(proxy, db, database=None, autocommit=True)) as nodb, \
+                contextlib.closing(via_proxy(proxy, db, autocommit=True)) as withdb:
+            assert fetch(withdb, "SELECT DATABASE()")[1] == [(db.database,)]
+            assert fetch(nodb, "SELECT DATABASE()")[1] == [(None,)]
+            nodb.database = db.database  # COM_INIT_DB
+            assert fetch(nodb, "SELECT COUNT(*) FROM kinds")[1] == [(300,)]
+            fetch(withdb, "USE information_schema")
+            assert fetch(withdb, "SELECT DATABASE()")[1] == [("information_schema",)]
+            assert fetch(nodb, "SELECT DATABASE()")[1] == [(db.database,)]
+
+
+def test_cli_process_serves_clients_reports_stats_and_stops_on_sigterm(db):
+    proxy = ProxyProcess(proxy_config(db)).start()
+    try:
+        with contextlib.closing(via_proxy(proxy, db)) as conn:
+            assert fetch(conn, "SELECT COUNT(*) FROM kinds")[1] == [(300,)]
+        stats = proxy.stats()
+        assert stats["client_connections_total"] == 1 and stats["pool_cap"] == 45
+    finally:
+        assert proxy.stop() == 0
+
+
+def test_ping_statistics_and_reset_connection(db):
+    with ProxyServer(proxy_config(db)) as proxy:
+        with contextlib.closing(via_proxy(proxy, db, autocommit=True)) as conn:
+            conn.ping()
+            assert conn.cmd_statistics()["Uptime"] >= 0
+            fetch(conn, "SET time_zone = '+09:00'")
+            fetch(conn, "BEGIN")
+            fetch(conn, "INSERT INTO counter (who) VALUES ('reset')")
+            conn.cmd_reset_connection()  # forgets tracked state and rolls back
+            assert fetch(conn, "SELECT @@time_zone, COUNT(*) FROM counter WHERE who = 'reset'")[1] == [("SYSTEM", 0)]
+        assert proxy.stats()["pinned_sessions_total"] == 0
