@@ -1,0 +1,217 @@
+"""The whole local lifecycle against the emulator, in a fresh checkout of the repository.
+
+deploy -> no changes on re-synth + plan -> state holds the configured values (and no password) ->
+a pool setting change is an in-place update of the target group and applies -> drift made with boto3
+is reported -> an in-place aws_db_proxy change fails fast and says why -> destroy leaves an empty state.
+
+The tests run in order and share one deployment (module fixture); run them with
+``pytest -m lifecycle -s tests/test_lifecycle.py`` to see progress and each step's time.
+The checkout is a ``git clone`` when the working tree is committed and clean, else a copy of the
+files git would commit (so uncommitted work is what gets tested); both have fresh file mtimes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+import pytest
+
+from local import lifecycle as lc
+
+pytestmark = pytest.mark.lifecycle
+
+REPO = Path(__file__).resolve().parent.parent
+STACK = "local"
+POOL_CHANGE = {"SMS_LOCAL__MAX_CONNECTIONS_PERCENT": "60"}
+PROXY_CHANGE = {**POOL_CHANGE, "SMS_LOCAL__IDLE_CLIENT_TIMEOUT": "900"}
+# The architecture, one resource type per element of the seed's diagram (plus what makes it work).
+ARCHITECTURE_TYPES = {
+    "aws_vpc", "aws_subnet", "aws_security_group", "aws_vpc_security_group_ingress_rule",
+    "aws_vpc_security_group_egress_rule", "aws_db_subnet_group", "aws_db_instance", "aws_db_proxy",
+    "aws_db_proxy_default_target_group", "aws_db_proxy_target", "aws_iam_role", "aws_lambda_function",
+    "aws_cloudwatch_log_group", "aws_apigatewayv2_api", "aws_apigatewayv2_stage", "aws_apigatewayv2_integration",
+    "aws_apigatewayv2_route", "aws_lambda_permission",
+}
+
+
+class Deployment:
+    """Shared between the ordered tests: the checkout, its emulator and what got deployed."""
+
+    def __init__(self, project: lc.Project):
+        self.project = project
+        self.outputs: dict[str, Any] = {}
+
+    @property
+    def endpoint(self) -> str:
+        return self.project.emulator().endpoint
+
+    def client(self, service: str):
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="ap-northeast-1",
+                            aws_access_key_id="test", aws_secret_access_key="test")
+
+    def config(self) -> dict[str, Any]:
+        return json.loads((self.project.stack_dir(STACK) / "cdk.tf.json").read_text())
+
+    def address(self, resource_type: str) -> str:
+        names = list(self.config()["resource"][resource_type])
+        assert len(names) == 1, f"expected one {resource_type}, found {names}"
+        return f"{resource_type}.{names[0]}"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, pytestconfig) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("checkout") / "repo"
+    try:
+        how = lc.fresh_checkout(root)
+    except lc.LifecycleError as exc:
+        pytest.skip(str(exc))
+    lc.STEP_TIMES.clear()
+    project = lc.Project(root=root, emulator_port=0, output=lambda line: print(line, flush=True))
+    project.output(f"[test] lifecycle in a {how}: {root}")
+    started = time.monotonic()
+    lc.up(project)
+    try:
+        yield Deployment(project)
+    finally:
+        try:
+            if project.emulator().is_running() and lc.state_list(STACK, project):
+                lc.destroy(STACK, project)  # a test failed midway: leave nothing behind
+        except lc.LifecycleError as exc:
+            print(f"[test] cleanup: {exc}")
+        finally:
+            lc.down(project)
+            _report_step_times(pytestconfig, time.monotonic() - started)
+
+
+def _report_step_times(config: pytest.Config, wall_s: float) -> None:
+    """Each step's time on the terminal even when output is captured (CI runs plain `pytest`)."""
+    lines: list[str] = []
+    lc.print_step_times(lines.append)
+    lines.append(f"  lifecycle wall time: {wall_s:.1f} s")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        print("\n".join(lines))
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        reporter.write_sep("-", "lifecycle step times")
+        for line in lines:
+            reporter.write_line(line)
+
+
+# ---------------------------------------------------------------- tests, in lifecycle order
+def test_fresh_checkout_synthesizes_the_same_source_code_hash(deployment, tmp_path):
+    sys.path.insert(0, str(REPO))
+    from modules.packaging import build_handler_zip  # the working tree's own build, in-process
+
+    expected = build_handler_zip(REPO / "handler", tmp_path / "handler.zip").sha256_base64
+    lc.synth(STACK, deployment.project)
+    functions = deployment.config()["resource"]["aws_lambda_function"]
+    assert [f["source_code_hash"] for f in functions.values()] == [expected]
+
+
+def test_deploy_creates_every_resource_type(deployment):
+    deployment.outputs = lc.deploy(STACK, deployment.project, synthesize=False)
+    addresses = lc.state_list(STACK, deployment.project)
+    deployed_types = {a.split(".")[0] for a in addresses if not a.startswith("data.")}
+    assert ARCHITECTURE_TYPES <= deployed_types, f"missing: {sorted(ARCHITECTURE_TYPES - deployed_types)}"
+    configured_types = set(deployment.config()["resource"])
+    assert configured_types == deployed_types
+    configured_count = sum(len(v) for v in deployment.config()["resource"].values())
+    assert len([a for a in addresses if not a.startswith("data.")]) == configured_count
+
+
+def test_outputs_name_the_api_the_proxy_and_the_secret(deployment):
+    outputs = deployment.outputs
+    assert outputs["api_url"].startswith("https://") and ".execute-api.ap-northeast-1." in outputs["api_url"]
+    assert ".proxy-" in outputs["proxy_endpoint"] or "db-proxy" in outputs["proxy_endpoint"]
+    assert outputs["secret_arn"].startswith("arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:")
+    assert lc.outputs(STACK, deployment.project) == outputs
+
+
+def test_re_synthesized_stack_has_no_changes(deployment):
+    result = lc.plan(STACK, deployment.project, synthesize=True)
+    assert not result.has_changes, f"unexpected changes: {result.changes}"
+
+
+def test_state_holds_the_configured_values(deployment):
+    state = lc.state_resources(STACK, deployment.project)
+    proxy = state[deployment.address("aws_db_proxy")]
+    assert proxy["require_tls"] is True
+    assert proxy["idle_client_timeout"] == 1800
+    assert [a["auth_scheme"] for a in proxy["auth"]] == ["SECRETS"]
+    pool = state[deployment.address("aws_db_proxy_default_target_group")]["connection_pool_config"][0]
+    assert (pool["max_connections_percent"], pool["max_idle_connections_percent"],
+            pool["connection_borrow_timeout"]) == (70, 50, 120)
+
+    # The function's VPC config points at exactly the subnets and security group the config references.
+    function_address = deployment.address("aws_lambda_function")
+    configured_vpc = deployment.config()["resource"]["aws_lambda_function"][function_address.split(".")[1]]
+    vpc_config = state[function_address]["vpc_config"][0]
+
+    def ids(references: list[str]) -> list[str]:
+        return sorted(state[ref.removeprefix("${").removesuffix(".id}")]["id"] for ref in references)
+
+    assert sorted(vpc_config["subnet_ids"]) == ids(configured_vpc["vpc_config"]["subnet_ids"])
+    assert sorted(vpc_config["security_group_ids"]) == ids(configured_vpc["vpc_config"]["security_group_ids"])
+    assert len(vpc_config["subnet_ids"]) >= 1
+
+    shown = lc.state_show(STACK, deployment.address("aws_db_proxy"), deployment.project)
+    assert "require_tls" in shown and "= true" in shown.split("require_tls", 1)[1].splitlines()[0]
+
+
+def test_no_password_in_state(deployment):
+    state = lc.state_resources(STACK, deployment.project)
+    instance = state[deployment.address("aws_db_instance")]
+    assert instance["manage_master_user_password"] is True and instance["password"] is None
+    secret = deployment.client("secretsmanager").get_secret_value(SecretId=deployment.outputs["secret_arn"])
+    password = json.loads(secret["SecretString"])["password"]
+    assert len(password) >= 8
+    raw_state = lc.state_file(deployment.project, STACK).read_text()
+    assert password not in raw_state
+
+
+def test_pool_setting_change_is_an_in_place_update_of_the_target_group(deployment):
+    target_group = deployment.address("aws_db_proxy_default_target_group")
+    result = lc.plan(STACK, deployment.project, extra_env=POOL_CHANGE, synthesize=True)
+    assert result.changes == {target_group: ("update",)}
+    lc.deploy(STACK, deployment.project, extra_env=POOL_CHANGE, synthesize=False)
+    pool = lc.state_resources(STACK, deployment.project)[target_group]["connection_pool_config"][0]
+    assert pool["max_connections_percent"] == 60
+    proxy_name = lc.state_resources(STACK, deployment.project)[deployment.address("aws_db_proxy")]["name"]
+    groups = deployment.client("rds").describe_db_proxy_target_groups(DBProxyName=proxy_name)["TargetGroups"]
+    assert groups[0]["ConnectionPoolConfig"]["MaxConnectionsPercent"] == 60
+
+
+def test_drift_of_the_pool_setting_is_reported(deployment):
+    target_group = deployment.address("aws_db_proxy_default_target_group")
+    proxy_name = lc.state_resources(STACK, deployment.project)[deployment.address("aws_db_proxy")]["name"]
+    deployment.client("rds").modify_db_proxy_target_group(
+        DBProxyName=proxy_name, TargetGroupName="default",
+        ConnectionPoolConfig={"MaxConnectionsPercent": 90, "MaxIdleConnectionsPercent": 50})
+    result = lc.plan(STACK, deployment.project, extra_env=POOL_CHANGE, synthesize=False)
+    assert result.changes == {target_group: ("update",)}
+    assert target_group in result.drift
+
+
+def test_in_place_proxy_change_fails_fast_with_the_reason(deployment):
+    started = time.monotonic()
+    with pytest.raises(lc.LifecycleError) as caught:
+        lc.deploy(STACK, deployment.project, extra_env=PROXY_CHANGE)
+    message = str(caught.value)
+    assert "NotImplementedByLocalEmulator" in message and "ModifyDBProxy" in message
+    assert "aws_db_proxy" in message and "Destroy and re-deploy" in message
+    assert time.monotonic() - started < 120  # no retry loop until the provider's timeout
+
+
+def test_destroy_leaves_an_empty_state(deployment):
+    lc.destroy(STACK, deployment.project)
+    assert lc.state_list(STACK, deployment.project) == []
+    state = json.loads(lc.state_file(deployment.project, STACK).read_text())
+    assert state["resources"] == []
