@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from local.processes import LOOPBACK, free_port, pid_alive
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".local" / "emulator"
-LOOPBACK = "127.0.0.1"
 SERVER_MODULE = "local.moto_server"
 STATE_FILE_NAME = "emulator.json"
 LOG_FILE_NAME = "moto.log"
@@ -66,13 +67,6 @@ class EmulatorConfig:
         return self.state_dir / LOG_FILE_NAME
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    """A port that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -82,27 +76,12 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
         return True
 
 
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs and is not a zombie (a dead child nobody has reaped yet)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs: trust kill(0)
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def _is_our_server(pid: int) -> bool:
     """Guard against pid reuse: the process must be running our launcher module."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return _pid_alive(pid)
+        return pid_alive(pid)
     return SERVER_MODULE.encode() in cmdline
 
 
@@ -150,7 +129,7 @@ class Emulator:
             self._adopt_recorded()
         if self._pid is None or self._port is None:
             return False
-        return (_pid_alive(self._pid) and _is_our_server(self._pid)
+        return (pid_alive(self._pid) and _is_our_server(self._pid)
                 and _http_ok(self.endpoint + READINESS_PATH))
 
     def start(self) -> "Emulator":
@@ -183,7 +162,7 @@ class Emulator:
             self._adopt_recorded()
         pid = self._pid
         stopped = False
-        if pid is not None and _pid_alive(pid) and _is_our_server(pid):
+        if pid is not None and pid_alive(pid) and _is_our_server(pid):
             self._signal(pid, signal.SIGTERM)
             if not self._wait_exit(pid, self.config.stop_timeout_s):
                 self._signal(pid, signal.SIGKILL)
@@ -257,7 +236,7 @@ class Emulator:
             if self._process is not None and self._process.pid == pid:
                 if self._process.poll() is not None:
                     return True
-            elif not _pid_alive(pid):
+            elif not pid_alive(pid):
                 return True
             time.sleep(0.05)
         return False
@@ -283,7 +262,7 @@ class Emulator:
             pid, port = int(data["pid"]), int(data["port"])
         except (OSError, ValueError, KeyError, TypeError):
             return
-        if _pid_alive(pid) and _is_our_server(pid):
+        if pid_alive(pid) and _is_our_server(pid):
             self._pid, self._port = pid, port
 
     def _forget(self) -> None:

@@ -18,7 +18,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -26,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from local.processes import free_port
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
 _READY_MARKER = "ready for connections"
@@ -100,12 +101,6 @@ class MariaDBConfig:
             raise ValueError("MariaDBConfig.app_user='root' is not allowed; the app account must be unprivileged")
         if not all(isinstance(arg, str) and arg.startswith("--") for arg in self.extra_args):
             raise ValueError(f"MariaDBConfig.extra_args={self.extra_args!r} must be a tuple of '--option' strings")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _find_binary(configured: str | None, name: str) -> str:
@@ -272,10 +267,10 @@ class MariaDBServer:
     def _launch_with_port_retries(self, mariadbd: str) -> None:
         auto_ports = self.config.port is None or self.config.extra_port is None
         for attempt in range(1, _MAX_PORT_ATTEMPTS + 1):
-            self.port = self.config.port or _free_port()
-            self.extra_port = self.config.extra_port or _free_port()
+            self.port = self.config.port or free_port()
+            self.extra_port = self.config.extra_port or free_port()
             while self.extra_port == self.port:
-                self.extra_port = _free_port()
+                self.extra_port = free_port()
             try:
                 self._launch(mariadbd)
                 return

@@ -31,6 +31,8 @@ from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from local.processes import pid_alive
+
 # Bounds taken from Lambda's own limits.
 MAX_TIMEOUT_S = 900.0
 MAX_CONCURRENCY = 1000
@@ -187,16 +189,6 @@ def _container_main(conn: Connection, config: RuntimeConfig, environment: dict[s
         conn.send_bytes(data)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class _Container:
     __slots__ = ("pid", "conn", "invocations")
 
@@ -206,7 +198,7 @@ class _Container:
         self.invocations = 0
 
     def alive(self) -> bool:
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     def kill(self) -> None:
         self.conn.close()
