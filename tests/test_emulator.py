@@ -254,7 +254,8 @@ def test_cli_up_is_idempotent_and_down_stops_by_pid(tmp_path):
     (copy / "local").mkdir(parents=True)
     (copy / "environments").mkdir()
     (copy / "cdktf.json").write_text((repo / "cdktf.json").read_text())
-    for name in ("__init__.py", "__main__.py", "emulator.py", "moto_server.py", "lifecycle.py", "terraform.py"):
+    for name in ("__init__.py", "__main__.py", "emulator.py", "moto_server.py", "lifecycle.py", "terraform.py",
+                 "processes.py"):
         (copy / "local" / name).write_text((repo / "local" / name).read_text())
     run = [sys.executable, "-m", "local", "--port", "0"]
     first = subprocess.run([*run, "up"], cwd=copy, capture_output=True, text=True, timeout=60)
