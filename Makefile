@@ -19,7 +19,7 @@ diff: setup
 	$(PY) -m local diff
 
 state: setup
-	$(PY) -m local state
+	$(PY) -m local state list
 
 outputs: setup
 	$(PY) -m local outputs

@@ -60,6 +60,9 @@ class RuntimeConfig:
     preload_modules: tuple[str, ...] = ()
     log_path: str | None = None
     """Where containers write stdout/stderr (Lambda's CloudWatch log group); None inherits ours."""
+    cpu_niceness: int = 5
+    """Containers run at a lower CPU priority than the shared DB and proxy: on AWS they are on other hosts,
+    so one laptop's 100 busy containers must not starve the single proxy/DB processes both paths share."""
 
     def __post_init__(self) -> None:
         module, _, func = self.handler.rpartition(".")
@@ -67,6 +70,8 @@ class RuntimeConfig:
             raise ValueError(f"handler={self.handler!r}: expected 'module.function'")
         if not os.path.isdir(self.code_dir):
             raise ValueError(f"code_dir={self.code_dir!r}: not a directory")
+        if not 0 <= self.cpu_niceness <= 19:
+            raise ValueError(f"cpu_niceness={self.cpu_niceness}: must be in 0..19")
         if not 1 <= self.max_concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"max_concurrency={self.max_concurrency}: must be in 1..{MAX_CONCURRENCY}")
         if not 0 < self.timeout_s <= MAX_TIMEOUT_S:
@@ -238,6 +243,7 @@ def _zygote_main() -> None:
             code = 0
             try:
                 config = RuntimeConfig(**{**request["config"], "environment": {}})
+                os.nice(config.cpu_niceness)
                 _container_main(Connection(fds[0]), config, request["environment"])
             except BaseException:  # noqa: BLE001 - a container must never return into the zygote loop
                 traceback.print_exc()

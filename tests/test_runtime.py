@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,12 @@ def test_warm_container_keeps_module_state_and_environment(runtime):
     assert 0 < second["remaining_ms"] <= 2000
     stats = runtime.stats()
     assert (stats.containers_created, stats.cold_starts, stats.invocations) == (1, 1, 2)
+
+
+def test_containers_run_below_the_priority_of_the_shared_db_and_proxy():
+    own = os.nice(0)
+    with LambdaRuntime(config(cpu_niceness=7)) as rt:
+        assert body(rt.invoke({}))["niceness"] == min(19, own + 7)
 
 
 def test_containers_are_created_on_demand_up_to_the_limit_then_throttled(runtime):
@@ -164,6 +171,7 @@ def test_concurrent_invocations_are_thread_safe(runtime):
         ("timeout_s", 901, "timeout_s=901: must be in (0, 900.0]"),
         ("memory_mb", 64, "memory_mb=64: must be in 128..10240"),
         ("environment", {"A": 1}, "environment={'A': 1}"),
+        ("cpu_niceness", 20, "cpu_niceness=20: must be in 0..19"),
     ],
 )
 def test_config_errors_name_field_value_and_range(field, value, message):

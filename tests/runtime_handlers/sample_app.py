@@ -25,6 +25,7 @@ def lambda_handler(event, context):
         "body": __import__("json").dumps(
             {
                 "pid": _STATE["pid"],
+                "niceness": os.nice(0),
                 "calls": _STATE["calls"],
                 "env": os.environ.get("SAMPLE_VALUE"),
                 "remaining_ms": context.get_remaining_time_in_millis(),
