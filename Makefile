@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export CHECKPOINT_DISABLE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup local synth validate diff state outputs destroy down serve experiment test bench clean
+.PHONY: setup local synth diff state outputs destroy down serve experiment test bench clean
 
 setup:
 	@bash scripts/bootstrap.sh
