@@ -306,7 +306,8 @@ def state_file(project: Project, stack: str) -> Path:
     synthesized = project.stack_dir(stack) / "cdk.tf.json"
     try:
         backend = json.loads(synthesized.read_text())["terraform"]["backend"]["local"]
-        return Path(backend.get("path", project.stack_dir(stack) / "terraform.tfstate"))
+        # Terraform resolves a relative path against the stack's working directory.
+        return (project.stack_dir(stack) / backend.get("path", "terraform.tfstate")).resolve()
     except (OSError, KeyError, TypeError, json.JSONDecodeError):
         return project.root / f"terraform.{stack}.tfstate"
 

@@ -6,6 +6,9 @@ between the ``local`` emulator target and real AWS.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from constructs import Construct
 
@@ -18,6 +21,8 @@ from modules.environments import Environment
 from modules.function import Function
 from modules.network import Network
 from modules.proxy import DatabaseProxy
+
+STACKS_DIR = Path(__file__).resolve().parent.parent / "cdktf.out" / "stacks"
 
 # Services the stack calls; the local target points each one at the emulator.
 LOCAL_SERVICES = ("apigatewayv2", "ec2", "iam", "kms", "lambda_", "logs", "rds", "secretsmanager", "sts")
@@ -74,7 +79,9 @@ class ServerlessMysqlStack(TerraformStack):
 
     def _backend(self, environment: Environment) -> None:
         if environment.backend is None:
-            LocalBackend(self, path=str(environment.state_file))
+            # Relative to the stack's working directory (cdktf.out/stacks/<name>), so the synthesized
+            # JSON is the same in every checkout.
+            LocalBackend(self, path=os.path.relpath(environment.state_file, STACKS_DIR / environment.name))
             return
         b = environment.backend
         S3Backend(self, bucket=b.bucket, key=b.key, region=b.region, encrypt=b.encrypt, kms_key_id=b.kms_key_id)
