@@ -10,12 +10,9 @@ is listed in `overrides` so callers can print it:
 from __future__ import annotations
 
 import argparse
-import json
 import signal
-import subprocess
 import sys
 import threading
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +39,6 @@ _DRIVER_MODULES = (
     "json",
     "dataclasses",
 )
-_STOP_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -83,59 +79,28 @@ def local_environment(stack: DeployedStack, host: str, port: int, password: str)
     return env, overrides
 
 
-class ProxyProcess:
-    """The RDS Proxy stand-in (`python -m local.rdsproxy`) in its own process, configured from the deployed pool."""
-
-    def __init__(self, stack: DeployedStack, db: MariaDBServer, db_max_connections: int, client_user: str,
+def proxy_config(stack: DeployedStack, db: MariaDBServer, db_max_connections: int, client_user: str,
                  client_password: str):
-        from local.rdsproxy.config import ProxyConfig  # the proxy package is optional for the direct path
+    """The RDS Proxy stand-in's settings: the deployed pool settings in front of the local DB."""
+    from local.rdsproxy.config import ProxyConfig  # the proxy package is optional for the direct path
 
-        pool = stack.pool
-        self.config = ProxyConfig(
-            backend_host=db.host,
-            backend_port=db.port,
-            backend_user=db.app_user,
-            backend_password=db.app_password,
-            client_user=client_user,
-            client_password=client_password,
-            db_max_connections=db_max_connections,
-            max_connections_percent=pool.max_connections_percent,
-            max_idle_connections_percent=pool.max_idle_connections_percent,
-            connection_borrow_timeout=float(pool.connection_borrow_timeout),
-            idle_client_timeout=float(pool.idle_client_timeout),
-            init_query=pool.init_query or "",
-            session_pinning_filters=frozenset(pool.session_pinning_filters),
-            stats_port=0,
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.stats_port = 0
-
-    def start(self) -> "ProxyProcess":
-        from local.rdsproxy.__main__ import build_command  # the proxy helper's CLI contract
-
-        command, read_ports = build_command(self.config)
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, cwd=str(REPO_ROOT))
-        self.port, self.stats_port = read_ports(self.process, _PROXY_START_TIMEOUT_S)
-        return self
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.stats_port}/stats", timeout=2) as response:
-            return json.loads(response.read())
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(_STOP_TIMEOUT_S)
-        if process.stdout:
-            process.stdout.close()
+    pool = stack.pool
+    return ProxyConfig(
+        backend_host=db.host,
+        backend_port=db.port,
+        backend_user=db.app_user,
+        backend_password=db.app_password,
+        client_user=client_user,
+        client_password=client_password,
+        db_max_connections=db_max_connections,
+        max_connections_percent=pool.max_connections_percent,
+        max_idle_connections_percent=pool.max_idle_connections_percent,
+        connection_borrow_timeout=float(pool.connection_borrow_timeout),
+        idle_client_timeout=float(pool.idle_client_timeout),
+        init_query=pool.init_query or "",
+        session_pinning_filters=frozenset(pool.session_pinning_filters),
+        stats_port=0,
+    )
 
 
 class LocalDataPlane:
@@ -145,7 +110,7 @@ class LocalDataPlane:
         self.stack = stack
         self.config = config or DataPlaneConfig()
         self.db: MariaDBServer | None = None
-        self.proxy: ProxyProcess | None = None
+        self.proxy: Any = None  # local.rdsproxy.ProxyProcess on the proxy path
         self.runtime: LambdaRuntime | None = None
         self.api: HttpApi | None = None
         self.overrides: dict[str, str] = {}
@@ -184,9 +149,11 @@ class LocalDataPlane:
         ).start()
         host, port = self.db.host, self.db.port
         if self.config.via_proxy:
-            self.proxy = ProxyProcess(
+            from local.rdsproxy import ProxyProcess
+
+            self.proxy = ProxyProcess(proxy_config(
                 self.stack, self.db, self.config.db_max_connections, self.db.app_user, self.db.app_password
-            ).start()
+            )).start(timeout=_PROXY_START_TIMEOUT_S)
             port = self.proxy.port
         environment, self.overrides = local_environment(self.stack, host, port, self.db.app_password)
         function = self.stack.function
