@@ -11,10 +11,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-LAMBDA_CA_BUNDLE = "/etc/pki/tls/certs/ca-bundle.crt"  # CA bundle shipped in the Lambda runtime image
+if __package__:
+    from . import app_contract as env_names
+else:  # top level of the Lambda zip
+    import app_contract as env_names  # type: ignore[no-redef]
+
+LAMBDA_CA_BUNDLE = env_names.LAMBDA_CA_BUNDLE
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_AUTH_MODES = ("iam", "password")
+_AUTH_MODES = env_names.AUTH_MODES
 
 
 class ConfigError(ValueError):

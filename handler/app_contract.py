@@ -1,0 +1,37 @@
+"""The function's environment contract: the variable names and values the handler reads.
+
+The stack (``modules/``) and the local data plane (``local/``) import these names instead of
+spelling them again, so the three can never disagree. This module imports nothing.
+"""
+
+from __future__ import annotations
+
+DB_HOST = "DB_HOST"
+DB_PORT = "DB_PORT"
+DB_NAME = "DB_NAME"
+DB_USER = "DB_USER"
+DB_PASSWORD = "DB_PASSWORD"  # password auth only: never set by the deployed stack
+DB_TABLE = "DB_TABLE"
+DB_AUTH = "DB_AUTH"
+DB_SSL_CA = "DB_SSL_CA"
+DB_SSL_VERIFY_IDENTITY = "DB_SSL_VERIFY_IDENTITY"
+DB_CONNECT_TIMEOUT = "DB_CONNECT_TIMEOUT"
+RESPONSE_LIMIT = "RESPONSE_LIMIT"
+LOG_LEVEL = "LOG_LEVEL"
+AWS_REGION = "AWS_REGION"  # set by the Lambda runtime itself
+
+AUTH_IAM = "iam"
+AUTH_PASSWORD = "password"
+AUTH_MODES = (AUTH_IAM, AUTH_PASSWORD)
+
+DEFAULT_PORT = 3306
+DEFAULT_TABLE = "access_times"
+RESPONSE_LIMIT_DEFAULT = 100
+RESPONSE_LIMIT_RANGE = (1, 1000)
+LAMBDA_CA_BUNDLE = "/etc/pki/tls/certs/ca-bundle.crt"  # CA bundle shipped in the Lambda runtime image
+
+#: Every variable the handler reads, in the order the README lists them.
+ALL_VARIABLES = (
+    DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD, DB_TABLE, DB_AUTH, DB_SSL_CA,
+    DB_SSL_VERIFY_IDENTITY, DB_CONNECT_TIMEOUT, RESPONSE_LIMIT, LOG_LEVEL,
+)
