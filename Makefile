@@ -34,7 +34,7 @@ down: setup
 serve: setup
 	$(PY) -m local serve
 
-## The seed's load experiment, direct vs through the proxy (10,000 requests, 100 users).
+## The load experiment (db.t2.micro with max_connections 65), direct vs through the proxy (10,000 requests, 100 users).
 experiment: setup
 	$(PY) -m local experiment
 

@@ -44,7 +44,7 @@ def cold_import_ms(module: str, cwd: Path, runs: int, isolated: bool) -> list[fl
 
 
 def warm_latency_ms(requests: int) -> list[float] | None:
-    from local.mariadb import MariaDBServer, mariadbd_available  # noqa: PLC0415
+    from local.data_plane.mariadb import MariaDBServer, mariadbd_available  # noqa: PLC0415
 
     if not mariadbd_available():
         return None
@@ -74,7 +74,7 @@ def warm_latency_ms(requests: int) -> list[float] | None:
 
 def mariadb_start_stop_ms(starts: int) -> list[tuple[float, float]] | None:
     """(start, stop) times; the first start runs mariadb-install-db, later ones copy its template."""
-    from local.mariadb import MariaDBServer, mariadbd_available  # noqa: PLC0415
+    from local.data_plane.mariadb import MariaDBServer, mariadbd_available  # noqa: PLC0415
 
     if not mariadbd_available():
         return None

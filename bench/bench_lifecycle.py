@@ -1,6 +1,6 @@
 """The CI lifecycle's wall time: up -> deploy -> diff (no changes) -> destroy -> down, per step.
 
-Runs in a fresh checkout (see `local.lifecycle.fresh_checkout`) with its own emulator on a free port,
+Runs in a fresh checkout (see `local.control_plane.lifecycle.fresh_checkout`) with its own emulator on a free port,
 so it never touches your local state. Target: the whole cycle under 6 minutes on 2 cores.
 
     .venv/bin/python bench/bench_lifecycle.py [--keep]   # --keep leaves the temp checkout for a look
@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from local import lifecycle as lc  # noqa: E402
+from local.control_plane import lifecycle as lc  # noqa: E402
 
 TARGET_S = 360.0
 
@@ -32,29 +32,28 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-lifecycle-"))
     root = workdir / "repo"
-    how = lc.fresh_checkout(root)
+    how = fresh_checkout(root)
 
     def output(line: str) -> None:
         if args.verbose or not line.startswith("    "):
             print(line, file=sys.stderr, flush=True)
 
-    project = lc.Project(root=root, emulator_port=0, output=output)
+    project = Project(root=root, emulator_port=0, output=output)
     print(f"checkout: {how} at {root}", file=sys.stderr)
-    lc.STEP_TIMES.clear()
     started = time.monotonic()
     ok = False
     try:
-        lc.up(project)
+        up(project)
         lc.deploy("local", project)
         changes = lc.diff("local", project, synthesize=True)
         lc.destroy("local", project)
-        left = lc.state_list("local", project)
+        left = state_list("local", project)
         ok = not changes and not left
     finally:
-        lc.down(project)
+        down(project)
         total = time.monotonic() - started
         print("\nstep times:")
-        lc.print_step_times(print)
+        project.timings.report(print)
         print(f"\nwall time, deploy -> diff -> destroy cycle: {total:.1f} s "
               f"(target {TARGET_S:.0f} s: {'met' if total <= TARGET_S else 'MISSED'})")
         if not args.keep:

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import mysql.connector  # noqa: E402
 
-from local.mariadb import MariaDBConfig, MariaDBServer  # noqa: E402
-from local.rdsproxy import ProxyConfig, ProxyProcess  # noqa: E402
+from local.data_plane.mariadb import MariaDBConfig, MariaDBServer  # noqa: E402
+from local.data_plane.rdsproxy import ProxyConfig, ProxyProcess  # noqa: E402
 
 CLIENT_USER, CLIENT_PASSWORD = "bench", "bench-pw"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from local.http_api import HttpApi  # noqa: E402
-from local.runtime import LambdaRuntime, RuntimeConfig  # noqa: E402
+from local.data_plane.http_api import HttpApi  # noqa: E402
+from local.data_plane.runtime import LambdaRuntime, RuntimeConfig  # noqa: E402
 
 HANDLERS = str(ROOT / "tests" / "runtime_handlers")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from local.terraform import cdktf_command, terraform_env  # noqa: E402
+from local.control_plane.toolchain import cdktf_command, terraform_env  # noqa: E402
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:

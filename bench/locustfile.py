@@ -1,6 +1,6 @@
-"""The seed's load test: N users GET / as fast as they can, stopping after exactly --requests requests.
+"""The load test: N users GET / as fast as they can, stopping after exactly --requests requests.
 
-Run by `local/experiment.py` (headless, as a subprocess), or by hand:
+Run by `local/experiment/run.py` (headless, as a subprocess), or by hand:
     locust -f bench/locustfile.py --headless -u 100 -r 100 --host http://127.0.0.1:PORT --requests 10000
 
 Each request is recorded (start time, latency, outcome, cause) and written to --results-file as
@@ -45,7 +45,7 @@ def _finish(environment) -> None:
 
 
 class ApiUser(FastHttpUser):
-    """One of the seed's users: GET / with no think time."""
+    """One user: GET / with no think time."""
 
     @task
     def simple_get(self) -> None:

@@ -37,8 +37,10 @@ class ConnectionPoolRules:
 
     def __post_init__(self) -> None:
         check_range("max_connections_percent", self.max_connections_percent, *MAX_CONNECTIONS_PERCENT_RANGE)
-        check_range("max_idle_connections_percent", self.max_idle_connections_percent, 0,
-                    self.max_connections_percent)
+        idle = self.max_idle_connections_percent
+        if isinstance(idle, bool) or not isinstance(idle, int) or not 0 <= idle <= self.max_connections_percent:
+            raise SettingsError("max_idle_connections_percent", idle,
+                                f"an integer from 0 to max_connections_percent ({self.max_connections_percent})")
         check_range("connection_borrow_timeout", self.connection_borrow_timeout, *CONNECTION_BORROW_TIMEOUT_RANGE)
         check_range("idle_client_timeout", self.idle_client_timeout, *IDLE_CLIENT_TIMEOUT_RANGE)
         if self.init_query is not None and (

@@ -12,7 +12,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from local.mariadb import MariaDBConfig, MariaDBServer, mariadbd_available  # noqa: E402
+from local.data_plane.mariadb import MariaDBConfig, MariaDBServer, mariadbd_available  # noqa: E402
 
 MariaDBFactory = Callable[..., MariaDBServer]
 

@@ -1,4 +1,4 @@
-"""`python -m local` exposes the lifecycle and the data-plane commands from one registry."""
+"""`python -m local` exposes the lifecycle and the data-plane commands, and passes options straight through."""
 
 from __future__ import annotations
 
@@ -20,9 +20,13 @@ def test_every_command_is_registered_once_in_the_cli():
         assert f"    {name}" in result.stdout
 
 
-def test_data_plane_commands_pass_their_options_through():
-    result = _run("experiment", "--", "--help")
+def test_data_plane_commands_take_their_options_directly():
+    result = _run("experiment", "--help")
     assert result.returncode == 0, result.stderr
     assert "--requests" in result.stdout and "--settings-from-synth" in result.stdout
+    serve = _run("serve", "--help")
+    assert serve.returncode == 0 and "--direct" in serve.stdout and "--http-port" in serve.stdout
     bad = _run("experiment", "--requests", "nope")
     assert bad.returncode != 0 and "--requests" in bad.stderr
+    unknown = _run("serve", "--no-such-option")
+    assert unknown.returncode != 0 and "--no-such-option" in unknown.stderr

@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from local.dataplane import DataPlaneConfig, LocalDataPlane, local_environment
-from local.deployed import DeployedStack, DeployedStateError, FunctionSettings, PoolSettings
-from local.mariadb import mariadbd_available
+from local.data_plane.plane import DataPlaneConfig, LocalDataPlane, local_environment
+from local.data_plane.deployed import DeployedStack, DeployedStateError, FunctionSettings, PoolSettings
+from local.data_plane.mariadb import mariadbd_available
 
 DEPLOYED_ENV = {"DB_HOST": "sms-local-proxy.proxy-x.rds.amazonaws.com", "DB_PORT": "3306", "DB_NAME": "app",
                 "DB_USER": "app_admin", "DB_TABLE": "access_times", "DB_AUTH": "iam", "RESPONSE_LIMIT": "5",

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from local import deployed
-from local.deployed import DeployedStateError, PoolSettings, load, parse_state, parse_synth
+from local.data_plane import deployed
+from local.data_plane.deployed import DeployedStateError, PoolSettings, load, parse_state, parse_synth
 
 ENV = {"DB_HOST": "proxy.example", "DB_PORT": "3306", "DB_NAME": "app", "DB_USER": "app_user", "DB_TABLE": "access_times",
        "DB_AUTH": "iam", "RESPONSE_LIMIT": "100", "DB_CONNECT_TIMEOUT": "5"}
@@ -43,9 +43,10 @@ def test_state_is_parsed_into_typed_settings():
     assert (stack.function.memory_mb, stack.function.timeout_s, stack.function.reserved_concurrency) == (256, 10, None)
     assert stack.pool == PoolSettings(max_connections_percent=70, max_idle_connections_percent=50,
                                       connection_borrow_timeout=120, init_query=None, session_pinning_filters=(),
-                                      idle_client_timeout=1800, require_tls=True)
+                                      idle_client_timeout=1800)
+    assert stack.proxy.require_tls is True
     assert stack.route_keys == ("GET /",)
-    assert stack.pool.pool_cap(65) == 45  # the seed: 70% of db.t2.micro's 65
+    assert stack.pool.pool_cap(65) == 45  # 70% of a db.t2.micro's 65
 
 
 def test_pool_values_come_from_state_not_defaults():
@@ -58,7 +59,7 @@ def test_pool_values_come_from_state_not_defaults():
 
 
 def test_invalid_pool_values_are_rejected_with_field_and_range():
-    with pytest.raises(ValueError, match=r"max_idle_connections_percent=80: must be in 0..max_connections_percent \(70\)"):
+    with pytest.raises(ValueError, match=r"max_idle_connections_percent=80: allowed an integer from 0 to max_connections_percent \(70\)"):
         parse_state(state_fixture(max_idle_connections_percent=80))
 
 

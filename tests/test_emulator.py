@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import time
@@ -18,8 +19,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from local.emulator import Emulator, EmulatorConfig, EmulatorError
-from local.moto_server import NOT_IMPLEMENTED_CODE
+from local.control_plane.emulator import Emulator, EmulatorConfig, EmulatorError
+from local.control_plane.moto_server import NOT_IMPLEMENTED_CODE
 
 REGION = "ap-northeast-1"
 
@@ -62,7 +63,7 @@ def test_start_records_pid_and_free_port_and_stop_ends_that_process(tmp_path):
         assert emulator.endpoint == f"http://127.0.0.1:{emulator.port}" == record["endpoint"]
         assert emulator.port != 0 and emulator.is_running()
         cmdline = Path(f"/proc/{emulator.pid}/cmdline").read_bytes().split(b"\0")
-        assert b"local.moto_server" in cmdline and b"127.0.0.1" in cmdline
+        assert b"local.control_plane.moto_server" in cmdline and b"127.0.0.1" in cmdline
 
         # A second handle on the same state dir adopts the running server instead of starting another.
         again = Emulator(EmulatorConfig(port=0, state_dir=tmp_path)).start()
@@ -251,12 +252,10 @@ def test_cli_up_is_idempotent_and_down_stops_by_pid(tmp_path):
     """`python -m local up/down` on a copy of the launcher files (own state dir under the copy)."""
     repo = Path(__file__).resolve().parent.parent
     copy = tmp_path / "repo"
-    (copy / "local").mkdir(parents=True)
-    (copy / "environments").mkdir()
+    (copy / "environments").mkdir(parents=True)
     (copy / "cdktf.json").write_text((repo / "cdktf.json").read_text())
-    for name in ("__init__.py", "__main__.py", "emulator.py", "moto_server.py", "lifecycle.py", "terraform.py",
-                 "processes.py"):
-        (copy / "local" / name).write_text((repo / "local" / name).read_text())
+    for package in ("local", "modules", "handler"):
+        shutil.copytree(repo / package, copy / package, ignore=shutil.ignore_patterns("__pycache__", "*.md"))
     run = [sys.executable, "-m", "local", "--port", "0"]
     first = subprocess.run([*run, "up"], cwd=copy, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr

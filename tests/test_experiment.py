@@ -1,4 +1,4 @@
-"""The CI-sized load experiment (2,000 requests, 100 users): its result must have the seed's shape.
+"""The CI-sized load experiment (2,000 requests, 100 users): its result must have the reference experiment's shape.
 
 Settings come from the synthesized `local` stack (what `--settings-from-synth` reads), so the run
 uses the pool and function settings the stack deploys without needing a deployed emulator.
@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from local.deployed import parse_synth
-from local.experiment import ExperimentConfig, run
-from local.mariadb import mariadbd_available
+from local.data_plane.deployed import parse_synth
+from local.experiment.run import ExperimentConfig, run
+from local.data_plane.mariadb import mariadbd_available
 from tests.synth_support import default_synth
 
 pytestmark = [

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from handler.app_settings import LAMBDA_CA_BUNDLE, ConfigError, Settings
-from local.mariadb import MariaDBServer
+from local.data_plane.mariadb import MariaDBServer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GET = {"version": "2.0", "requestContext": {"http": {"method": "GET", "path": "/"}}}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from local.http_api import HttpApi, HttpApiConfig, build_event, map_result, match_route
-from local.runtime import FunctionError, LambdaRuntime, RuntimeConfig, Throttled
+from local.data_plane.http_api import HttpApi, HttpApiConfig, build_event, map_result, match_route
+from local.data_plane.runtime import FunctionError, LambdaRuntime, RuntimeConfig, Throttled
 
 HANDLERS = str(Path(__file__).parent / "runtime_handlers")
 

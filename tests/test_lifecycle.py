@@ -21,7 +21,13 @@ from typing import Any, Iterator
 import boto3
 import pytest
 
-from local import lifecycle as lc
+from local.control_plane import lifecycle as lc
+from local.control_plane.checkout import fresh_checkout
+from local.control_plane.emulator_control import down, up
+from local.control_plane.project import LifecycleError, Project
+from local.control_plane.state_files import state_file
+from local.control_plane.state_queries import outputs as stack_outputs
+from local.control_plane.state_queries import state_list, state_resources, state_show
 
 pytestmark = pytest.mark.lifecycle
 
@@ -29,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 STACK = "local"
 POOL_CHANGE = {"SMS_LOCAL__MAX_CONNECTIONS_PERCENT": "60"}
 PROXY_CHANGE = {**POOL_CHANGE, "SMS_LOCAL__IDLE_CLIENT_TIMEOUT": "900"}
-# The architecture, one resource type per element of the seed's diagram (plus what makes it work).
+# The architecture, one resource type per element of the architecture diagram (plus what makes it work).
 ARCHITECTURE_TYPES = {
     "aws_vpc", "aws_subnet", "aws_security_group", "aws_vpc_security_group_ingress_rule",
     "aws_vpc_security_group_egress_rule", "aws_db_subnet_group", "aws_db_instance", "aws_db_proxy",
@@ -42,7 +48,7 @@ ARCHITECTURE_TYPES = {
 class Deployment:
     """Shared between the ordered tests: the checkout, its emulator and what got deployed."""
 
-    def __init__(self, project: lc.Project):
+    def __init__(self, project: Project):
         self.project = project
         self.outputs: dict[str, Any] = {}
 
@@ -67,31 +73,30 @@ class Deployment:
 def deployment(tmp_path_factory, pytestconfig) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("checkout") / "repo"
     try:
-        how = lc.fresh_checkout(root)
-    except lc.LifecycleError as exc:
+        how = fresh_checkout(root)
+    except LifecycleError as exc:
         pytest.skip(str(exc))
-    lc.STEP_TIMES.clear()
-    project = lc.Project(root=root, emulator_port=0, output=lambda line: print(line, flush=True))
+    project = Project(root=root, emulator_port=0, output=lambda line: print(line, flush=True))
     project.output(f"[test] lifecycle in a {how}: {root}")
     started = time.monotonic()
-    lc.up(project)
+    up(project)
     try:
         yield Deployment(project)
     finally:
         try:
-            if project.emulator().is_running() and lc.state_list(STACK, project):
+            if project.emulator().is_running() and state_list(STACK, project):
                 lc.destroy(STACK, project)  # a test failed midway: leave nothing behind
-        except lc.LifecycleError as exc:
+        except LifecycleError as exc:
             print(f"[test] cleanup: {exc}")
         finally:
-            lc.down(project)
-            _report_step_times(pytestconfig, time.monotonic() - started)
+            down(project)
+            _report_step_times(pytestconfig, project, time.monotonic() - started)
 
 
-def _report_step_times(config: pytest.Config, wall_s: float) -> None:
+def _report_step_times(config: pytest.Config, project: Project, wall_s: float) -> None:
     """Each step's time on the terminal even when output is captured (CI runs plain `pytest`)."""
     lines: list[str] = []
-    lc.print_step_times(lines.append)
+    project.timings.report(lines.append)
     lines.append(f"  lifecycle wall time: {wall_s:.1f} s")
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
@@ -118,7 +123,7 @@ def test_fresh_checkout_synthesizes_the_same_source_code_hash(deployment, tmp_pa
 
 def test_deploy_creates_every_resource_type(deployment):
     deployment.outputs = lc.deploy(STACK, deployment.project, synthesize=False)
-    addresses = lc.state_list(STACK, deployment.project)
+    addresses = state_list(STACK, deployment.project)
     deployed_types = {a.split(".")[0] for a in addresses if not a.startswith("data.")}
     assert ARCHITECTURE_TYPES <= deployed_types, f"missing: {sorted(ARCHITECTURE_TYPES - deployed_types)}"
     configured_types = set(deployment.config()["resource"])
@@ -132,7 +137,7 @@ def test_outputs_name_the_api_the_proxy_and_the_secret(deployment):
     assert outputs["api_url"].startswith("https://") and ".execute-api.ap-northeast-1." in outputs["api_url"]
     assert ".proxy-" in outputs["proxy_endpoint"] or "db-proxy" in outputs["proxy_endpoint"]
     assert outputs["secret_arn"].startswith("arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:")
-    assert lc.outputs(STACK, deployment.project) == outputs
+    assert stack_outputs(STACK, deployment.project) == outputs
 
 
 def test_re_synthesized_stack_has_no_changes(deployment):
@@ -141,7 +146,7 @@ def test_re_synthesized_stack_has_no_changes(deployment):
 
 
 def test_state_holds_the_configured_values(deployment):
-    state = lc.state_resources(STACK, deployment.project)
+    state = state_resources(STACK, deployment.project)
     proxy = state[deployment.address("aws_db_proxy")]
     assert proxy["require_tls"] is True
     assert proxy["idle_client_timeout"] == 1800
@@ -162,18 +167,18 @@ def test_state_holds_the_configured_values(deployment):
     assert sorted(vpc_config["security_group_ids"]) == ids(configured_vpc["vpc_config"]["security_group_ids"])
     assert len(vpc_config["subnet_ids"]) >= 1
 
-    shown = lc.state_show(STACK, deployment.address("aws_db_proxy"), deployment.project)
+    shown = state_show(STACK, deployment.address("aws_db_proxy"), deployment.project)
     assert "require_tls" in shown and "= true" in shown.split("require_tls", 1)[1].splitlines()[0]
 
 
 def test_no_password_in_state(deployment):
-    state = lc.state_resources(STACK, deployment.project)
+    state = state_resources(STACK, deployment.project)
     instance = state[deployment.address("aws_db_instance")]
     assert instance["manage_master_user_password"] is True and instance["password"] is None
     secret = deployment.client("secretsmanager").get_secret_value(SecretId=deployment.outputs["secret_arn"])
     password = json.loads(secret["SecretString"])["password"]
     assert len(password) >= 8
-    raw_state = lc.state_file(deployment.project, STACK).read_text()
+    raw_state = state_file(deployment.project, STACK).read_text()
     assert password not in raw_state
 
 
@@ -182,16 +187,16 @@ def test_pool_setting_change_is_an_in_place_update_of_the_target_group(deploymen
     result = lc.plan(STACK, deployment.project, extra_env=POOL_CHANGE, synthesize=True)
     assert result.changes == {target_group: ("update",)}
     lc.deploy(STACK, deployment.project, extra_env=POOL_CHANGE, synthesize=False)
-    pool = lc.state_resources(STACK, deployment.project)[target_group]["connection_pool_config"][0]
+    pool = state_resources(STACK, deployment.project)[target_group]["connection_pool_config"][0]
     assert pool["max_connections_percent"] == 60
-    proxy_name = lc.state_resources(STACK, deployment.project)[deployment.address("aws_db_proxy")]["name"]
+    proxy_name = state_resources(STACK, deployment.project)[deployment.address("aws_db_proxy")]["name"]
     groups = deployment.client("rds").describe_db_proxy_target_groups(DBProxyName=proxy_name)["TargetGroups"]
     assert groups[0]["ConnectionPoolConfig"]["MaxConnectionsPercent"] == 60
 
 
 def test_drift_of_the_pool_setting_is_reported(deployment):
     target_group = deployment.address("aws_db_proxy_default_target_group")
-    proxy_name = lc.state_resources(STACK, deployment.project)[deployment.address("aws_db_proxy")]["name"]
+    proxy_name = state_resources(STACK, deployment.project)[deployment.address("aws_db_proxy")]["name"]
     deployment.client("rds").modify_db_proxy_target_group(
         DBProxyName=proxy_name, TargetGroupName="default",
         ConnectionPoolConfig={"MaxConnectionsPercent": 90, "MaxIdleConnectionsPercent": 50})
@@ -202,7 +207,7 @@ def test_drift_of_the_pool_setting_is_reported(deployment):
 
 def test_in_place_proxy_change_fails_fast_with_the_reason(deployment):
     started = time.monotonic()
-    with pytest.raises(lc.LifecycleError) as caught:
+    with pytest.raises(LifecycleError) as caught:
         lc.deploy(STACK, deployment.project, extra_env=PROXY_CHANGE)
     message = str(caught.value)
     assert "NotImplementedByLocalEmulator" in message and "ModifyDBProxy" in message
@@ -212,6 +217,6 @@ def test_in_place_proxy_change_fails_fast_with_the_reason(deployment):
 
 def test_destroy_leaves_an_empty_state(deployment):
     lc.destroy(STACK, deployment.project)
-    assert lc.state_list(STACK, deployment.project) == []
-    state = json.loads(lc.state_file(deployment.project, STACK).read_text())
+    assert state_list(STACK, deployment.project) == []
+    state = json.loads(state_file(deployment.project, STACK).read_text())
     assert state["resources"] == []

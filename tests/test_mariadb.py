@@ -10,7 +10,7 @@ from collections.abc import Callable
 import mysql.connector
 import pytest
 
-from local.mariadb import MariaDBConfig, MariaDBServer
+from local.data_plane.mariadb import MariaDBConfig, MariaDBServer
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from local.mariadb import MariaDBServer
+from local.data_plane.mariadb import MariaDBServer
 from modules.packaging import PackagingError, build_handler_zip
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

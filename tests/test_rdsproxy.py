@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import mysql.connector
 import pytest
 
-from local.rdsproxy import EXCLUDE_VARIABLE_SETS, ProxyConfig, ProxyProcess, ProxyServer
+from local.data_plane.rdsproxy import EXCLUDE_VARIABLE_SETS, ProxyConfig, ProxyProcess, ProxyServer
 
 CLIENT_USER = "lambda"
 CLIENT_PASSWORD = "proxy-client-pw"

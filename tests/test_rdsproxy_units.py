@@ -10,9 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from local.rdsproxy import protocol as p  # noqa: E402
-from local.rdsproxy.classify import CHARSET_KEY, PIN, PLAIN, TRACK, USE, classify  # noqa: E402
-from local.rdsproxy.config import ProxyConfig, ProxyConfigError  # noqa: E402
+from local.data_plane.rdsproxy import protocol as p  # noqa: E402
+from local.data_plane.rdsproxy.classify import CHARSET_KEY, PIN, PLAIN, TRACK, USE, classify  # noqa: E402
+from local.data_plane.rdsproxy.config import ProxyConfig, ProxyConfigError  # noqa: E402
 
 BASE = dict(backend_host="127.0.0.1", backend_port=3306, backend_user="app", backend_password="s",
             client_user="app", client_password="c", db_max_connections=65)

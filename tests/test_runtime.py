@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from local.runtime import (
+from local.data_plane.runtime import (
     ContainerCrashed,
     FunctionError,
     FunctionTimeout,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from local.terraform import terraform_env
+from local.control_plane.toolchain import terraform_env
 from tests.synth_support import REPO_ROOT, default_synth
 
 CHECKOV = REPO_ROOT / "tools" / "checkov" / ".venv" / "bin" / "checkov"

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl
 
-from local.runtime import InvocationError, Throttled
+from local.data_plane.runtime import InvocationError, Throttled
 
 Invoke = Callable[[Mapping[str, Any]], Any]
 

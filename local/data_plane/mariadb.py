@@ -350,7 +350,7 @@ class MariaDBServer:
     # -- connections ------------------------------------------------------------------------------
     def app_connect(self, **overrides: Any) -> Any:
         """A new pure-Python connection as the unprivileged app account (counts against max_connections)."""
-        import mysql.connector  # noqa: PLC0415 - keep `import local.mariadb` cheap
+        import mysql.connector  # noqa: PLC0415 - keep `import local.data_plane.mariadb` cheap
 
         params: dict[str, Any] = {
             "host": self.host,

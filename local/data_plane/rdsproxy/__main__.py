@@ -30,7 +30,7 @@ from .server import Proxy, new_event_loop
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m local.rdsproxy",
+        prog="python -m local.data_plane.rdsproxy",
         description="Local stand-in for Amazon RDS Proxy (MySQL protocol, connection "
                     "multiplexing). Passwords: env RDSPROXY_BACKEND_PASSWORD, RDSPROXY_CLIENT_PASSWORD.")
     parser.add_argument("--config-file", help="JSON with all ProxyConfig fields (deleted after reading); "
@@ -110,7 +110,7 @@ def build_command(config: ProxyConfig, python: str = sys.executable):
     fd, path = tempfile.mkstemp(prefix="rdsproxy-", suffix=".json")  # mode 0600
     with os.fdopen(fd, "w") as handle:
         json.dump(fields, handle)
-    command = [python, "-m", "local.rdsproxy", "--config-file", path]
+    command = [python, "-m", "local.data_plane.rdsproxy", "--config-file", path]
 
     def read_ports(process: subprocess.Popen, timeout: float) -> tuple[int, int | None]:
         try:

@@ -263,7 +263,7 @@ class _Zygote:
         self._control = ours
         self._reader = ours.makefile("rb")
         spec = json.dumps({"preload": preload, "fd": theirs.fileno()})
-        code = "import sys; sys.path[:0] = %r; from local.runtime import _zygote_main; _zygote_main()" % (
+        code = "import sys; sys.path[:0] = %r; from local.data_plane.runtime import _zygote_main; _zygote_main()" % (
             [p for p in sys.path if p],
         )
         self.process = subprocess.Popen(
@@ -306,7 +306,7 @@ class LambdaRuntime:
 
     def __init__(self, config: RuntimeConfig):
         self.config = config
-        self._preload = ["local.runtime", *config.preload_modules]
+        self._preload = ["local.data_plane.runtime", *config.preload_modules]
         self._zygote: _Zygote | None = None
         self._zygote_lock = threading.Lock()
         self._lock = threading.Lock()

@@ -1,7 +1,7 @@
 """Start and stop the local AWS emulator (moto server on 127.0.0.1) by pid.
 
-The emulator runs `local.moto_server` (moto plus this project's compatibility fixes, see
-`local/EMULATOR.md`) in its own session, so `python -m local up` can return while the server keeps
+The emulator runs `local.control_plane.moto_server` (moto plus this project's compatibility fixes, see
+`local/control_plane/EMULATOR.md`) in its own session, so `python -m local up` can return while the server keeps
 running for later `deploy`/`diff`/`destroy` commands. A small JSON file in the state directory records
 its pid and port; `stop()` ends exactly that process (SIGTERM, then SIGKILL), never anything by name.
 """
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from modules.project import REPO_ROOT, emulator_state_dir
 from local.processes import LOOPBACK, free_port, pid_alive
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_STATE_DIR = REPO_ROOT / ".local" / "emulator"
-SERVER_MODULE = "local.moto_server"
+DEFAULT_STATE_DIR = emulator_state_dir()
+SERVER_MODULE = "local.control_plane.moto_server"
 STATE_FILE_NAME = "emulator.json"
 LOG_FILE_NAME = "moto.log"
 # moto's static dashboard page: answers as soon as the server routes requests, whatever the backends

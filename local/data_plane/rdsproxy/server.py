@@ -14,6 +14,8 @@ import sys
 import threading
 import urllib.request
 
+from modules.project import REPO_ROOT
+
 from .config import ProxyConfig
 from .handshake import ServerInfo
 from .pool import IDLE_GRACE, BackendPool
@@ -210,7 +212,7 @@ class ProxyServer:
 
 
 class ProxyProcess:
-    """Runs ``python -m local.rdsproxy`` as a child process (keeps the proxy off the caller's GIL).
+    """Runs ``python -m local.data_plane.rdsproxy`` as a child process (keeps the proxy off the caller's GIL).
 
     Secrets go through a private temp file, never argv. ``stats()`` reads the HTTP endpoint
     (``stats_port`` None in the config means a free port here: the child needs one for stats).
@@ -237,8 +239,7 @@ class ProxyProcess:
         from .__main__ import build_command
 
         command, read_ports = build_command(self.config, self._python)
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        self._process = subprocess.Popen(command, cwd=root, stdin=subprocess.DEVNULL,
+        self._process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE)
         try:
             self.port, self.stats_port = read_ports(self._process, timeout)

@@ -1,7 +1,7 @@
 """The local data plane: HTTP API -> Lambda-like runtime -> (RDS Proxy stand-in) -> private MariaDB.
 
 Everything the function and the proxy are configured with comes from the deployed stack
-(`local.deployed`); only what cannot be the same on one machine is overridden, and every override
+(`local.data_plane.deployed`); only what cannot be the same on one machine is overridden, and every override
 is listed in `overrides` so callers can print it:
   - DB_HOST/DB_PORT point at the local proxy or MariaDB instead of the cloud endpoints,
   - DB_AUTH=password with the local DB user's password (no IAM or TLS locally; DB_SSL_CA is dropped).
@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local import deployed
-from local.deployed import DeployedStack
-from local.http_api import HttpApi, HttpApiConfig
-from local.mariadb import MariaDBConfig, MariaDBServer
-from local.runtime import LambdaRuntime, RuntimeConfig
+from local.data_plane import deployed
+from modules.project import HANDLER_DIR_NAME, REPO_ROOT
+from local.data_plane.deployed import DeployedStack
+from local.data_plane.http_api import HttpApi, HttpApiConfig
+from local.data_plane.mariadb import MariaDBConfig, MariaDBServer
+from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-HANDLER_DIR = REPO_ROOT / "handler"
-DEFAULT_DB_MAX_CONNECTIONS = 65  # the seed's db.t2.micro
+HANDLER_DIR = REPO_ROOT / HANDLER_DIR_NAME
+DEFAULT_DB_MAX_CONNECTIONS = 65  # a db.t2.micro, the reference experiment's DB
 DEFAULT_LOCAL_CONCURRENCY = 100  # Lambda's account pool is 1000; 100 processes is what one machine affords
 _PROXY_START_TIMEOUT_S = 20.0
 # Imported once in the runtime's zygote, not in each of up to 100 containers: they are the MySQL
@@ -82,7 +82,7 @@ def local_environment(stack: DeployedStack, host: str, port: int, password: str)
 def proxy_config(stack: DeployedStack, db: MariaDBServer, db_max_connections: int, client_user: str,
                  client_password: str):
     """The RDS Proxy stand-in's settings: the deployed pool settings in front of the local DB."""
-    from local.rdsproxy.config import ProxyConfig  # the proxy package is optional for the direct path
+    from local.data_plane.rdsproxy.config import ProxyConfig  # the proxy package is optional for the direct path
 
     pool = stack.pool
     return ProxyConfig(
@@ -110,7 +110,7 @@ class LocalDataPlane:
         self.stack = stack
         self.config = config or DataPlaneConfig()
         self.db: MariaDBServer | None = None
-        self.proxy: Any = None  # local.rdsproxy.ProxyProcess on the proxy path
+        self.proxy: Any = None  # local.data_plane.rdsproxy.ProxyProcess on the proxy path
         self.runtime: LambdaRuntime | None = None
         self.api: HttpApi | None = None
         self.overrides: dict[str, str] = {}
@@ -149,7 +149,7 @@ class LocalDataPlane:
         ).start()
         host, port = self.db.host, self.db.port
         if self.config.via_proxy:
-            from local.rdsproxy import ProxyProcess
+            from local.data_plane.rdsproxy import ProxyProcess
 
             self.proxy = ProxyProcess(proxy_config(
                 self.stack, self.db, self.config.db_max_connections, self.db.app_user, self.db.app_password
@@ -220,25 +220,27 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings-from-synth", action="store_true",
                         help="read settings from cdktf.out/stacks/<stack>/cdk.tf.json instead of the deployed state")
     parser.add_argument("--max-connections", type=int, default=DEFAULT_DB_MAX_CONNECTIONS,
-                        help="the local DB's max_connections (default 65, the seed's db.t2.micro)")
+                        help="the local DB's max_connections (default 65, like a db.t2.micro)")
     parser.add_argument("--max-concurrency", type=int, default=None,
                         help=f"most containers (default: reserved concurrency, else {DEFAULT_LOCAL_CONCURRENCY})")
 
 
-def main_serve(argv: list[str] | None = None) -> int:
-    """`python -m local serve`: run the app locally until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m local serve", description=__doc__.splitlines()[0])
+def configure_serve(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m local serve`."""
     add_settings_arguments(parser)
-    parser.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
+    parser.add_argument("--http-port", type=int, default=0, help="HTTP port (default: a free one)")
     parser.add_argument("--direct", action="store_true", help="connect the handler directly to the DB (no proxy)")
-    args = parser.parse_args(argv)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """`python -m local serve`: run the app locally until Ctrl-C or SIGTERM."""
     try:
         stack = deployed.load(args.stack, settings_from_synth=args.settings_from_synth)
     except deployed.DeployedStateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     config = DataPlaneConfig(via_proxy=not args.direct, db_max_connections=args.max_connections,
-                             max_concurrency=args.max_concurrency, http_port=args.port)
+                             max_concurrency=args.max_concurrency, http_port=args.http_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with LocalDataPlane(stack, config) as plane:
@@ -251,7 +253,3 @@ def main_serve(argv: list[str] | None = None) -> int:
             pass
         print("stopping...", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main_serve())

@@ -15,7 +15,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from modules.pool_rules import ConnectionPoolRules
+from modules.project import REPO_ROOT, default_state_file, stack_dir
+
 DEFAULT_STACK = "local"
 _REFERENCE = re.compile(r"^\$\{([A-Za-z0-9_]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\}$")
 
@@ -24,34 +26,17 @@ class DeployedStateError(RuntimeError):
     """No usable deployed state (or synth output); the message says what to run."""
 
 
+#: The pool settings as deployed: the one definition of their ranges, defaults and pool-cap arithmetic.
+PoolSettings = ConnectionPoolRules
+
+
 @dataclass(frozen=True)
-class PoolSettings:
-    """`aws_db_proxy_default_target_group.connection_pool_config` plus the proxy's idle client timeout."""
+class ProxySettings:
+    """The deployed `aws_db_proxy`'s client-side settings (what a client of the proxy must do)."""
 
-    max_connections_percent: int = 100
-    max_idle_connections_percent: int = 50
-    connection_borrow_timeout: int = 120
-    init_query: str | None = None
-    session_pinning_filters: tuple[str, ...] = ()
-    idle_client_timeout: int = 1800
     require_tls: bool = False
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_connections_percent <= 100:
-            raise ValueError(f"max_connections_percent={self.max_connections_percent}: must be in 1..100")
-        if not 0 <= self.max_idle_connections_percent <= self.max_connections_percent:
-            raise ValueError(
-                f"max_idle_connections_percent={self.max_idle_connections_percent}: "
-                f"must be in 0..max_connections_percent ({self.max_connections_percent})"
-            )
-        if not 0 <= self.connection_borrow_timeout <= 3600:
-            raise ValueError(f"connection_borrow_timeout={self.connection_borrow_timeout}: must be in 0..3600")
-        if not 1 <= self.idle_client_timeout <= 28800:
-            raise ValueError(f"idle_client_timeout={self.idle_client_timeout}: must be in 1..28800")
-
-    def pool_cap(self, db_max_connections: int) -> int:
-        """Backend connections the proxy may open: the percentage of the DB's max_connections, rounded down."""
-        return max(1, db_max_connections * self.max_connections_percent // 100)
+    iam_auth: str = "DISABLED"
+    """``REQUIRED`` or ``DISABLED`` (the proxy's ``auth`` block)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +67,8 @@ class DeployedStack:
     """What the local data plane takes from the deployed (or synthesized) stack."""
 
     function: FunctionSettings
-    pool: PoolSettings
+    pool: ConnectionPoolRules
+    proxy: ProxySettings = field(default_factory=ProxySettings)
     route_keys: tuple[str, ...] = ("$default",)
     source: str = ""
     unresolved: tuple[str, ...] = field(default=())
@@ -90,10 +76,6 @@ class DeployedStack:
 
 
 # --- locating the inputs ---------------------------------------------------------------------
-def stack_dir(stack: str = DEFAULT_STACK, root: Path = REPO_ROOT) -> Path:
-    return root / "cdktf.out" / "stacks" / stack
-
-
 def state_file_candidates(stack: str = DEFAULT_STACK, root: Path = REPO_ROOT) -> list[Path]:
     """The local backend's state path from the synthesized config first, then the usual cdktf places."""
     directory = stack_dir(stack, root)
@@ -107,7 +89,7 @@ def state_file_candidates(stack: str = DEFAULT_STACK, root: Path = REPO_ROOT) ->
         if backend.get("path"):
             path = Path(backend["path"])
             candidates.append(path if path.is_absolute() else directory / path)
-    candidates += [root / f"terraform.{stack}.tfstate", directory / f"terraform.{stack}.tfstate", directory / "terraform.tfstate"]
+    candidates += [default_state_file(stack, root), directory / f"terraform.{stack}.tfstate", directory / "terraform.tfstate"]
     return list(dict.fromkeys(candidates))
 
 
@@ -162,6 +144,7 @@ def parse_state(state: Mapping[str, Any], source: str = "state") -> DeployedStac
     return DeployedStack(
         function=_function_settings(function, {}),
         pool=_pool_settings(_block(target_group.get("connection_pool_config")), proxy),
+        proxy=_proxy_settings(proxy),
         route_keys=routes or ("$default",),
         source=source,
     )
@@ -183,6 +166,7 @@ def parse_synth(config: Mapping[str, Any], source: str = "cdk.tf.json") -> Deplo
     return DeployedStack(
         function=settings,
         pool=_pool_settings(_block(target_group.get("connection_pool_config")), proxy),
+        proxy=_proxy_settings(proxy),
         route_keys=routes or ("$default",),
         source=source,
         unresolved=tuple(unresolved),
@@ -221,15 +205,19 @@ def _function_settings(
     )
 
 
-def _pool_settings(pool: Mapping[str, Any], proxy: Mapping[str, Any]) -> PoolSettings:
-    defaults = PoolSettings()
-    init_query = pool.get("init_query") or None  # state stores "" for unset
-    return PoolSettings(
+def _pool_settings(pool: Mapping[str, Any], proxy: Mapping[str, Any]) -> ConnectionPoolRules:
+    defaults = ConnectionPoolRules()
+    return ConnectionPoolRules(
         max_connections_percent=int(pool.get("max_connections_percent", defaults.max_connections_percent)),
         max_idle_connections_percent=int(pool.get("max_idle_connections_percent", defaults.max_idle_connections_percent)),
         connection_borrow_timeout=int(pool.get("connection_borrow_timeout", defaults.connection_borrow_timeout)),
-        init_query=init_query,
+        init_query=pool.get("init_query") or None,  # state stores "" for unset
         session_pinning_filters=tuple(pool.get("session_pinning_filters") or ()),
         idle_client_timeout=int(proxy.get("idle_client_timeout", defaults.idle_client_timeout)),
-        require_tls=bool(proxy.get("require_tls", False)),
     )
+
+
+def _proxy_settings(proxy: Mapping[str, Any]) -> ProxySettings:
+    auth = _block(proxy.get("auth"))
+    return ProxySettings(require_tls=bool(proxy.get("require_tls", False)),
+                         iam_auth=str(auth.get("iam_auth") or "DISABLED"))

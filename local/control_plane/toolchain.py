@@ -10,8 +10,9 @@ import os
 import shutil
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = REPO_ROOT / ".local"
+from modules.project import REPO_ROOT, local_state_dir
+
+STATE_DIR = local_state_dir()
 PROVIDER_SOURCE = "registry.terraform.io/hashicorp/aws"
 PROVIDER_VERSION = "5.100.0"
 

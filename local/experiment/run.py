@@ -1,4 +1,6 @@
-"""The seed's load experiment, locally: N requests from U locust users, direct to the DB vs through the proxy.
+"""The load experiment, locally: N requests from U locust users, direct to the DB vs through the proxy.
+
+The reference run is a db.t2.micro with max_connections 65, 100 users and 10,000 requests.
 
 Each path gets a fresh data plane (fresh MariaDB, cold containers, fresh proxy), so neither run
 inherits connections or warm containers from the other. While locust runs (headless, in its own
@@ -21,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local import deployed
-from local.dataplane import DataPlaneConfig, LocalDataPlane, add_settings_arguments
+from local.data_plane import deployed
+from modules.project import REPO_ROOT
+from local.data_plane.plane import DataPlaneConfig, LocalDataPlane, add_settings_arguments
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = REPO_ROOT / "bench" / "locustfile.py"
 PATHS = ("direct", "proxy")
 SAMPLE_INTERVAL_S = 0.15
@@ -213,7 +215,10 @@ def run_path(path: str, stack: deployed.DeployedStack, config: ExperimentConfig,
 
 
 def evaluate(results: dict[str, dict[str, Any]], total_s: float) -> dict[str, bool]:
-    """The issue's targets, as booleans in the JSON (the printed table shows them too)."""
+    """The experiment's targets (no failure through the proxy, DB connections within the pool cap, ...).
+
+    Booleans in the JSON; the printed table shows them too.
+    """
     checks: dict[str, bool] = {}
     direct, proxy = results.get("direct"), results.get("proxy")
     if direct:
@@ -325,15 +330,17 @@ def run(stack: deployed.DeployedStack, config: ExperimentConfig, log=print) -> d
     return document
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m local experiment`."""
-    parser = argparse.ArgumentParser(prog="python -m local experiment", description=__doc__.splitlines()[0])
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m local experiment`."""
     add_settings_arguments(parser)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--out", default=str(REPO_ROOT / "results"), help="output directory (default: results/)")
     parser.add_argument("--only", choices=PATHS, help="run only one path")
-    args = parser.parse_args(argv)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """`python -m local experiment`: both paths, the table, the checks; exit 1 if a check fails."""
     try:
         stack = deployed.load(args.stack, settings_from_synth=args.settings_from_synth)
         config = ExperimentConfig(requests=args.requests, users=args.users, db_max_connections=args.max_connections,
@@ -350,7 +357,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'PASS' if passed else 'FAIL'}  {name}")
     print(f"total {document['total_s']} s; wrote {Path(args.out) / 'experiment.json'} and experiment.png")
     return 0 if all(document["checks"].values()) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

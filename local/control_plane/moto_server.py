@@ -1,9 +1,9 @@
 """Run moto's server with the compatibility fixes this project needs.
 
-`local.emulator.Emulator` starts this module in its own process
-(`python -m local.moto_server --host 127.0.0.1 --port N`); the fixes are applied
+`local.control_plane.emulator.Emulator` starts this module in its own process
+(`python -m local.control_plane.moto_server --host 127.0.0.1 --port N`); the fixes are applied
 in that process only, before moto's own `moto.server.main` serves requests.
-Every fix is small, targets moto 5.2.5 and is explained in `local/EMULATOR.md`.
+Every fix is small, targets moto 5.2.5 and is explained in `local/control_plane/EMULATOR.md`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,172 @@
+"""``python -m local <command>``: the local target's command line.
+
+Control plane (the AWS emulator and the stack's lifecycle):
+    up        start the local AWS emulator (idempotent)
+    deploy    up, then `cdktf deploy` the stack (default: local)
+    diff      synthesize and `terraform plan`; exit status 2 when changes are pending
+    state     `terraform state list`; `state show ADDRESS` (or `state ADDRESS`) shows one
+    outputs   the stack's outputs (API URL, proxy endpoint, secret ARN, ...) as JSON
+    destroy   `cdktf destroy` the stack, then stop the emulator (unless --keep-emulator)
+    down      stop the emulator
+Data plane (the deployed function run locally):
+    serve       HTTP API -> Lambda-like runtime -> RDS Proxy stand-in -> MariaDB, until Ctrl-C
+    experiment  the load experiment, direct vs through the proxy (100 users, 10,000 requests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from urllib.parse import urlparse
+
+from local.control_plane import emulator_control, lifecycle, state_queries
+from local.control_plane.project import DEFAULT_STACK, LOCAL_TARGET, LifecycleError, Project
+from modules.project import DEFAULT_EMULATOR_PORT
+
+
+def default_port() -> int:
+    """The port of LOCAL_AWS_ENDPOINT if set, else the default emulator port."""
+    endpoint = os.environ.get("LOCAL_AWS_ENDPOINT")
+    if not endpoint:
+        return DEFAULT_EMULATOR_PORT
+    parsed = urlparse(endpoint)
+    if parsed.hostname not in ("127.0.0.1", "localhost") or parsed.port is None:
+        raise SystemExit(f"error: LOCAL_AWS_ENDPOINT={endpoint!r}: expected http://127.0.0.1:<port>")
+    return parsed.port
+
+
+def _project(args: argparse.Namespace) -> Project:
+    return Project(emulator_port=args.port)
+
+
+# ---------------------------------------------------------------- control plane
+def _up(args: argparse.Namespace) -> int:
+    emulator = emulator_control.up(_project(args))
+    print(f"LOCAL_AWS_ENDPOINT={emulator.endpoint}")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    project = _project(args)
+    result = lifecycle.deploy(args.stack, project)
+    print(json.dumps(result, indent=2, sort_keys=True))
+    project.timings.report()
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    return 2 if lifecycle.diff(args.stack, _project(args), synthesize=not args.no_synth) else 0
+
+
+def _state(args: argparse.Namespace) -> int:
+    project = _project(args)
+    words = list(args.words)
+    if words in ([], ["list"]):
+        print("\n".join(state_queries.state_list(args.stack, project)))
+        return 0
+    if words[0] == "show":
+        words = words[1:]
+    if len(words) != 1:
+        print("error: use `state`, `state list`, or `state show ADDRESS` (addresses: `python -m local state`)",
+              file=sys.stderr)
+        return 1
+    print(state_queries.state_show(args.stack, words[0], project))
+    return 0
+
+
+def _outputs(args: argparse.Namespace) -> int:
+    print(json.dumps(state_queries.outputs(args.stack, _project(args)), indent=2, sort_keys=True))
+    return 0
+
+
+def _destroy(args: argparse.Namespace) -> int:
+    project = _project(args)
+    lifecycle.destroy(args.stack, project)
+    if not args.keep_emulator and project.target(args.stack) == LOCAL_TARGET:
+        emulator_control.down(project)
+    project.timings.report()
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    emulator_control.down(_project(args))
+    return 0
+
+
+# ---------------------------------------------------------------- data plane (imported on use: heavier)
+def _serve(args: argparse.Namespace) -> int:
+    from local.data_plane.plane import run_serve
+
+    return run_serve(args)
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from local.experiment.run import run_cli
+
+    return run_cli(args)
+
+
+def _configure_serve(parser: argparse.ArgumentParser) -> None:
+    from local.data_plane.plane import configure_serve
+
+    configure_serve(parser)
+
+
+def _configure_experiment(parser: argparse.ArgumentParser) -> None:
+    from local.experiment.run import configure
+
+    configure(parser)
+
+
+def _stack_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", default=DEFAULT_STACK,
+                        help="stack (environments/<stack>.json) to operate on (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m local", description="The local target: the AWS emulator and "
+                                     "the stack's lifecycle (control plane), the function run locally (data plane).")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"emulator port (default: from LOCAL_AWS_ENDPOINT, else {DEFAULT_EMULATOR_PORT}; "
+                             "0 picks a free one)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str, run, *configure) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_, description=help_)
+        for step in configure:
+            step(command)
+        command.set_defaults(run=run)
+        return command
+
+    add("up", "start the local AWS emulator (no-op if it already runs)", _up)
+    add("deploy", "start the emulator if needed and deploy the stack", _deploy, _stack_option)
+    diff = add("diff", "plan against the deployed stack; exit status 2 if anything would change", _diff, _stack_option)
+    diff.add_argument("--no-synth", action="store_true", help="plan the already synthesized config")
+    state = add("state", "terraform state list | show ADDRESS", _state, _stack_option)
+    state.add_argument("words", nargs="*", metavar="list | show ADDRESS | ADDRESS",
+                       help="nothing or `list`: every address; `show ADDRESS` or just ADDRESS: one resource")
+    add("outputs", "print the stack's outputs as JSON", _outputs, _stack_option)
+    destroy = add("destroy", "destroy the stack, then stop the emulator", _destroy, _stack_option)
+    destroy.add_argument("--keep-emulator", action="store_true", help="leave the emulator running afterwards")
+    add("down", "stop the local AWS emulator", _down)
+    add("serve", "run the app locally: HTTP API -> Lambda-like runtime -> RDS Proxy stand-in -> MariaDB",
+        _serve, _configure_serve)
+    add("experiment", "the load experiment, direct vs through the proxy (100 users, 10,000 requests)",
+        _experiment, _configure_experiment)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.port is None:
+        args.port = default_port()
+    try:
+        return args.run(args)
+    except LifecycleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
