@@ -1,6 +1,6 @@
 """The CI lifecycle's wall time: up -> deploy -> diff (no changes) -> destroy -> down, per step.
 
-Runs in a fresh checkout (see `local.control_plane.lifecycle.fresh_checkout`) with its own emulator on a free port,
+Runs in a fresh checkout (see `local.control_plane.checkout.fresh_checkout`) with its own emulator on a free port,
 so it never touches your local state. Target: the whole cycle under 6 minutes on 2 cores.
 
     .venv/bin/python bench/bench_lifecycle.py [--keep]   # --keep leaves the temp checkout for a look
@@ -20,6 +20,10 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from local.control_plane import lifecycle as lc  # noqa: E402
+from local.control_plane.checkout import fresh_checkout  # noqa: E402
+from local.control_plane.emulator_control import down, up  # noqa: E402
+from local.control_plane.project import Project  # noqa: E402
+from local.control_plane.state_queries import state_list  # noqa: E402
 
 TARGET_S = 360.0
 
@@ -54,8 +58,10 @@ def main() -> int:
         total = time.monotonic() - started
         print("\nstep times:")
         project.timings.report(print)
-        print(f"\nwall time, deploy -> diff -> destroy cycle: {total:.1f} s "
-              f"(target {TARGET_S:.0f} s: {'met' if total <= TARGET_S else 'MISSED'})")
+        print(
+            f"\nwall time, deploy -> diff -> destroy cycle: {total:.1f} s "
+            f"(target {TARGET_S:.0f} s: {'met' if total <= TARGET_S else 'MISSED'})"
+        )
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     if not ok:

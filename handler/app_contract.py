@@ -32,6 +32,16 @@ LAMBDA_CA_BUNDLE = "/etc/pki/tls/certs/ca-bundle.crt"  # CA bundle shipped in th
 
 #: Every variable the handler reads, in the order the README lists them.
 ALL_VARIABLES = (
-    DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD, DB_TABLE, DB_AUTH, DB_SSL_CA,
-    DB_SSL_VERIFY_IDENTITY, DB_CONNECT_TIMEOUT, RESPONSE_LIMIT, LOG_LEVEL,
+    DB_HOST,
+    DB_PORT,
+    DB_NAME,
+    DB_USER,
+    DB_PASSWORD,
+    DB_TABLE,
+    DB_AUTH,
+    DB_SSL_CA,
+    DB_SSL_VERIFY_IDENTITY,
+    DB_CONNECT_TIMEOUT,
+    RESPONSE_LIMIT,
+    LOG_LEVEL,
 )

@@ -69,8 +69,10 @@ def _state(args: argparse.Namespace) -> int:
     if words[0] == "show":
         words = words[1:]
     if len(words) != 1:
-        print("error: use `state`, `state list`, or `state show ADDRESS` (addresses: `python -m local state`)",
-              file=sys.stderr)
+        print(
+            "error: use `state`, `state list`, or `state show ADDRESS` (addresses: `python -m local state`)",
+            file=sys.stderr,
+        )
         return 1
     print(state_queries.state_show(args.stack, words[0], project))
     return 0
@@ -121,16 +123,23 @@ def _configure_experiment(parser: argparse.ArgumentParser) -> None:
 
 
 def _stack_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack", default=DEFAULT_STACK,
-                        help="stack (environments/<stack>.json) to operate on (default: %(default)s)")
+    parser.add_argument(
+        "--stack", default=DEFAULT_STACK, help="stack (environments/<stack>.json) to operate on (default: %(default)s)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m local", description="The local target: the AWS emulator and "
-                                     "the stack's lifecycle (control plane), the function run locally (data plane).")
-    parser.add_argument("--port", type=int, default=None,
-                        help=f"emulator port (default: from LOCAL_AWS_ENDPOINT, else {DEFAULT_EMULATOR_PORT}; "
-                             "0 picks a free one)")
+    parser = argparse.ArgumentParser(
+        prog="python -m local",
+        description="The local target: the AWS emulator and "
+        "the stack's lifecycle (control plane), the function run locally (data plane).",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"emulator port (default: from LOCAL_AWS_ENDPOINT, else {DEFAULT_EMULATOR_PORT}; 0 picks a free one)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_: str, run, *configure) -> argparse.ArgumentParser:
@@ -145,16 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
     diff = add("diff", "plan against the deployed stack; exit status 2 if anything would change", _diff, _stack_option)
     diff.add_argument("--no-synth", action="store_true", help="plan the already synthesized config")
     state = add("state", "terraform state list | show ADDRESS", _state, _stack_option)
-    state.add_argument("words", nargs="*", metavar="list | show ADDRESS | ADDRESS",
-                       help="nothing or `list`: every address; `show ADDRESS` or just ADDRESS: one resource")
+    state.add_argument(
+        "words",
+        nargs="*",
+        metavar="list | show ADDRESS | ADDRESS",
+        help="nothing or `list`: every address; `show ADDRESS` or just ADDRESS: one resource",
+    )
     add("outputs", "print the stack's outputs as JSON", _outputs, _stack_option)
     destroy = add("destroy", "destroy the stack, then stop the emulator", _destroy, _stack_option)
     destroy.add_argument("--keep-emulator", action="store_true", help="leave the emulator running afterwards")
     add("down", "stop the local AWS emulator", _down)
-    add("serve", "run the app locally: HTTP API -> Lambda-like runtime -> RDS Proxy stand-in -> MariaDB",
-        _serve, _configure_serve)
-    add("experiment", "the load experiment, direct vs through the proxy (100 users, 10,000 requests)",
-        _experiment, _configure_experiment)
+    add(
+        "serve",
+        "run the app locally: HTTP API -> Lambda-like runtime -> RDS Proxy stand-in -> MariaDB",
+        _serve,
+        _configure_serve,
+    )
+    add(
+        "experiment",
+        "the load experiment, direct vs through the proxy (100 users, 10,000 requests)",
+        _experiment,
+        _configure_experiment,
+    )
     return parser
 
 

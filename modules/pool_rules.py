@@ -39,18 +39,25 @@ class ConnectionPoolRules:
         check_range("max_connections_percent", self.max_connections_percent, *MAX_CONNECTIONS_PERCENT_RANGE)
         idle = self.max_idle_connections_percent
         if isinstance(idle, bool) or not isinstance(idle, int) or not 0 <= idle <= self.max_connections_percent:
-            raise SettingsError("max_idle_connections_percent", idle,
-                                f"an integer from 0 to max_connections_percent ({self.max_connections_percent})")
+            raise SettingsError(
+                "max_idle_connections_percent",
+                idle,
+                f"an integer from 0 to max_connections_percent ({self.max_connections_percent})",
+            )
         check_range("connection_borrow_timeout", self.connection_borrow_timeout, *CONNECTION_BORROW_TIMEOUT_RANGE)
         check_range("idle_client_timeout", self.idle_client_timeout, *IDLE_CLIENT_TIMEOUT_RANGE)
         if self.init_query is not None and (
-            not isinstance(self.init_query, str) or not self.init_query.strip()
+            not isinstance(self.init_query, str)
+            or not self.init_query.strip()
             or len(self.init_query) > INIT_QUERY_MAX_CHARS
         ):
             raise SettingsError("init_query", self.init_query, f"null or 1-{INIT_QUERY_MAX_CHARS} characters of SQL")
         if isinstance(self.session_pinning_filters, str):
-            raise SettingsError("session_pinning_filters", self.session_pinning_filters,
-                                "a list of " + ", ".join(SESSION_PINNING_FILTERS))
+            raise SettingsError(
+                "session_pinning_filters",
+                self.session_pinning_filters,
+                "a list of " + ", ".join(SESSION_PINNING_FILTERS),
+            )
         object.__setattr__(self, "session_pinning_filters", tuple(self.session_pinning_filters))
         for name in self.session_pinning_filters:
             check_choice("session_pinning_filters", name, SESSION_PINNING_FILTERS)
@@ -64,7 +71,8 @@ class ConnectionPoolRules:
         cap = db_max_connections * self.max_connections_percent // 100
         if cap < 1:
             raise SettingsError(
-                "max_connections_percent", self.max_connections_percent,
+                "max_connections_percent",
+                self.max_connections_percent,
                 f"a percentage that leaves at least one connection of the DB's max_connections={db_max_connections}",
             )
         return cap

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import sys
 import time
@@ -139,9 +139,14 @@ def emulator(tmp_path_factory):
 
 
 def _client(emulator: Emulator, service: str, **config):
-    return boto3.client(service, endpoint_url=emulator.endpoint, region_name=REGION,
-                        aws_access_key_id="test", aws_secret_access_key="test",
-                        config=Config(**config) if config else None)
+    return boto3.client(
+        service,
+        endpoint_url=emulator.endpoint,
+        region_name=REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(**config) if config else None,
+    )
 
 
 def test_rule_referencing_another_group_keeps_its_description(emulator):
@@ -149,13 +154,22 @@ def test_rule_referencing_another_group_keeps_its_description(emulator):
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
     proxy = ec2.create_security_group(GroupName="proxy", Description="proxy", VpcId=vpc)["GroupId"]
     lam = ec2.create_security_group(GroupName="lambda", Description="lambda", VpcId=vpc)["GroupId"]
-    ec2.authorize_security_group_ingress(GroupId=proxy, IpPermissions=[{
-        "IpProtocol": "tcp", "FromPort": 3306, "ToPort": 3306,
-        "UserIdGroupPairs": [{"GroupId": lam, "Description": "MySQL from Lambda"}]}])
+    ec2.authorize_security_group_ingress(
+        GroupId=proxy,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 3306,
+                "ToPort": 3306,
+                "UserIdGroupPairs": [{"GroupId": lam, "Description": "MySQL from Lambda"}],
+            }
+        ],
+    )
     rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [proxy]}])
     ingress = [r for r in rules["SecurityGroupRules"] if not r["IsEgress"]]
-    assert [(r["ReferencedGroupInfo"]["GroupId"], r.get("Description")) for r in ingress] == \
-        [(lam, "MySQL from Lambda")]
+    assert [(r["ReferencedGroupInfo"]["GroupId"], r.get("Description")) for r in ingress] == [
+        (lam, "MySQL from Lambda")
+    ]
 
 
 def test_modify_db_proxy_fails_fast_with_a_clear_non_retryable_error(emulator):
@@ -188,20 +202,39 @@ def test_any_unimplemented_action_is_a_400_naming_the_call(emulator):
 def _proxy(emulator: Emulator, name: str) -> None:
     ec2 = _client(emulator, "ec2")
     vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.8.{i}.0/24", AvailabilityZone=f"{REGION}{az}")
-               ["Subnet"]["SubnetId"] for i, az in ((1, "a"), (2, "c"))]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.8.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
+        for i, az in ((1, "a"), (2, "c"))
+    ]
     _client(emulator, "rds").create_db_proxy(
-        DBProxyName=name, EngineFamily="MYSQL", RoleArn="arn:aws:iam::123456789012:role/proxy",
-        Auth=[{"AuthScheme": "SECRETS", "SecretArn": "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:x",
-               "IAMAuth": "DISABLED"}], VpcSubnetIds=subnets, RequireTLS=True)
+        DBProxyName=name,
+        EngineFamily="MYSQL",
+        RoleArn="arn:aws:iam::123456789012:role/proxy",
+        Auth=[
+            {
+                "AuthScheme": "SECRETS",
+                "SecretArn": "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:x",
+                "IAMAuth": "DISABLED",
+            }
+        ],
+        VpcSubnetIds=subnets,
+        RequireTLS=True,
+    )
 
 
 def test_proxy_target_group_pool_settings_can_be_changed(emulator):
     """ModifyDBProxyTargetGroup is native in moto: needed for in-place pool changes and for drift tests."""
     _proxy(emulator, "pool-proxy")
     rds = _client(emulator, "rds")
-    rds.modify_db_proxy_target_group(DBProxyName="pool-proxy", TargetGroupName="default", ConnectionPoolConfig={
-        "MaxConnectionsPercent": 70, "MaxIdleConnectionsPercent": 50, "ConnectionBorrowTimeout": 120})
+    rds.modify_db_proxy_target_group(
+        DBProxyName="pool-proxy",
+        TargetGroupName="default",
+        ConnectionPoolConfig={
+            "MaxConnectionsPercent": 70,
+            "MaxIdleConnectionsPercent": 50,
+            "ConnectionBorrowTimeout": 120,
+        },
+    )
     group = rds.describe_db_proxy_target_groups(DBProxyName="pool-proxy")["TargetGroups"][0]
     assert group["ConnectionPoolConfig"]["MaxConnectionsPercent"] == 70
     assert group["ConnectionPoolConfig"]["MaxIdleConnectionsPercent"] == 50
@@ -211,11 +244,14 @@ def test_proxy_target_group_pool_settings_can_be_changed(emulator):
 def test_user_set_db_parameters_report_source_user(emulator):
     rds = _client(emulator, "rds")
     rds.create_db_parameter_group(DBParameterGroupName="pg", DBParameterGroupFamily="mysql8.0", Description="x")
-    rds.modify_db_parameter_group(DBParameterGroupName="pg", Parameters=[
-        {"ParameterName": "slow_query_log", "ParameterValue": "1", "ApplyMethod": "immediate"}])
+    rds.modify_db_parameter_group(
+        DBParameterGroupName="pg",
+        Parameters=[{"ParameterName": "slow_query_log", "ParameterValue": "1", "ApplyMethod": "immediate"}],
+    )
     parameters = rds.describe_db_parameters(DBParameterGroupName="pg")["Parameters"]
-    assert [(p["ParameterName"], p["ParameterValue"], p.get("Source")) for p in parameters] == \
-        [("slow_query_log", "1", "user")]
+    assert [(p["ParameterName"], p["ParameterValue"], p.get("Source")) for p in parameters] == [
+        ("slow_query_log", "1", "user")
+    ]
 
 
 def _zip() -> bytes:
@@ -226,18 +262,31 @@ def _zip() -> bytes:
 
 
 def test_lambda_logging_config_is_kept_and_reported(emulator):
-    role = _client(emulator, "iam").create_role(RoleName="fn-role", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    role = _client(emulator, "iam").create_role(
+        RoleName="fn-role",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "lambda.amazonaws.com"}}
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
     lam = _client(emulator, "lambda")
     common = {"Role": role, "Runtime": "python3.12", "Handler": "app.lambda_handler", "Code": {"ZipFile": _zip()}}
-    lam.create_function(FunctionName="json-logs", LoggingConfig={"LogFormat": "JSON", "LogGroup": "/custom/group"},
-                        **common)
+    lam.create_function(
+        FunctionName="json-logs", LoggingConfig={"LogFormat": "JSON", "LogGroup": "/custom/group"}, **common
+    )
     lam.create_function(FunctionName="default-logs", **common)
-    assert lam.get_function(FunctionName="json-logs")["Configuration"]["LoggingConfig"] == \
-        {"LogFormat": "JSON", "LogGroup": "/custom/group"}
-    assert lam.get_function(FunctionName="default-logs")["Configuration"]["LoggingConfig"] == \
-        {"LogFormat": "Text", "LogGroup": "/aws/lambda/default-logs"}
+    assert lam.get_function(FunctionName="json-logs")["Configuration"]["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": "/custom/group",
+    }
+    assert lam.get_function(FunctionName="default-logs")["Configuration"]["LoggingConfig"] == {
+        "LogFormat": "Text",
+        "LogGroup": "/aws/lambda/default-logs",
+    }
     lam.update_function_configuration(FunctionName="json-logs", LoggingConfig={"LogFormat": "Text"})
     assert lam.get_function(FunctionName="json-logs")["Configuration"]["LoggingConfig"]["LogFormat"] == "Text"
 

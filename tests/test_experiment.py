@@ -11,8 +11,8 @@ import json
 import pytest
 
 from local.data_plane.deployed import parse_synth
-from local.experiment.run import ExperimentConfig, run
 from local.data_plane.mariadb import mariadbd_available
+from local.experiment.run import ExperimentConfig, run
 from tests.synth_support import default_synth
 
 pytestmark = [
@@ -26,8 +26,11 @@ def experiment(tmp_path_factory):
     _, stacks = default_synth()
     stack = parse_synth(stacks["local"], source="synth:local")
     out_dir = tmp_path_factory.mktemp("experiment")
-    document = run(stack, ExperimentConfig(requests=2000, users=100, db_max_connections=65, out_dir=str(out_dir)),
-                   log=lambda line: None)
+    document = run(
+        stack,
+        ExperimentConfig(requests=2000, users=100, db_max_connections=65, out_dir=str(out_dir)),
+        log=lambda line: None,
+    )
     return document, out_dir
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -37,11 +38,24 @@ POOL_CHANGE = {"SMS_LOCAL__MAX_CONNECTIONS_PERCENT": "60"}
 PROXY_CHANGE = {**POOL_CHANGE, "SMS_LOCAL__IDLE_CLIENT_TIMEOUT": "900"}
 # The architecture, one resource type per element of the architecture diagram (plus what makes it work).
 ARCHITECTURE_TYPES = {
-    "aws_vpc", "aws_subnet", "aws_security_group", "aws_vpc_security_group_ingress_rule",
-    "aws_vpc_security_group_egress_rule", "aws_db_subnet_group", "aws_db_instance", "aws_db_proxy",
-    "aws_db_proxy_default_target_group", "aws_db_proxy_target", "aws_iam_role", "aws_lambda_function",
-    "aws_cloudwatch_log_group", "aws_apigatewayv2_api", "aws_apigatewayv2_stage", "aws_apigatewayv2_integration",
-    "aws_apigatewayv2_route", "aws_lambda_permission",
+    "aws_vpc",
+    "aws_subnet",
+    "aws_security_group",
+    "aws_vpc_security_group_ingress_rule",
+    "aws_vpc_security_group_egress_rule",
+    "aws_db_subnet_group",
+    "aws_db_instance",
+    "aws_db_proxy",
+    "aws_db_proxy_default_target_group",
+    "aws_db_proxy_target",
+    "aws_iam_role",
+    "aws_lambda_function",
+    "aws_cloudwatch_log_group",
+    "aws_apigatewayv2_api",
+    "aws_apigatewayv2_stage",
+    "aws_apigatewayv2_integration",
+    "aws_apigatewayv2_route",
+    "aws_lambda_permission",
 }
 
 
@@ -57,8 +71,13 @@ class Deployment:
         return self.project.emulator().endpoint
 
     def client(self, service: str):
-        return boto3.client(service, endpoint_url=self.endpoint, region_name="ap-northeast-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="ap-northeast-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
 
     def config(self) -> dict[str, Any]:
         return json.loads((self.project.stack_dir(STACK) / "cdk.tf.json").read_text())
@@ -125,7 +144,7 @@ def test_deploy_creates_every_resource_type(deployment):
     deployment.outputs = lc.deploy(STACK, deployment.project, synthesize=False)
     addresses = state_list(STACK, deployment.project)
     deployed_types = {a.split(".")[0] for a in addresses if not a.startswith("data.")}
-    assert ARCHITECTURE_TYPES <= deployed_types, f"missing: {sorted(ARCHITECTURE_TYPES - deployed_types)}"
+    assert deployed_types >= ARCHITECTURE_TYPES, f"missing: {sorted(ARCHITECTURE_TYPES - deployed_types)}"
     configured_types = set(deployment.config()["resource"])
     assert configured_types == deployed_types
     configured_count = sum(len(v) for v in deployment.config()["resource"].values())
@@ -152,8 +171,11 @@ def test_state_holds_the_configured_values(deployment):
     assert proxy["idle_client_timeout"] == 1800
     assert [a["auth_scheme"] for a in proxy["auth"]] == ["SECRETS"]
     pool = state[deployment.address("aws_db_proxy_default_target_group")]["connection_pool_config"][0]
-    assert (pool["max_connections_percent"], pool["max_idle_connections_percent"],
-            pool["connection_borrow_timeout"]) == (70, 50, 120)
+    assert (
+        pool["max_connections_percent"],
+        pool["max_idle_connections_percent"],
+        pool["connection_borrow_timeout"],
+    ) == (70, 50, 120)
 
     # The function's VPC config points at exactly the subnets and security group the config references.
     function_address = deployment.address("aws_lambda_function")
@@ -198,8 +220,10 @@ def test_drift_of_the_pool_setting_is_reported(deployment):
     target_group = deployment.address("aws_db_proxy_default_target_group")
     proxy_name = state_resources(STACK, deployment.project)[deployment.address("aws_db_proxy")]["name"]
     deployment.client("rds").modify_db_proxy_target_group(
-        DBProxyName=proxy_name, TargetGroupName="default",
-        ConnectionPoolConfig={"MaxConnectionsPercent": 90, "MaxIdleConnectionsPercent": 50})
+        DBProxyName=proxy_name,
+        TargetGroupName="default",
+        ConnectionPoolConfig={"MaxConnectionsPercent": 90, "MaxIdleConnectionsPercent": 50},
+    )
     result = lc.plan(STACK, deployment.project, extra_env=POOL_CHANGE, synthesize=False)
     assert result.changes == {target_group: ("update",)}
     assert target_group in result.drift

@@ -50,9 +50,12 @@ def _script(tmp_path: Path, body: str) -> list[str]:
 
 
 def test_step_streams_cleaned_output_and_records_its_time(project, lines, tmp_path):
-    command = _script(tmp_path, "print('\\x1b[32mhello\\x1b[0m')\n"
-                                "print('1 Stack deploying     0 Stacks done     0 Stacks waiting')\n"
-                                "print('world')\n")
+    command = _script(
+        tmp_path,
+        "print('\\x1b[32mhello\\x1b[0m')\n"
+        "print('1 Stack deploying     0 Stacks done     0 Stacks waiting')\n"
+        "print('world')\n",
+    )
     code, output = run_step(project, "local", "demo", command, cwd=tmp_path, env={}, timeout_s=30)
     assert (code, output) == (0, "hello\nworld")
     assert "    hello" in lines and not any("Stacks waiting" in line for line in lines)
@@ -61,8 +64,9 @@ def test_step_streams_cleaned_output_and_records_its_time(project, lines, tmp_pa
 
 
 def test_failed_step_names_the_step_exit_code_fix_and_last_output(project, tmp_path):
-    command = _script(tmp_path, "import sys\nprint('Error: api error NotImplementedByLocalEmulator: nope')\n"
-                                "sys.exit(1)\n")
+    command = _script(
+        tmp_path, "import sys\nprint('Error: api error NotImplementedByLocalEmulator: nope')\nsys.exit(1)\n"
+    )
     with pytest.raises(LifecycleError) as caught:
         run_step(project, "local", "deploy", command, cwd=tmp_path, env={}, timeout_s=30)
     message = str(caught.value)
@@ -81,7 +85,9 @@ def test_hung_step_is_stopped_at_its_time_limit(project, tmp_path):
 
 def test_dropped_connection_is_retried_once_then_reported(project, lines, tmp_path):
     marker = tmp_path / "attempts"
-    command = _script(tmp_path, f"""import pathlib, sys
+    command = _script(
+        tmp_path,
+        f"""import pathlib, sys
 marker = pathlib.Path({str(marker)!r})
 n = int(marker.read_text()) if marker.exists() else 0
 marker.write_text(str(n + 1))
@@ -89,9 +95,12 @@ if n < LIMIT:
     print('Error: read tcp 127.0.0.1:1->127.0.0.1:2: use of closed network connection')
     sys.exit(1)
 print('ok')
-""".replace("LIMIT", "1"))
-    assert run_step(project, "local", "plan", command, cwd=tmp_path, env={}, timeout_s=30,
-                   transient_retries=1) == (0, "ok")
+""".replace("LIMIT", "1"),
+    )
+    assert run_step(project, "local", "plan", command, cwd=tmp_path, env={}, timeout_s=30, transient_retries=1) == (
+        0,
+        "ok",
+    )
     assert marker.read_text() == "2"
     assert any("connection to the emulator was dropped" in line for line in lines)
 
@@ -102,8 +111,11 @@ print('ok')
 
 def test_other_failures_are_not_retried(project, tmp_path):
     marker = tmp_path / "count"
-    command = _script(tmp_path, f"import pathlib, sys\np = pathlib.Path({str(marker)!r})\n"
-                                "p.write_text(p.read_text() + 'x' if p.exists() else 'x')\nsys.exit(1)\n")
+    command = _script(
+        tmp_path,
+        f"import pathlib, sys\np = pathlib.Path({str(marker)!r})\n"
+        "p.write_text(p.read_text() + 'x' if p.exists() else 'x')\nsys.exit(1)\n",
+    )
     with pytest.raises(LifecycleError):
         run_step(project, "local", "plan", command, cwd=tmp_path, env={}, timeout_s=30, transient_retries=1)
     assert marker.read_text() == "x"
@@ -113,8 +125,9 @@ def test_state_file_comes_from_the_synthesized_backend(project, tmp_path):
     assert state_file(project, "local") == tmp_path / "terraform.local.tfstate"
     stack_dir = project.stack_dir("local")
     stack_dir.mkdir(parents=True)
-    (stack_dir / "cdk.tf.json").write_text(json.dumps(
-        {"terraform": {"backend": {"local": {"path": str(tmp_path / "elsewhere.tfstate")}}}}))
+    (stack_dir / "cdk.tf.json").write_text(
+        json.dumps({"terraform": {"backend": {"local": {"path": str(tmp_path / "elsewhere.tfstate")}}}})
+    )
     assert state_file(project, "local") == tmp_path / "elsewhere.tfstate"
 
 
@@ -162,8 +175,10 @@ def test_plan_actions_keep_managed_changes_only():
         {"address": "data.aws_partition.p", "mode": "data", "change": {"actions": ["read"]}},
         {"address": "aws_db_proxy.p", "mode": "managed", "change": {"actions": ["delete", "create"]}},
     ]
-    assert lc._actions(changes) == {"aws_db_proxy_default_target_group.tg": ("update",),
-                                    "aws_db_proxy.p": ("delete", "create")}
+    assert lc._actions(changes) == {
+        "aws_db_proxy_default_target_group.tg": ("update",),
+        "aws_db_proxy.p": ("delete", "create"),
+    }
 
 
 def test_cli_has_every_command_and_dispatches_to_it():
@@ -180,9 +195,12 @@ def test_cli_state_forms(monkeypatch, capsys):
     from local import cli
 
     calls = []
-    monkeypatch.setattr(cli.state_queries, "state_list", lambda stack, project: calls.append(("list", stack)) or ["a.b"])
-    monkeypatch.setattr(cli.state_queries, "state_show",
-                        lambda stack, address, project: calls.append(("show", address)) or "shown")
+    monkeypatch.setattr(
+        cli.state_queries, "state_list", lambda stack, project: calls.append(("list", stack)) or ["a.b"]
+    )
+    monkeypatch.setattr(
+        cli.state_queries, "state_show", lambda stack, address, project: calls.append(("show", address)) or "shown"
+    )
     assert cli.main(["--port", "0", "state"]) == 0
     assert cli.main(["--port", "0", "state", "list"]) == 0
     assert cli.main(["--port", "0", "state", "show", "aws_vpc.v"]) == 0
@@ -205,8 +223,13 @@ def test_cli_port_default_follows_local_aws_endpoint(monkeypatch):
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", *args], cwd=repo,
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def test_fresh_checkout_clones_a_clean_tree_and_copies_a_dirty_one(tmp_path):

@@ -26,7 +26,9 @@ def fresh_checkout(destination: Path, source: Path = REPO_ROOT) -> str:
         raise LifecycleError(f"{source} is not a git checkout")
     committed = git("rev-parse", "--verify", "-q", "HEAD").returncode == 0
     if committed and not git("status", "--porcelain").stdout.strip():
-        subprocess.run(["git", "clone", "--quiet", "--no-local", str(source), str(destination)], check=True, timeout=300)
+        subprocess.run(
+            ["git", "clone", "--quiet", "--no-local", str(source), str(destination)], check=True, timeout=300
+        )
         how = "git clone"
     else:
         listed = git("ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout.split("\0")

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from modules.project import REPO_ROOT, emulator_state_dir
 from local.processes import LOOPBACK, free_port, pid_alive
+from modules.project import REPO_ROOT, emulator_state_dir
 
 DEFAULT_STATE_DIR = emulator_state_dir()
 SERVER_MODULE = "local.control_plane.moto_server"
@@ -87,7 +87,7 @@ def _is_our_server(pid: int) -> bool:
 
 def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (loopback URL we built)
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return 200 <= response.status < 500
     except (urllib.error.URLError, OSError):
         return False
@@ -129,10 +129,9 @@ class Emulator:
             self._adopt_recorded()
         if self._pid is None or self._port is None:
             return False
-        return (pid_alive(self._pid) and _is_our_server(self._pid)
-                and _http_ok(self.endpoint + READINESS_PATH))
+        return pid_alive(self._pid) and _is_our_server(self._pid) and _http_ok(self.endpoint + READINESS_PATH)
 
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         """Start the server, or reuse the one recorded in the state directory if it still answers."""
         if self.is_running():
             return self
@@ -144,7 +143,8 @@ class Emulator:
             raise EmulatorError(
                 f"port {port} on {self.config.host} is already in use by another program, so the emulator "
                 f"cannot listen there. Stop that program, or choose another port (`python -m local up "
-                f"--port 0` picks a free one; LOCAL_AWS_ENDPOINT=http://127.0.0.1:<port> sets it).")
+                f"--port 0` picks a free one; LOCAL_AWS_ENDPOINT=http://127.0.0.1:<port> sets it)."
+            )
         attempts = 1 if port else 3  # a picked free port can be taken in between: pick again
         for attempt in range(attempts):
             try:
@@ -152,8 +152,10 @@ class Emulator:
                 return self
             except _PortTaken:
                 if attempt == attempts - 1:
-                    raise EmulatorError(f"could not bind a free port on {self.config.host} after {attempts} "
-                                        f"attempts; see {self.config.log_file}") from None
+                    raise EmulatorError(
+                        f"could not bind a free port on {self.config.host} after {attempts} "
+                        f"attempts; see {self.config.log_file}"
+                    ) from None
         return self  # pragma: no cover (loop always returns or raises)
 
     def stop(self) -> bool:
@@ -179,11 +181,12 @@ class Emulator:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._started_here:
             self.stop()
 
@@ -201,8 +204,15 @@ class Emulator:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
             log.flush()
             # Own session: Ctrl-C in the terminal that ran `up` does not reach the server.
-            self._process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self._process = subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self._pid, self._port = self._process.pid, port
         self._wait_ready()
         self._started_here = True
@@ -219,16 +229,19 @@ class Emulator:
                 self._forget()
                 if "Address already in use" in tail:
                     raise _PortTaken()
-                raise EmulatorError(f"the emulator exited at start (code {code}); "
-                                    f"last lines of {self.config.log_file}:\n{tail}")
+                raise EmulatorError(
+                    f"the emulator exited at start (code {code}); last lines of {self.config.log_file}:\n{tail}"
+                )
             if _http_ok(url, timeout_s=1.0):
                 return
             time.sleep(0.1)
         pid = self._pid
         self.stop()
-        raise EmulatorError(f"the emulator (pid {pid}) did not answer on {url} within "
-                            f"{self.config.start_timeout_s:.0f} s and was stopped; last lines of "
-                            f"{self.config.log_file}:\n{self.log_tail()}")
+        raise EmulatorError(
+            f"the emulator (pid {pid}) did not answer on {url} within "
+            f"{self.config.start_timeout_s:.0f} s and was stopped; last lines of "
+            f"{self.config.log_file}:\n{self.log_tail()}"
+        )
 
     def _wait_exit(self, pid: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -249,8 +262,13 @@ class Emulator:
             pass
 
     def _record(self) -> None:
-        data = {"pid": self._pid, "port": self._port, "endpoint": self.endpoint,
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "log": str(self.config.log_file)}
+        data = {
+            "pid": self._pid,
+            "port": self._port,
+            "endpoint": self.endpoint,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "log": str(self.config.log_file),
+        }
         tmp = self.config.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         tmp.replace(self.config.state_file)

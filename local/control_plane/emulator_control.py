@@ -23,8 +23,10 @@ def up(project: Project | None = None) -> Emulator:
         raise LifecycleError(f"could not start the local AWS emulator: {exc}") from None
     seconds = time.monotonic() - started
     project.timings.record("emulator", "start", seconds)
-    project.output(f"[emulator] started at {emulator.endpoint} (pid {emulator.pid}, {seconds:.1f} s, "
-                   f"log {emulator.config.log_file})")
+    project.output(
+        f"[emulator] started at {emulator.endpoint} (pid {emulator.pid}, {seconds:.1f} s, "
+        f"log {emulator.config.log_file})"
+    )
     set_aside_stale_states(project)
     return emulator
 
@@ -35,8 +37,10 @@ def down(project: Project | None = None) -> bool:
     emulator = project.emulator()
     for stack in project.local_stacks():
         if managed_resource_count(project, stack):
-            project.output(f"[emulator] note: stack {stack!r} still has resources in its state; they vanish "
-                           "with the emulator, so its local state file is set aside at the next `up`")
+            project.output(
+                f"[emulator] note: stack {stack!r} still has resources in its state; they vanish "
+                "with the emulator, so its local state file is set aside at the next `up`"
+            )
     try:
         stopped = emulator.stop()
     except EmulatorError as exc:
@@ -50,7 +54,8 @@ def require_running(project: Project, stack: str) -> Emulator:
     if not emulator.is_running():
         raise LifecycleError(
             f"[{stack}] the local AWS emulator is not running (looked for {emulator.config.state_file}). "
-            "Start it with `python -m local up` (or deploy with `python -m local deploy`, which starts it).")
+            "Start it with `python -m local up` (or deploy with `python -m local deploy`, which starts it)."
+        )
     return emulator
 
 
@@ -66,6 +71,8 @@ def endpoint_for(project: Project, stack: str, *, start: bool, required: bool = 
         return emulator.endpoint
     if required:
         require_running(project, stack)  # raises with the fix
-    project.output(f"[{stack}] note: the emulator is not running; synthesizing for LOCAL_AWS_ENDPOINT "
-                   "or the stack's default endpoint")
+    project.output(
+        f"[{stack}] note: the emulator is not running; synthesizing for LOCAL_AWS_ENDPOINT "
+        "or the stack's default endpoint"
+    )
     return None

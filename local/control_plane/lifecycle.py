@@ -9,9 +9,10 @@ saying what failed and how to fix it.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from local.control_plane.emulator_control import endpoint_for
 from local.control_plane.project import DEFAULT_STACK, LOCAL_TARGET, LifecycleError, Project
@@ -33,21 +34,29 @@ DESTROY_TIMEOUT_S = 900.0
 PLAN_TIMEOUT_S = 300.0
 
 
-def synth(stack: str = DEFAULT_STACK, project: Project | None = None, *,
-          extra_env: Mapping[str, str] | None = None) -> Path:
+def synth(
+    stack: str = DEFAULT_STACK, project: Project | None = None, *, extra_env: Mapping[str, str] | None = None
+) -> Path:
     """``cdktf synth`` (for the running emulator's endpoint, if any); returns the stack directory."""
     project = project or Project()
     endpoint = endpoint_for(project, stack, start=False, required=False)
     env = tool_environment(endpoint, extra_env)
     run_step(project, stack, "synth", [*cdktf(), "synth"], cwd=project.root, env=env, timeout_s=SYNTH_TIMEOUT_S)
     if not (project.stack_dir(stack) / "cdk.tf.json").is_file():
-        raise LifecycleError(f"[{stack}] synth produced no {project.stack_dir(stack)}/cdk.tf.json: "
-                             f"is {stack!r} a stack of the app (environments/{stack}.json)?")
+        raise LifecycleError(
+            f"[{stack}] synth produced no {project.stack_dir(stack)}/cdk.tf.json: "
+            f"is {stack!r} a stack of the app (environments/{stack}.json)?"
+        )
     return project.stack_dir(stack)
 
 
-def deploy(stack: str = DEFAULT_STACK, project: Project | None = None, *,
-           extra_env: Mapping[str, str] | None = None, synthesize: bool = True) -> dict[str, Any]:
+def deploy(
+    stack: str = DEFAULT_STACK,
+    project: Project | None = None,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    synthesize: bool = True,
+) -> dict[str, Any]:
     """Start the emulator if needed, ``cdktf deploy`` the stack, and return its outputs.
 
     ``synthesize=False`` deploys the config already in ``cdktf.out`` (``--skip-synth``), e.g. right
@@ -59,8 +68,16 @@ def deploy(stack: str = DEFAULT_STACK, project: Project | None = None, *,
     command = [*cdktf(), "deploy", stack, "--auto-approve", "--skip-provider-lock", "--no-color"]
     if not synthesize:
         command.append("--skip-synth")
-    run_step(project, stack, "deploy", command, cwd=project.root, env=env, timeout_s=DEPLOY_TIMEOUT_S,
-         transient_retries=1 if endpoint else 0)
+    run_step(
+        project,
+        stack,
+        "deploy",
+        command,
+        cwd=project.root,
+        env=env,
+        timeout_s=DEPLOY_TIMEOUT_S,
+        transient_retries=1 if endpoint else 0,
+    )
     return outputs(stack, project)
 
 
@@ -79,8 +96,13 @@ class PlanResult:
         return self.exit_code == 2
 
 
-def plan(stack: str = DEFAULT_STACK, project: Project | None = None, *,
-         extra_env: Mapping[str, str] | None = None, synthesize: bool = True) -> PlanResult:
+def plan(
+    stack: str = DEFAULT_STACK,
+    project: Project | None = None,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    synthesize: bool = True,
+) -> PlanResult:
     """Synthesize (unless ``synthesize=False``) and ``terraform plan``; prints the plan.
 
     Uses ``terraform plan -detailed-exitcode`` because, unlike ``cdktf diff``, it reports
@@ -94,26 +116,57 @@ def plan(stack: str = DEFAULT_STACK, project: Project | None = None, *,
     stack_dir = initialized_stack_dir(project, stack, env)
     plan_file = stack_dir / "diff.tfplan"
     try:
-        code, _ = run_step(project, stack, "diff (terraform plan)",
-                       [terraform(), "plan", "-detailed-exitcode", "-input=false", "-no-color",
-                        "-lock-timeout=60s", f"-out={plan_file.name}"],
-                       cwd=stack_dir, env=env, timeout_s=PLAN_TIMEOUT_S, ok_codes=(0, 2),
-                       transient_retries=1 if endpoint else 0)
-        _, shown = run_step(project, stack, "show plan", [terraform(), "show", "-json", plan_file.name],
-                        cwd=stack_dir, env=env, timeout_s=QUICK_TIMEOUT_S, echo=False)
+        code, _ = run_step(
+            project,
+            stack,
+            "diff (terraform plan)",
+            [
+                terraform(),
+                "plan",
+                "-detailed-exitcode",
+                "-input=false",
+                "-no-color",
+                "-lock-timeout=60s",
+                f"-out={plan_file.name}",
+            ],
+            cwd=stack_dir,
+            env=env,
+            timeout_s=PLAN_TIMEOUT_S,
+            ok_codes=(0, 2),
+            transient_retries=1 if endpoint else 0,
+        )
+        _, shown = run_step(
+            project,
+            stack,
+            "show plan",
+            [terraform(), "show", "-json", plan_file.name],
+            cwd=stack_dir,
+            env=env,
+            timeout_s=QUICK_TIMEOUT_S,
+            echo=False,
+        )
     finally:
         plan_file.unlink(missing_ok=True)
     document = json.loads(shown or "{}")
-    result = PlanResult(exit_code=code, changes=_actions(document.get("resource_changes", [])),
-                        drift=_actions(document.get("resource_drift", [])))
+    result = PlanResult(
+        exit_code=code,
+        changes=_actions(document.get("resource_changes", [])),
+        drift=_actions(document.get("resource_drift", [])),
+    )
     summary = ", ".join(f"{address}: {'/'.join(actions)}" for address, actions in result.changes.items())
-    project.output(f"[{stack}] diff: " + (f"CHANGES pending ({summary or 'outputs only'})"
-                                          if result.has_changes else "no changes"))
+    project.output(
+        f"[{stack}] diff: " + (f"CHANGES pending ({summary or 'outputs only'})" if result.has_changes else "no changes")
+    )
     return result
 
 
-def diff(stack: str = DEFAULT_STACK, project: Project | None = None, *,
-         extra_env: Mapping[str, str] | None = None, synthesize: bool = True) -> bool:
+def diff(
+    stack: str = DEFAULT_STACK,
+    project: Project | None = None,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    synthesize: bool = True,
+) -> bool:
     """True if Terraform would change anything (config changes or drift); see `plan`."""
     return plan(stack, project, extra_env=extra_env, synthesize=synthesize).has_changes
 
@@ -127,8 +180,9 @@ def _actions(changes: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]
     return found
 
 
-def destroy(stack: str = DEFAULT_STACK, project: Project | None = None, *,
-            extra_env: Mapping[str, str] | None = None) -> None:
+def destroy(
+    stack: str = DEFAULT_STACK, project: Project | None = None, *, extra_env: Mapping[str, str] | None = None
+) -> None:
     """``cdktf destroy`` the stack. For a local stack, the emulator must be running."""
     project = project or Project()
     is_local = project.target(stack) == LOCAL_TARGET
@@ -137,7 +191,8 @@ def destroy(stack: str = DEFAULT_STACK, project: Project | None = None, *,
             raise LifecycleError(
                 f"[{stack}] the local AWS emulator is not running, and the resources in "
                 f"{state_file(project, stack)} lived only in its memory. Run `python -m local up` "
-                "(it sets that stale state aside) instead of destroying.")
+                "(it sets that stale state aside) instead of destroying."
+            )
         project.output(f"[{stack}] nothing to destroy: the emulator is not running and the state is empty")
         return
     endpoint = endpoint_for(project, stack, start=False)
@@ -145,8 +200,16 @@ def destroy(stack: str = DEFAULT_STACK, project: Project | None = None, *,
     command = [*cdktf(), "destroy", stack, "--auto-approve", "--skip-provider-lock", "--no-color"]
     if _synthesized_for(project, stack, endpoint):
         command.append("--skip-synth")  # destroy needs only the provider config, which is current
-    run_step(project, stack, "destroy", command, cwd=project.root, env=env, timeout_s=DESTROY_TIMEOUT_S,
-         transient_retries=1 if endpoint else 0)
+    run_step(
+        project,
+        stack,
+        "destroy",
+        command,
+        cwd=project.root,
+        env=env,
+        timeout_s=DESTROY_TIMEOUT_S,
+        transient_retries=1 if endpoint else 0,
+    )
 
 
 def _synthesized_for(project: Project, stack: str, endpoint: str | None) -> bool:

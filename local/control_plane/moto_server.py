@@ -166,8 +166,11 @@ def apply_patches() -> None:
     import moto
 
     if moto.__version__ != TESTED_MOTO_VERSION:
-        print(f"warning: the emulator fixes were written for moto {TESTED_MOTO_VERSION}, found "
-              f"{moto.__version__}; run tests/test_emulator.py to check them", file=sys.stderr)
+        print(
+            f"warning: the emulator fixes were written for moto {TESTED_MOTO_VERSION}, found "
+            f"{moto.__version__}; run tests/test_emulator.py to check them",
+            file=sys.stderr,
+        )
     # Our error code is not in the services' models; moto warns about that on every such answer.
     warnings.filterwarnings("ignore", message=rf"Exception\({NOT_IMPLEMENTED_CODE}\)")
     patch_security_group_rule_description()

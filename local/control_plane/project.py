@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.control_plane.timings import StepTimes

@@ -14,8 +14,8 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from local.control_plane.project import LifecycleError, Project
 from local.control_plane.toolchain import ToolchainError, cdktf_command, terraform_binary, terraform_env
@@ -82,26 +82,46 @@ def run_step(
     """
     for attempt in range(transient_retries + 1):
         try:
-            return _run_once(project, stack, step, command, cwd=cwd, env=env, timeout_s=timeout_s,
-                             ok_codes=ok_codes, echo=echo)
+            return _run_once(
+                project, stack, step, command, cwd=cwd, env=env, timeout_s=timeout_s, ok_codes=ok_codes, echo=echo
+            )
         except _StepFailed as failed:
             transient = _TRANSIENT.search(failed.output)
             if attempt < transient_retries and transient:
-                project.output(f"[{stack}] {step}: a connection to the emulator was dropped "
-                               f"({transient.group(0)}); running the step again")
+                project.output(
+                    f"[{stack}] {step}: a connection to the emulator was dropped "
+                    f"({transient.group(0)}); running the step again"
+                )
                 continue
             raise LifecycleError(failed.message) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _run_once(project: Project, stack: str, step: str, command: Sequence[str], *, cwd: Path,
-              env: Mapping[str, str], timeout_s: float, ok_codes: tuple[int, ...], echo: bool) -> tuple[int, str]:
+def _run_once(
+    project: Project,
+    stack: str,
+    step: str,
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_s: float,
+    ok_codes: tuple[int, ...],
+    echo: bool,
+) -> tuple[int, str]:
     say = project.output
     say(f"[{stack}] ==> {step}: {' '.join([Path(command[0]).name, *command[1:]])}")
     started = time.monotonic()
     try:
-        process = subprocess.Popen(list(command), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     except FileNotFoundError as exc:
         raise LifecycleError(f"{step}: cannot run {command[0]} ({exc})") from None
     lines: list[str] = []
@@ -125,8 +145,10 @@ def _run_once(project: Project, stack: str, step: str, command: Sequence[str], *
     except subprocess.TimeoutExpired:
         _kill_group(process)
         reader.join(5)
-        raise LifecycleError(f"[{stack}] {step} did not finish within {timeout_s:.0f} s and was stopped. "
-                             "Last output:\n" + "\n".join(tail)) from None
+        raise LifecycleError(
+            f"[{stack}] {step} did not finish within {timeout_s:.0f} s and was stopped. "
+            "Last output:\n" + "\n".join(tail)
+        ) from None
     except KeyboardInterrupt:
         _kill_group(process)  # it runs in its own session, so Ctrl-C did not reach it
         raise
@@ -136,8 +158,11 @@ def _run_once(project: Project, stack: str, step: str, command: Sequence[str], *
     output = "\n".join(lines)
     if code not in ok_codes:
         say(f"[{stack}] <== {step} FAILED (exit {code}) after {seconds:.1f} s")
-        raise _StepFailed(f"[{stack}] {step} failed (exit {code}) after {seconds:.1f} s.\n"
-                          f"{_hint(output)}\nLast output:\n" + "\n".join(tail), output)
+        raise _StepFailed(
+            f"[{stack}] {step} failed (exit {code}) after {seconds:.1f} s.\n"
+            f"{_hint(output)}\nLast output:\n" + "\n".join(tail),
+            output,
+        )
     say(f"[{stack}] <== {step} ok ({seconds:.1f} s)")
     return code, output
 
@@ -195,18 +220,31 @@ def initialized_stack_dir(project: Project, stack: str, env: Mapping[str, str]) 
     """The synthesized stack directory, with ``terraform init`` done (offline, from the mirror)."""
     directory = project.stack_dir(stack)
     if not (directory / "cdk.tf.json").is_file():
-        raise LifecycleError(f"[{stack}] {directory}/cdk.tf.json does not exist: deploy first "
-                             "(`python -m local deploy`) or synthesize (`npx cdktf synth`)")
-    if not (directory / ".terraform" / "terraform.tfstate").is_file() or \
-            not (directory / ".terraform" / "providers").is_dir():
-        run_step(project, stack, "terraform init", [terraform(), "init", "-input=false", "-no-color"],
-                 cwd=directory, env=env, timeout_s=QUICK_TIMEOUT_S, echo=False)
+        raise LifecycleError(
+            f"[{stack}] {directory}/cdk.tf.json does not exist: deploy first "
+            "(`python -m local deploy`) or synthesize (`npx cdktf synth`)"
+        )
+    if (
+        not (directory / ".terraform" / "terraform.tfstate").is_file()
+        or not (directory / ".terraform" / "providers").is_dir()
+    ):
+        run_step(
+            project,
+            stack,
+            "terraform init",
+            [terraform(), "init", "-input=false", "-no-color"],
+            cwd=directory,
+            env=env,
+            timeout_s=QUICK_TIMEOUT_S,
+            echo=False,
+        )
     return directory
 
 
 def run_json(project: Project, stack: str, step: str, args: Sequence[str], env: Mapping[str, str]) -> object:
     """Run ``terraform <args>`` in the initialized stack directory and parse its JSON output."""
     directory = initialized_stack_dir(project, stack, env)
-    _, output = run_step(project, stack, step, [terraform(), *args], cwd=directory, env=env,
-                         timeout_s=QUICK_TIMEOUT_S, echo=False)
+    _, output = run_step(
+        project, stack, step, [terraform(), *args], cwd=directory, env=env, timeout_s=QUICK_TIMEOUT_S, echo=False
+    )
     return json.loads(output or "{}")

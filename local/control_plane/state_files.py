@@ -48,6 +48,8 @@ def set_aside_stale_states(project: Project) -> list[str]:
             aside = path.with_name(path.name + stale_suffix())
             path.replace(aside)
             moved.append(stack)
-            project.output(f"[{stack}] the new emulator is empty, so the state listing {count} resources "
-                           f"was moved to {aside.name}; `deploy` creates the stack afresh")
+            project.output(
+                f"[{stack}] the new emulator is empty, so the state listing {count} resources "
+                f"was moved to {aside.name}; `deploy` creates the stack afresh"
+            )
     return moved

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from local.control_plane.project import DEFAULT_STACK, Project
-from local.control_plane.runner import QUICK_TIMEOUT_S, initialized_stack_dir, run_json, run_step, terraform
-from local.control_plane.runner import tool_environment
+from local.control_plane.runner import (
+    QUICK_TIMEOUT_S,
+    initialized_stack_dir,
+    run_json,
+    run_step,
+    terraform,
+    tool_environment,
+)
 
 
 def state_list(stack: str = DEFAULT_STACK, project: Project | None = None) -> list[str]:
@@ -14,8 +21,16 @@ def state_list(stack: str = DEFAULT_STACK, project: Project | None = None) -> li
     project = project or Project()
     env = tool_environment(None)
     directory = initialized_stack_dir(project, stack, env)
-    _, output = run_step(project, stack, "state list", [terraform(), "state", "list"], cwd=directory,
-                         env=env, timeout_s=QUICK_TIMEOUT_S, echo=False)
+    _, output = run_step(
+        project,
+        stack,
+        "state list",
+        [terraform(), "state", "list"],
+        cwd=directory,
+        env=env,
+        timeout_s=QUICK_TIMEOUT_S,
+        echo=False,
+    )
     return [line.strip() for line in output.splitlines() if line.strip()]
 
 
@@ -24,9 +39,16 @@ def state_show(stack: str, address: str, project: Project | None = None) -> str:
     project = project or Project()
     env = tool_environment(None)
     directory = initialized_stack_dir(project, stack, env)
-    _, output = run_step(project, stack, f"state show {address}",
-                         [terraform(), "state", "show", "-no-color", address], cwd=directory, env=env,
-                         timeout_s=QUICK_TIMEOUT_S, echo=False)
+    _, output = run_step(
+        project,
+        stack,
+        f"state show {address}",
+        [terraform(), "state", "show", "-no-color", address],
+        cwd=directory,
+        env=env,
+        timeout_s=QUICK_TIMEOUT_S,
+        echo=False,
+    )
     return output
 
 

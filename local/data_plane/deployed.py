@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from modules.pool_rules import ConnectionPoolRules
 from modules.project import REPO_ROOT, default_state_file, stack_dir
@@ -89,7 +90,11 @@ def state_file_candidates(stack: str = DEFAULT_STACK, root: Path = REPO_ROOT) ->
         if backend.get("path"):
             path = Path(backend["path"])
             candidates.append(path if path.is_absolute() else directory / path)
-    candidates += [default_state_file(stack, root), directory / f"terraform.{stack}.tfstate", directory / "terraform.tfstate"]
+    candidates += [
+        default_state_file(stack, root),
+        directory / f"terraform.{stack}.tfstate",
+        directory / "terraform.tfstate",
+    ]
     return list(dict.fromkeys(candidates))
 
 
@@ -105,8 +110,9 @@ def load(stack: str = DEFAULT_STACK, root: Path = REPO_ROOT, settings_from_synth
             state = json.loads(path.read_text())
             if state.get("resources"):
                 return parse_state(state, source=str(path))
+    looked = ", ".join(map(str, state_file_candidates(stack, root)))
     raise DeployedStateError(
-        f"no deployed state for stack '{stack}' (looked for {', '.join(map(str, state_file_candidates(stack, root)))}): "
+        f"no deployed state for stack '{stack}' (looked for {looked}): "
         "run `python -m local deploy` first, or pass --settings-from-synth to use the synthesized config."
     )
 
@@ -128,13 +134,17 @@ def _block(value: Any) -> dict[str, Any]:
 
 def _only(items: list[tuple[str, dict[str, Any]]], rtype: str, source: str) -> dict[str, Any]:
     if len(items) != 1:
-        raise DeployedStateError(f"{source}: expected exactly one {rtype}, found {len(items)}: run `python -m local deploy`.")
+        raise DeployedStateError(
+            f"{source}: expected exactly one {rtype}, found {len(items)}: run `python -m local deploy`."
+        )
     return items[0][1]
 
 
 def parse_state(state: Mapping[str, Any], source: str = "state") -> DeployedStack:
     if state.get("version") != 4:
-        raise DeployedStateError(f"{source}: Terraform state version {state.get('version')!r} is not supported (need 4)")
+        raise DeployedStateError(
+            f"{source}: Terraform state version {state.get('version')!r} is not supported (need 4)"
+        )
     function = _only(list(_state_resources(state, "aws_lambda_function")), "aws_lambda_function", source)
     target_group = _only(
         list(_state_resources(state, "aws_db_proxy_default_target_group")), "aws_db_proxy_default_target_group", source
@@ -209,7 +219,9 @@ def _pool_settings(pool: Mapping[str, Any], proxy: Mapping[str, Any]) -> Connect
     defaults = ConnectionPoolRules()
     return ConnectionPoolRules(
         max_connections_percent=int(pool.get("max_connections_percent", defaults.max_connections_percent)),
-        max_idle_connections_percent=int(pool.get("max_idle_connections_percent", defaults.max_idle_connections_percent)),
+        max_idle_connections_percent=int(
+            pool.get("max_idle_connections_percent", defaults.max_idle_connections_percent)
+        ),
         connection_borrow_timeout=int(pool.get("connection_borrow_timeout", defaults.connection_borrow_timeout)),
         init_query=pool.get("init_query") or None,  # state stores "" for unset
         session_pinning_filters=tuple(pool.get("session_pinning_filters") or ()),
@@ -219,5 +231,6 @@ def _pool_settings(pool: Mapping[str, Any], proxy: Mapping[str, Any]) -> Connect
 
 def _proxy_settings(proxy: Mapping[str, Any]) -> ProxySettings:
     auth = _block(proxy.get("auth"))
-    return ProxySettings(require_tls=bool(proxy.get("require_tls", False)),
-                         iam_auth=str(auth.get("iam_auth") or "DISABLED"))
+    return ProxySettings(
+        require_tls=bool(proxy.get("require_tls", False)), iam_auth=str(auth.get("iam_auth") or "DISABLED")
+    )
