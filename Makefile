@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export CHECKPOINT_DISABLE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup local synth diff state outputs destroy down serve experiment test bench clean
+.PHONY: setup local synth diff state outputs destroy down serve experiment lint format test bench clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -38,7 +38,16 @@ serve: setup
 experiment: setup
 	$(PY) -m local experiment
 
-test: setup
+## Lint and format check (ruff, one config in pyproject.toml), then every test (the command CI runs).
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+test: lint
 	$(PY) -m pytest
 
 bench: setup
