@@ -3,12 +3,16 @@
     python bench/bench_runtime.py [--invocations 3000]
 
 Uses a trivial handler so only our plumbing is measured: runtime.invoke (pipe + JSON to a warm
-container and back), the same through the HTTP API over one keep-alive connection, and cold starts.
+container and back), the same through the HTTP API over one keep-alive connection (client in this process,
+then in another process as locust is), throughput with concurrent keep-alive clients in another process,
+and cold starts.
 """
 
 import argparse
 import http.client
+import json
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -32,6 +36,39 @@ def timed(fn, n: int) -> list[float]:
     return samples
 
 
+# Runs in a separate interpreter: N threads, each with one keep-alive connection, GET / in a loop.
+_CLIENT = """
+import http.client, json, sys, threading, time
+host, port, clients, per_client = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+latencies, lock = [], threading.Lock()
+def user():
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    mine = []
+    for _ in range(per_client):
+        started = time.perf_counter()
+        conn.request("GET", "/")
+        conn.getresponse().read()
+        mine.append((time.perf_counter() - started) * 1e6)
+    conn.close()
+    with lock:
+        latencies.extend(mine)
+threads = [threading.Thread(target=user) for _ in range(clients)]
+started = time.perf_counter()
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps({"seconds": time.perf_counter() - started, "latencies": latencies}))
+"""
+
+
+def remote_clients(url: str, clients: int, per_client: int) -> tuple[float, list[float]]:
+    host, port = url.removeprefix("http://").split(":")
+    args = [sys.executable, "-c", _CLIENT, host, port, str(clients), str(per_client)]
+    result = json.loads(subprocess.run(args, capture_output=True, check=True, text=True, timeout=300).stdout)
+    return result["seconds"], result["latencies"]
+
+
 def report(label: str, samples: list[float]) -> None:
     q = statistics.quantiles(samples, n=100)
     print(f"{label:<38} median {statistics.median(samples):8.0f} us   p99 {q[98]:8.0f} us   n={len(samples)}")
@@ -41,8 +78,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--invocations", type=int, default=3000)
     args = parser.parse_args()
-    config = RuntimeConfig(handler="sample_app.lambda_handler", code_dir=HANDLERS, max_concurrency=100, timeout_s=5,
-                           preload_modules=("json",))
+    config = RuntimeConfig(
+        handler="sample_app.lambda_handler",
+        code_dir=HANDLERS,
+        max_concurrency=100,
+        timeout_s=5,
+        preload_modules=("json",),
+    )
     with LambdaRuntime(config) as runtime, HttpApi(runtime.invoke) as api:
         runtime.invoke({})  # start the zygote and one container
         report("runtime.invoke (warm)", timed(lambda: runtime.invoke({"k": "v"}), args.invocations))
@@ -55,16 +97,29 @@ def main() -> None:
 
         report("HTTP GET via HttpApi (keep-alive, warm)", timed(get, args.invocations))
         conn.close()
+        _seconds, latencies = remote_clients(api.url, 1, args.invocations)
+        report("HTTP GET, client in another process", latencies)
+        per_client = max(1, args.invocations // 10)
+        cpu_started = time.process_time()
+        seconds, latencies = remote_clients(api.url, 10, per_client)
+        cpu_us = (time.process_time() - cpu_started) * 1e6 / len(latencies)
+        report("HTTP GET, 10 concurrent clients", latencies)
+        print(f"{'  throughput, 10 concurrent clients':<38} {len(latencies) / seconds:8.0f} requests/s")
+        print(f"{'  server CPU (API + runtime parent)':<38} {cpu_us:8.0f} us/request")
         started = time.perf_counter()
-        threads = [threading.Thread(target=runtime.invoke, args=({"action": "sleep", "seconds": 0.5},)) for _ in range(99)]
+        threads = [
+            threading.Thread(target=runtime.invoke, args=({"action": "sleep", "seconds": 0.5},)) for _ in range(99)
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started - 0.5
         stats = runtime.stats()
-        print(f"{'cold starts (99 concurrent)':<38} {stats.cold_starts - 1} new containers in ~{elapsed:.2f} s "
-              f"(handler import median {statistics.median(runtime.init_durations_ms):.1f} ms)")
+        print(
+            f"{'cold starts (99 concurrent)':<38} {stats.cold_starts - 1} new containers in ~{elapsed:.2f} s "
+            f"(handler import median {statistics.median(runtime.init_durations_ms):.1f} ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ def _write_results(environment, **_kwargs) -> None:
                 "requested": environment.parsed_options.requests,
                 "issued": _state["issued"],
                 "records": [
-                    {"t": t, "latency_ms": latency, "ok": ok, "cause": cause} for t, latency, ok, cause in _state["records"]
+                    {"t": t, "latency_ms": latency, "ok": ok, "cause": cause}
+                    for t, latency, ok, cause in _state["records"]
                 ],
             },
             out,

@@ -28,10 +28,21 @@ def request(api: HttpApi, method: str, target: str, body: bytes | None = None, h
 
 def test_event_has_the_payload_2_0_fields():
     event = build_event(
-        HttpApiConfig(), "$default", "POST", "/items/1", "a=1&a=2&b=",
-        [("Host", "localhost:1"), ("X-Multi", "x"), ("x-multi", "y"), ("Cookie", "c1=v1; c2=v2"),
-         ("Content-Type", "application/json")],
-        b'{"k": 1}', "127.0.0.1", "req-1",
+        HttpApiConfig(),
+        "$default",
+        "POST",
+        "/items/1",
+        "a=1&a=2&b=",
+        [
+            ("Host", "localhost:1"),
+            ("X-Multi", "x"),
+            ("x-multi", "y"),
+            ("Cookie", "c1=v1; c2=v2"),
+            ("Content-Type", "application/json"),
+        ],
+        b'{"k": 1}',
+        "127.0.0.1",
+        "req-1",
     )
     assert event["version"] == "2.0"
     assert (event["routeKey"], event["rawPath"], event["rawQueryString"]) == ("$default", "/items/1", "a=1&a=2&b=")
@@ -46,8 +57,17 @@ def test_event_has_the_payload_2_0_fields():
 
 
 def test_binary_body_is_base64_encoded_and_no_body_means_no_key():
-    binary = build_event(HttpApiConfig(), "$default", "PUT", "/", "", [("content-type", "application/octet-stream")],
-                         b"\x00\xff", "127.0.0.1", "r")
+    binary = build_event(
+        HttpApiConfig(),
+        "$default",
+        "PUT",
+        "/",
+        "",
+        [("content-type", "application/octet-stream")],
+        b"\x00\xff",
+        "127.0.0.1",
+        "r",
+    )
     assert binary["isBase64Encoded"] is True and base64.b64decode(binary["body"]) == b"\x00\xff"
     empty = build_event(HttpApiConfig(), "$default", "GET", "/", "", [], b"", "127.0.0.1", "r")
     assert "body" not in empty and "queryStringParameters" not in empty
@@ -85,23 +105,32 @@ def test_error_mapping_like_api_gateway():
 
 
 def test_end_to_end_through_a_real_socket_and_runtime():
-    runtime_config = RuntimeConfig(handler="sample_app.lambda_handler", code_dir=HANDLERS, max_concurrency=2, timeout_s=2)
+    runtime_config = RuntimeConfig(
+        handler="sample_app.lambda_handler", code_dir=HANDLERS, max_concurrency=2, timeout_s=2
+    )
     with LambdaRuntime(runtime_config) as runtime, HttpApi(runtime.invoke) as api:
         status, headers, data = request(api, "GET", "/hello?x=1", headers={"X-Test": "yes"})
         assert status == 200 and headers["content-type"] == "application/json"
         assert "apigw-requestid" in headers
         event = json.loads(data)["event"]
-        assert (event["rawPath"], event["queryStringParameters"], event["headers"]["x-test"]) == ("/hello", {"x": "1"}, "yes")
+        assert (event["rawPath"], event["queryStringParameters"], event["headers"]["x-test"]) == (
+            "/hello",
+            {"x": "1"},
+            "yes",
+        )
         status, _, data = request(api, "GET", "/?action=raise")
         assert (status, json.loads(data)) == (502, {"message": "Internal Server Error"})
         assert api.status_counts == {200: 1, 502: 1}
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("port", 70000, "port=70000: must be in 0..65535"),
-    ("route_keys", ("GET",), "route_keys entry 'GET'"),
-    ("max_body_bytes", 0, "max_body_bytes=0"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("port", 70000, "port=70000: must be in 0..65535"),
+        ("route_keys", ("GET",), "route_keys entry 'GET'"),
+        ("max_body_bytes", 0, "max_body_bytes=0"),
+    ],
+)
 def test_config_errors_name_the_field(field, value, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         HttpApiConfig(**{field: value})

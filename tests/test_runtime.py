@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +26,13 @@ HANDLERS = str(Path(__file__).parent / "runtime_handlers")
 
 
 def config(**overrides) -> RuntimeConfig:
-    values = dict(handler="sample_app.lambda_handler", code_dir=HANDLERS, environment={"SAMPLE_VALUE": "from-config"},
-                  max_concurrency=4, timeout_s=2.0)
+    values = dict(
+        handler="sample_app.lambda_handler",
+        code_dir=HANDLERS,
+        environment={"SAMPLE_VALUE": "from-config"},
+        max_concurrency=4,
+        timeout_s=2.0,
+    )
     values.update(overrides)
     return RuntimeConfig(**values)
 
@@ -110,6 +117,33 @@ def test_timeout_kills_the_container_and_the_next_call_is_cold():
         assert body(rt.invoke({}))["pid"] != pid
         stats = rt.stats()
         assert (stats.timeouts, stats.cold_starts, stats.live_containers) == (1, 2, 1)
+
+
+def test_timeout_logs_lambdas_line_with_the_request_id_and_kills_the_container(caplog, tmp_path):
+    log_file = tmp_path / "function.log"
+    with LambdaRuntime(config(timeout_s=0.4, log_path=str(log_file))) as rt:
+        pid = body(rt.invoke({}))["pid"]
+        with caplog.at_level(logging.WARNING, logger="local.data_plane.runtime"), pytest.raises(FunctionTimeout):
+            rt.invoke({"action": "sleep", "seconds": 5}, request_id="req-timeout-1")
+        lines = [r.getMessage() for r in caplog.records if "Task timed out" in r.getMessage()]
+        assert len(lines) == 1
+        match = re.fullmatch(
+            r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) req-timeout-1 Task timed out after (\d+\.\d\d) seconds", lines[0]
+        )
+        assert match is not None, lines[0]
+        assert 0.4 <= float(match.group(2)) < 2.0
+        assert lines[0] in log_file.read_text().splitlines()  # the function's log stream, as on CloudWatch
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not os.path.exists(f"/proc/{pid}") or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        assert body(rt.invoke({}))["pid"] != pid  # the next invocation cold-starts a new container
+
+
+def test_context_reports_the_time_left_before_the_function_timeout():
+    with LambdaRuntime(config(timeout_s=3.0)) as rt:
+        result = body(rt.invoke({"action": "sleep", "seconds": 0.5}))
+    assert 2000 < result["remaining_ms"] <= 2500
 
 
 def test_a_crashed_container_is_replaced(runtime):

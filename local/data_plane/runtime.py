@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -26,12 +27,15 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from local.processes import pid_alive
+
+log = logging.getLogger(__name__)
 
 # Bounds taken from Lambda's own limits.
 MAX_TIMEOUT_S = 900.0
@@ -173,7 +177,7 @@ def _container_main(conn: Connection, config: RuntimeConfig, environment: dict[s
     started = time.perf_counter()
     try:
         func = getattr(importlib.import_module(module_name), func_name)
-    except BaseException as exc:  # report any init failure (incl. SystemExit) to the parent
+    except BaseException as exc:  # noqa: BLE001 - any init failure (incl. SystemExit) is reported to the parent
         conn.send_bytes(json.dumps({"init_error": _error_payload(exc)}).encode())
         return
     conn.send_bytes(json.dumps({"ready_ms": (time.perf_counter() - started) * 1000}).encode())
@@ -189,7 +193,7 @@ def _container_main(conn: Connection, config: RuntimeConfig, environment: dict[s
         try:
             reply = {"result": func(request["event"], context)}
             data = json.dumps(reply).encode()
-        except Exception as exc:  # the handler's (or JSON's) failure becomes Lambda's error document
+        except Exception as exc:  # noqa: BLE001 - the handler's (or JSON's) failure becomes Lambda's error document
             data = json.dumps({"error": _error_payload(exc)}).encode()
         conn.send_bytes(data)
 
@@ -263,9 +267,8 @@ class _Zygote:
         self._control = ours
         self._reader = ours.makefile("rb")
         spec = json.dumps({"preload": preload, "fd": theirs.fileno()})
-        code = "import sys; sys.path[:0] = %r; from local.data_plane.runtime import _zygote_main; _zygote_main()" % (
-            [p for p in sys.path if p],
-        )
+        path = [p for p in sys.path if p]
+        code = f"import sys; sys.path[:0] = {path!r}; from local.data_plane.runtime import _zygote_main; _zygote_main()"
         self.process = subprocess.Popen(
             [sys.executable, "-c", code, spec], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL
         )
@@ -360,7 +363,9 @@ class LambdaRuntime:
             message = json.loads(parent_end.recv_bytes())
         except (EOFError, OSError) as exc:
             container.kill()
-            raise ContainerCrashed({"errorType": "Runtime.ExitError", "errorMessage": f"container died in init: {exc!r}"})
+            raise ContainerCrashed(
+                {"errorType": "Runtime.ExitError", "errorMessage": f"container died in init: {exc!r}"}
+            ) from exc
         except InvocationError:
             container.kill()
             raise
@@ -418,11 +423,14 @@ class LambdaRuntime:
             self._release(container, healthy, cold)
 
     def _run(self, container: _Container, event: Mapping[str, Any], request_id: str) -> Any:
-        deadline = time.time() + self.config.timeout_s
+        started = time.time()
+        deadline = started + self.config.timeout_s
         container.invocations += 1
         try:
             container.conn.send_bytes(json.dumps({"id": request_id, "deadline": deadline, "event": event}).encode())
             if not container.conn.poll(self.config.timeout_s):
+                elapsed = time.time() - started
+                self._log_timeout(started + elapsed, request_id, elapsed)
                 raise FunctionTimeout(
                     {
                         "errorType": "Sandbox.Timedout",
@@ -433,10 +441,26 @@ class LambdaRuntime:
         except (EOFError, OSError) as exc:
             raise ContainerCrashed(
                 {"errorType": "Runtime.ExitError", "errorMessage": f"container exited during invocation: {exc!r}"}
-            )
+            ) from exc
         if "error" in reply:
             raise FunctionError(reply["error"])
         return reply["result"]
+
+    def _log_timeout(self, now: float, request_id: str, elapsed: float) -> None:
+        """Lambda's own line for a timed-out invocation, so a stalled DB shows up in the logs, not just as 502s.
+
+        It goes to our logger (stderr unless logging is configured) and, like Lambda's CloudWatch stream, to
+        the function's log file when there is one. The container is killed by the caller (`_release`).
+        """
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        line = f"{stamp} {request_id} Task timed out after {elapsed:.2f} seconds"
+        log.warning(line)
+        if self.config.log_path:
+            try:
+                with open(self.config.log_path, "a") as out:
+                    out.write(line + "\n")
+            except OSError as exc:
+                log.warning("could not append to %s: %s", self.config.log_path, exc)
 
     def stats(self) -> RuntimeStats:
         with self._lock:
@@ -466,7 +490,7 @@ class LambdaRuntime:
         if zygote is not None:
             zygote.close()
 
-    def __enter__(self) -> "LambdaRuntime":
+    def __enter__(self) -> LambdaRuntime:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
