@@ -44,7 +44,7 @@ def cold_import_ms(module: str, cwd: Path, runs: int, isolated: bool) -> list[fl
 
 
 def warm_latency_ms(requests: int) -> list[float] | None:
-    from local.data_plane.mariadb import MariaDBServer, mariadbd_available  # noqa: PLC0415
+    from local.data_plane.mariadb import MariaDBServer, mariadbd_available
 
     if not mariadbd_available():
         return None
@@ -58,10 +58,10 @@ def warm_latency_ms(requests: int) -> list[float] | None:
             DB_AUTH="password",
             LOG_LEVEL="WARNING",
         )
-        from handler import app  # noqa: PLC0415
+        from handler import app
 
         event = {"requestContext": {"http": {"method": "GET"}}}
-        app.lambda_handler(event, None)  # cold: connect + CREATE TABLE
+        app.lambda_handler(event, None)  # cold: connect + schema migrations
         samples = []
         for _ in range(requests):
             started = time.perf_counter()
@@ -74,7 +74,7 @@ def warm_latency_ms(requests: int) -> list[float] | None:
 
 def mariadb_start_stop_ms(starts: int) -> list[tuple[float, float]] | None:
     """(start, stop) times; the first start runs mariadb-install-db, later ones copy its template."""
-    from local.data_plane.mariadb import MariaDBServer, mariadbd_available  # noqa: PLC0415
+    from local.data_plane.mariadb import MariaDBServer, mariadbd_available
 
     if not mariadbd_available():
         return None
@@ -134,7 +134,7 @@ def main() -> None:
     if latency is None:
         print("warm GET latency: skipped (mariadbd not installed)")
     else:
-        print(f"warm GET latency vs private MariaDB (INSERT + SELECT): {describe(latency)}")
+        print(f"warm GET latency vs private MariaDB (INSERT, UPDATE, SELECT in one transaction): {describe(latency)}")
     print(json.dumps({"zip_bytes": info.size_bytes, "zip_files": info.file_count}))
 
 

@@ -2,7 +2,9 @@
 (through RDS Proxy) and returns the newest recorded times.
 
 Settings, logger and the store are created once per container at import (cold start); the database
-connection itself is opened on first use and reused by later warm invocations.
+connection itself is opened on first use and reused by later warm invocations. Each GET stores exactly one
+row per request id (see ``app_store``), and its database calls end before the invocation's deadline
+(``get_remaining_time_in_millis()`` minus ``DB_DEADLINE_MARGIN_MS``).
 The handler never raises: failures become JSON 503 (database unavailable) or 500 responses.
 """
 
@@ -12,17 +14,17 @@ import json
 import logging
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 if __package__:
     from .app_logging import get_logger
     from .app_settings import ConfigError, Settings
-    from .app_store import AccessSnapshot, AccessTimesStore, DatabaseUnavailable
+    from .app_store import AccessSnapshot, AccessTimesStore, DatabaseUnavailable, Deadline
 else:  # top level of the Lambda zip: handler string "app.lambda_handler"
     from app_logging import get_logger  # type: ignore[no-redef]
     from app_settings import ConfigError, Settings  # type: ignore[no-redef]
-    from app_store import AccessSnapshot, AccessTimesStore, DatabaseUnavailable  # type: ignore[no-redef]
+    from app_store import AccessSnapshot, AccessTimesStore, DatabaseUnavailable, Deadline  # type: ignore[no-redef]
 
 __all__ = ["ConfigError", "SETTINGS", "STORE", "lambda_handler"]
 
@@ -50,13 +52,16 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 405, {"error": f"method {method} not allowed"}, {"Allow": ", ".join(_ALLOWED_METHODS)}
             )
         else:
-            snapshot = STORE.record_access(datetime.now(timezone.utc))
+            deadline = Deadline.from_context(context, SETTINGS.deadline_margin_ms)
+            snapshot = STORE.record_access(datetime.now(UTC), _request_id(event, context), deadline)
             response = _json_response(200, _snapshot_body(snapshot))
             fields["count"] = snapshot.total
+            if snapshot.replayed:
+                fields["replayed"] = True
     except DatabaseUnavailable as exc:
         fields.update(errno=exc.errno, error=str(exc))
         response = _json_response(503, {"error": "database unavailable", "code": exc.errno}, {"Retry-After": "1"})
-    except Exception as exc:  # noqa: BLE001 - the contract is "never an unhandled exception"
+    except Exception as exc:  # the contract is "never an unhandled exception"
         fields.update(errno=getattr(exc, "errno", None), error=type(exc).__name__)
         LOGGER.exception("unexpected error", extra={"request_id": fields["request_id"]})
         response = _json_response(500, {"error": "internal error"})
@@ -79,6 +84,16 @@ def _http_method(event: Any) -> str | None:
     method = http.get("method") if isinstance(http, dict) else None
     method = method or event.get("httpMethod")  # payload 2.0, else 1.0
     return method.upper() if isinstance(method, str) else None
+
+
+def _request_id(event: dict[str, Any], context: Any) -> str | None:
+    """API Gateway's id of the request (the same for every attempt at it), else the invocation's."""
+    request_context = event.get("requestContext")
+    request_id = request_context.get("requestId") if isinstance(request_context, dict) else None
+    if isinstance(request_id, str) and request_id:
+        return request_id
+    invocation_id = getattr(context, "aws_request_id", None)
+    return invocation_id if isinstance(invocation_id, str) and invocation_id else None
 
 
 def _iso_utc(moment: datetime) -> str:

@@ -16,6 +16,7 @@ DB_AUTH = "DB_AUTH"
 DB_SSL_CA = "DB_SSL_CA"
 DB_SSL_VERIFY_IDENTITY = "DB_SSL_VERIFY_IDENTITY"
 DB_CONNECT_TIMEOUT = "DB_CONNECT_TIMEOUT"
+DB_DEADLINE_MARGIN_MS = "DB_DEADLINE_MARGIN_MS"  # optional: time kept back from each invocation's deadline
 RESPONSE_LIMIT = "RESPONSE_LIMIT"
 LOG_LEVEL = "LOG_LEVEL"
 AWS_REGION = "AWS_REGION"  # set by the Lambda runtime itself
@@ -26,8 +27,13 @@ AUTH_MODES = (AUTH_IAM, AUTH_PASSWORD)
 
 DEFAULT_PORT = 3306
 DEFAULT_TABLE = "access_times"
+#: The handler also creates ``<table>_count`` and ``<table>_schema``; MySQL identifiers end at 64 characters.
+TABLE_NAME_MAX_LENGTH = 56
 RESPONSE_LIMIT_DEFAULT = 100
 RESPONSE_LIMIT_RANGE = (1, 1000)
+CONNECT_TIMEOUT_DEFAULT = 5.0
+DEADLINE_MARGIN_MS_DEFAULT = 500
+DEADLINE_MARGIN_MS_RANGE = (50, 5000)
 LAMBDA_CA_BUNDLE = "/etc/pki/tls/certs/ca-bundle.crt"  # CA bundle shipped in the Lambda runtime image
 
 #: Every variable the handler reads, in the order the README lists them.
@@ -42,6 +48,7 @@ ALL_VARIABLES = (
     DB_SSL_CA,
     DB_SSL_VERIFY_IDENTITY,
     DB_CONNECT_TIMEOUT,
+    DB_DEADLINE_MARGIN_MS,
     RESPONSE_LIMIT,
     LOG_LEVEL,
 )

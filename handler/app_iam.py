@@ -6,6 +6,7 @@ The Lambda Python runtime ships boto3, so the deployment zip does not bundle it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -18,7 +19,7 @@ class IamTokenProvider:
 
     def __call__(self) -> str:
         if self._client is None:
-            import boto3  # noqa: PLC0415 - deliberately lazy, see module docstring
+            import boto3
 
             self._client = boto3.client("rds", region_name=self._region)
         return str(
@@ -26,3 +27,12 @@ class IamTokenProvider:
                 DBHostname=self._host, Port=self._port, DBUsername=self._user, Region=self._region
             )
         )
+
+
+def password_provider_for(settings: Any) -> Callable[[], str]:
+    """What to send as the password: a fresh IAM token (``DB_AUTH=iam``) or the configured password."""
+    if settings.auth == "iam":
+        assert settings.region is not None  # guaranteed by Settings validation
+        return IamTokenProvider(settings.host, settings.port, settings.user, settings.region)
+    password = settings.password or ""
+    return lambda: password

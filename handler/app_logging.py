@@ -42,7 +42,7 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(sys.stdout)
 
     @property  # type: ignore[override]
-    def stream(self):  # noqa: ANN201
+    def stream(self):
         return sys.stdout
 
     @stream.setter

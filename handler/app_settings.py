@@ -17,9 +17,12 @@ else:  # top level of the Lambda zip
     import app_contract as env_names  # type: ignore[no-redef]
 
 LAMBDA_CA_BUNDLE = env_names.LAMBDA_CA_BUNDLE
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_MAX_TABLE = env_names.TABLE_NAME_MAX_LENGTH
+_IDENTIFIER = re.compile(rf"^[A-Za-z_][A-Za-z0-9_]{{0,{_MAX_TABLE - 1}}}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _AUTH_MODES = env_names.AUTH_MODES
+_LIMIT_LOW, _LIMIT_HIGH = env_names.RESPONSE_LIMIT_RANGE
+_MARGIN_LOW, _MARGIN_HIGH = env_names.DEADLINE_MARGIN_MS_RANGE
 
 
 class ConfigError(ValueError):
@@ -33,43 +36,60 @@ class Settings:
     host: str
     database: str
     user: str
-    port: int = 3306
-    table: str = "access_times"
-    auth: str = "iam"
+    port: int = env_names.DEFAULT_PORT
+    table: str = env_names.DEFAULT_TABLE
+    auth: str = env_names.AUTH_IAM
     password: str | None = field(default=None, repr=False)  # never in logs or tracebacks
     region: str | None = None
     ssl_ca: str | None = None
     ssl_verify_identity: bool = True
-    response_limit: int = 100
-    connect_timeout: float = 5.0
+    response_limit: int = env_names.RESPONSE_LIMIT_DEFAULT
+    connect_timeout: float = env_names.CONNECT_TIMEOUT_DEFAULT
+    deadline_margin_ms: int = env_names.DEADLINE_MARGIN_MS_DEFAULT
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        for var, value in (("DB_HOST", self.host), ("DB_NAME", self.database), ("DB_USER", self.user)):
+        required = ((env_names.DB_HOST, self.host), (env_names.DB_NAME, self.database), (env_names.DB_USER, self.user))
+        for var, value in required:
             if not value or value != value.strip():
                 raise ConfigError(f"{var}={value!r} must be a non-empty string without surrounding spaces")
         if not 1 <= self.port <= 65535:
-            raise ConfigError(f"DB_PORT={self.port!r} is out of range; allowed 1..65535")
+            raise ConfigError(f"{env_names.DB_PORT}={self.port!r} is out of range; allowed 1..65535")
         if not _IDENTIFIER.match(self.table):
-            # The table name is spliced into SQL (identifiers cannot be bound parameters).
+            # The table name is spliced into SQL (identifiers cannot be bound parameters); the handler's own
+            # tables add a suffix to it, so it is shorter than MySQL's 64-character limit.
             raise ConfigError(
-                f"DB_TABLE={self.table!r} is not a safe identifier; allowed [A-Za-z_][A-Za-z0-9_]{{0,63}}"
+                f"{env_names.DB_TABLE}={self.table!r} is not a safe identifier; "
+                f"allowed [A-Za-z_][A-Za-z0-9_]{{0,{_MAX_TABLE - 1}}}"
             )
         if self.auth not in _AUTH_MODES:
-            raise ConfigError(f"DB_AUTH={self.auth!r} is not supported; allowed {', '.join(_AUTH_MODES)}")
-        if self.auth == "iam":
+            raise ConfigError(f"{env_names.DB_AUTH}={self.auth!r} is not supported; allowed {', '.join(_AUTH_MODES)}")
+        if self.auth == env_names.AUTH_IAM:
+            when_iam = f"when {env_names.DB_AUTH}=iam"
             if not self.region:
-                raise ConfigError("AWS_REGION must be set when DB_AUTH=iam (needed to sign the RDS auth token)")
+                raise ConfigError(f"{env_names.AWS_REGION} must be set {when_iam} (needed to sign the RDS auth token)")
             if not self.ssl_ca:
-                raise ConfigError("DB_SSL_CA must not be empty when DB_AUTH=iam (IAM auth requires verified TLS)")
-        if self.auth == "password" and self.password is None:
-            raise ConfigError("DB_PASSWORD must be set when DB_AUTH=password")
-        if not 1 <= self.response_limit <= 1000:
-            raise ConfigError(f"RESPONSE_LIMIT={self.response_limit!r} is out of range; allowed 1..1000")
+                raise ConfigError(f"{env_names.DB_SSL_CA} must not be empty {when_iam} (IAM requires verified TLS)")
+        if self.auth == env_names.AUTH_PASSWORD and self.password is None:
+            raise ConfigError(f"{env_names.DB_PASSWORD} must be set when {env_names.DB_AUTH}=password")
+        if not _LIMIT_LOW <= self.response_limit <= _LIMIT_HIGH:
+            raise ConfigError(
+                f"{env_names.RESPONSE_LIMIT}={self.response_limit!r} is out of range; "
+                f"allowed {_LIMIT_LOW}..{_LIMIT_HIGH}"
+            )
         if not 0 < self.connect_timeout <= 60:
-            raise ConfigError(f"DB_CONNECT_TIMEOUT={self.connect_timeout!r} is out of range; allowed >0..60 seconds")
+            raise ConfigError(
+                f"{env_names.DB_CONNECT_TIMEOUT}={self.connect_timeout!r} is out of range; allowed >0..60 seconds"
+            )
+        if not _MARGIN_LOW <= self.deadline_margin_ms <= _MARGIN_HIGH:
+            raise ConfigError(
+                f"{env_names.DB_DEADLINE_MARGIN_MS}={self.deadline_margin_ms!r} is out of range; "
+                f"allowed {_MARGIN_LOW}..{_MARGIN_HIGH} milliseconds"
+            )
         if self.log_level not in _LOG_LEVELS:
-            raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not supported; allowed {', '.join(_LOG_LEVELS)}")
+            raise ConfigError(
+                f"{env_names.LOG_LEVEL}={self.log_level!r} is not supported; allowed {', '.join(_LOG_LEVELS)}"
+            )
 
     @property
     def uses_tls(self) -> bool:
@@ -78,24 +98,25 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from an environment mapping (``os.environ`` in Lambda)."""
-        auth = env.get("DB_AUTH", "iam").strip().lower()
-        ssl_ca = env.get("DB_SSL_CA")
-        if ssl_ca is None and auth == "iam":
+        auth = env.get(env_names.DB_AUTH, env_names.AUTH_IAM).strip().lower()
+        ssl_ca = env.get(env_names.DB_SSL_CA)
+        if ssl_ca is None and auth == env_names.AUTH_IAM:
             ssl_ca = LAMBDA_CA_BUNDLE
         return cls(
-            host=_required(env, "DB_HOST"),
-            database=_required(env, "DB_NAME"),
-            user=_required(env, "DB_USER"),
-            port=_integer(env, "DB_PORT", 3306),
-            table=env.get("DB_TABLE", "access_times"),
+            host=_required(env, env_names.DB_HOST),
+            database=_required(env, env_names.DB_NAME),
+            user=_required(env, env_names.DB_USER),
+            port=_integer(env, env_names.DB_PORT, env_names.DEFAULT_PORT),
+            table=env.get(env_names.DB_TABLE, env_names.DEFAULT_TABLE),
             auth=auth,
-            password=env.get("DB_PASSWORD") if auth == "password" else None,
-            region=env.get("AWS_REGION") or None,
+            password=env.get(env_names.DB_PASSWORD) if auth == env_names.AUTH_PASSWORD else None,
+            region=env.get(env_names.AWS_REGION) or None,
             ssl_ca=ssl_ca or None,
-            ssl_verify_identity=_boolean(env, "DB_SSL_VERIFY_IDENTITY", True),
-            response_limit=_integer(env, "RESPONSE_LIMIT", 100),
-            connect_timeout=_number(env, "DB_CONNECT_TIMEOUT", 5.0),
-            log_level=env.get("LOG_LEVEL", "INFO").strip().upper(),
+            ssl_verify_identity=_boolean(env, env_names.DB_SSL_VERIFY_IDENTITY, True),
+            response_limit=_integer(env, env_names.RESPONSE_LIMIT, env_names.RESPONSE_LIMIT_DEFAULT),
+            connect_timeout=_number(env, env_names.DB_CONNECT_TIMEOUT, env_names.CONNECT_TIMEOUT_DEFAULT),
+            deadline_margin_ms=_integer(env, env_names.DB_DEADLINE_MARGIN_MS, env_names.DEADLINE_MARGIN_MS_DEFAULT),
+            log_level=env.get(env_names.LOG_LEVEL, "INFO").strip().upper(),
         )
 
 

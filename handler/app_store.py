@@ -1,75 +1,114 @@
 """The access-times table and the one connection a Lambda container keeps to it (through RDS Proxy).
 
-Written for RDS Proxy multiplexing: autocommit, plain (client-side interpolated) statements, no
-prepared statements and no SET statements of our own, so the proxy never pins our client connection
-to one database connection. The driver itself only sends ``SET NAMES`` and ``SET autocommit`` at login;
-RDS Proxy tracks those two variables instead of pinning. A request costs two round trips
-(INSERT; one SELECT returning the newest rows with the total count), plus CREATE TABLE once per container.
+One request is one transaction on the kept autocommit connection:
+
+    START TRANSACTION
+    INSERT INTO <t> (created_at, request_id) VALUES (...)         -- request_id UNIQUE
+    UPDATE <t>_count SET n = n + 1 WHERE shard = <random 0..31>
+    SELECT created_at, (SELECT SUM(n) FROM <t>_count) FROM <t> ORDER BY created_at DESC, id DESC LIMIT N
+    COMMIT
+
+Why this shape:
+- Constant cost per request. ``SELECT COUNT(*)`` scans an index, so it grows with the table (66 ms at 1M rows);
+  the total is instead kept as a counter in the same transaction as the row, so it stays exact, and read as a
+  SUM over 32 rows. The newest rows come from a backward scan of ``idx_created_at`` (whose entries end with the
+  primary key), which stops after N entries at any table size.
+- No hot row. A single counter row would serialize every writer on its row lock from the UPDATE until COMMIT:
+  100 concurrent requests (at most the proxy's pool of them at once in the database) would queue behind each
+  other. A random one of 32 shards makes two writers wait for each other only when they pick the same shard,
+  and then only for one short transaction. The UPDATE is the only locking step after the INSERT (whose
+  insert-intention locks do not conflict) and the SELECT is a consistent read, so there is no lock cycle.
+- Exactly one row per request. The request id (API Gateway's ``requestContext.requestId``, else the Lambda
+  ``aws_request_id``) is stored under a UNIQUE key. If the connection drops after COMMIT but before its OK
+  arrives, the retry's INSERT fails with a duplicate key (or waits for the first transaction's outcome, then
+  does): the retry then bumps nothing and answers with the row already stored.
+- A 503 means nothing was stored: the commit is the last statement, after the read. A dropped connection
+  before COMMIT makes the server roll the transaction back.
+- RDS Proxy multiplexing: autocommit, plain (client-side interpolated) statements, no prepared statements, no
+  SET of our own, no advisory locks or temporary tables on this connection (schema migrations use their own,
+  see ``app_schema``). RDS Proxy keeps the database connection only from START TRANSACTION to COMMIT.
+- Deadline: every socket wait is bounded by the invocation's time left (``app_db.Deadline``).
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
+import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any
 
-import mysql.connector
 from mysql.connector import errors as mysql_errors
 
 if __package__:
-    from .app_iam import IamTokenProvider
+    from .app_db import (
+        CONNECTION_LOST_ERRNOS,
+        TRANSACTION_RETRY_ERRNOS,
+        UNAVAILABLE_ERRNOS,
+        DatabaseUnavailable,
+        Deadline,
+        apply_deadline,
+        close_quietly,
+        connect,
+        still_connected,
+    )
+    from .app_iam import password_provider_for
+    from .app_schema import COUNTER_SHARDS, LATEST_VERSION, TableNames, current_version, migrate_and_close
     from .app_settings import Settings
 else:  # top level of the Lambda zip
-    from app_iam import IamTokenProvider  # type: ignore[no-redef]
+    from app_db import (  # type: ignore[no-redef]
+        CONNECTION_LOST_ERRNOS,
+        TRANSACTION_RETRY_ERRNOS,
+        UNAVAILABLE_ERRNOS,
+        DatabaseUnavailable,
+        Deadline,
+        apply_deadline,
+        close_quietly,
+        connect,
+        still_connected,
+    )
+    from app_iam import password_provider_for  # type: ignore[no-redef]
+    from app_schema import (  # type: ignore[no-redef]
+        COUNTER_SHARDS,
+        LATEST_VERSION,
+        TableNames,
+        current_version,
+        migrate_and_close,
+    )
     from app_settings import Settings  # type: ignore[no-redef]
 
-# The server or proxy closed our connection (idle timeout, KILL, failover): reconnect once and retry.
-CONNECTION_LOST_ERRNOS = frozenset(
-    {
-        2006,  # CR_SERVER_GONE_ERROR
-        2013,  # CR_SERVER_LOST
-        2055,  # CR_SERVER_LOST_EXTENDED
-        1927,  # ER_CONNECTION_KILLED (MariaDB)
-        4031,  # ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8 wait_timeout)
-    }
-)
-# The database cannot serve us right now: answer 503 and let the client retry later.
-UNAVAILABLE_ERRNOS = CONNECTION_LOST_ERRNOS | {
-    1040,  # ER_CON_COUNT_ERROR: Too many connections
-    1045,  # ER_ACCESS_DENIED_ERROR (also an expired/invalid IAM token)
-    1053,  # ER_SERVER_SHUTDOWN
-    1129,  # ER_HOST_IS_BLOCKED
-    1203,  # ER_TOO_MANY_USER_CONNECTIONS
-    1226,  # ER_USER_LIMIT_REACHED
-    2002,  # CR_CONNECTION_ERROR (socket)
-    2003,  # CR_CONN_HOST_ERROR: can't connect (refused / timed out)
-    2005,  # CR_UNKNOWN_HOST
-    2026,  # CR_SSL_CONNECTION_ERROR
-    9501,  # RDS Proxy: timed out waiting to borrow a database connection
-}
+__all__ = ["AccessSnapshot", "AccessTimesStore", "DatabaseUnavailable", "Deadline", "request_key"]
 
-T = TypeVar("T")
+_DUPLICATE_KEY = 1062
+_NO_SUCH_TABLE = 1146
+_KEY_MAX = 64
+_TOO_MANY_CONNECTIONS = 1040
+_SLOT_WAITS = (0.01, 0.02, 0.05, 0.1, 0.2, None)  # about 0.4 s in all
+_shards = random.Random()
 
 
-class DatabaseUnavailable(Exception):
-    """The database refused or dropped us; ``errno`` is the MySQL error number when there is one."""
-
-    def __init__(self, message: str, errno: int | None) -> None:
-        super().__init__(message)
-        self.errno = errno if errno is not None and errno > 0 else None  # the driver uses -1 for "none"
+def request_key(request_id: str | None) -> str:
+    """The stored form of a request id: as is when short printable ASCII, else its SHA-256 (64 hex digits)."""
+    if not request_id:
+        return uuid.uuid4().hex  # no id at all: still one row per call, retries within the call included
+    if len(request_id) <= _KEY_MAX and request_id.isascii() and request_id.isprintable():
+        return request_id
+    return hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
 class AccessSnapshot:
-    """Result of one recorded access: what was inserted, how many rows exist, the newest rows."""
+    """Result of one recorded access: when its row was stored, how many rows exist, the newest rows."""
 
     inserted_at: datetime
     total: int
     newest: list[datetime]
+    replayed: bool = False
+    """True when the row had been stored by an earlier attempt with the same request id."""
 
 
 class AccessTimesStore:
@@ -83,148 +122,159 @@ class AccessTimesStore:
     ) -> None:
         self._settings = settings
         self._logger = logger
-        self._password_provider = password_provider or self._default_password_provider(settings)
+        self._password_provider = password_provider or password_provider_for(settings)
         self._connection: Any = None
         self._cursor: Any = None
-        self._table_ready = False
-        table = settings.table  # validated as a safe identifier in Settings
-        self._create_sql = (
-            f"CREATE TABLE IF NOT EXISTS `{table}` ("
-            "id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
-            "created_at DATETIME(6) NOT NULL, "
-            "KEY idx_created_at (created_at)) ENGINE=InnoDB"
-        )
-        self._insert_sql = f"INSERT INTO `{table}` (created_at) VALUES (%s)"
+        self._schema_ready = False
+        self.names = TableNames(settings.database, settings.table)  # validated as safe identifiers in Settings
+        n = self.names
+        self._insert_sql = f"INSERT INTO {n.rows} (created_at, request_id) VALUES (%s, %s)"
+        self._count_sql = f"UPDATE {n.counter} SET n = n + 1 WHERE shard = %s"
+        self._stored_sql = f"SELECT created_at FROM {n.rows} WHERE request_id = %s"
         self._select_sql = (
-            f"SELECT created_at, (SELECT COUNT(*) FROM `{table}`) FROM `{table}` "
+            f"SELECT created_at, (SELECT SUM(n) FROM {n.counter}) FROM {n.rows} "
             "ORDER BY created_at DESC, id DESC LIMIT %s"
         )
-
-    @staticmethod
-    def _default_password_provider(settings: Settings) -> Callable[[], str]:
-        if settings.auth == "iam":
-            assert settings.region is not None  # guaranteed by Settings validation
-            return IamTokenProvider(settings.host, settings.port, settings.user, settings.region)
-        password = settings.password or ""
-        return lambda: password
 
     @property
     def connection_id(self) -> int | None:
         """Server thread id of the kept connection (from the handshake, no round trip)."""
         return self._connection.connection_id if self._connection is not None else None
 
-    def record_access(self, now: datetime) -> AccessSnapshot:
-        """Insert ``now`` (UTC) and return the newest ``response_limit`` rows plus the total count."""
+    def record_access(
+        self, now: datetime, request_id: str | None = None, deadline: Deadline | None = None
+    ) -> AccessSnapshot:
+        """Store ``now`` (UTC) once for ``request_id``; return the newest ``response_limit`` rows and the total."""
+        deadline = deadline or Deadline.none()
+        key = request_key(request_id)
         naive_utc = now.replace(tzinfo=None)
-        self._run(lambda cursor: self._insert(cursor, naive_utc))
-        rows = self._run(self._select_newest)
-        total = int(rows[0][1]) if rows else 0
-        return AccessSnapshot(inserted_at=now, total=total, newest=[row[0] for row in rows])
-
-    def close(self) -> None:
-        """Drop the kept connection; the next request opens a new one."""
-        connection, self._connection, self._cursor = self._connection, None, None
-        if connection is not None:
-            _close_quietly(connection)
-
-    # -- internals --------------------------------------------------------------------------------
-    def _insert(self, cursor: Any, created_at: datetime) -> None:
-        if not self._table_ready:
-            cursor.execute(self._create_sql)
-            self._table_ready = True
-        cursor.execute(self._insert_sql, (created_at,))
-
-    def _select_newest(self, cursor: Any) -> list[tuple[Any, ...]]:
-        cursor.execute(self._select_sql, (self._settings.response_limit,))
-        return list(cursor.fetchall())
-
-    def _run(self, work: Callable[[Any], T]) -> T:
-        """Run ``work`` on the kept connection; on a lost connection reconnect once and retry.
-
-        Each unit is one statement (plus the one-off CREATE TABLE), so a retry repeats at most the
-        statement whose reply was lost.
-        """
         for attempt in (1, 2):
-            connection, cursor = self._ensure_connection()
+            connection, cursor = self._ensure_connection(deadline)
             try:
-                return work(cursor)
+                if not self._schema_ready:
+                    connection, cursor = self._ensure_schema(connection, cursor, deadline)
+                return self._transaction(connection, cursor, naive_utc, key, deadline)
+            except DatabaseUnavailable:
+                self.close()
+                raise
             except mysql_errors.Error as exc:
-                if exc.errno in UNAVAILABLE_ERRNOS - CONNECTION_LOST_ERRNOS:  # e.g. 9501 from the proxy
+                if exc.errno in UNAVAILABLE_ERRNOS - CONNECTION_LOST_ERRNOS:  # e.g. 9501, a read timeout
                     self.close()
                     raise DatabaseUnavailable(f"query failed: {exc.msg}", exc.errno) from exc
                 # Only an unclassified error costs a ping, to tell "SQL error" from "connection gone".
-                if exc.errno in CONNECTION_LOST_ERRNOS or not self._still_connected(connection):
-                    self.close()
+                if exc.errno in CONNECTION_LOST_ERRNOS or not still_connected(connection):
+                    self.close()  # the server rolls back whatever was not committed
                     if attempt == 1:
                         self._logger.warning(
                             "db connection lost, reconnecting", extra={"errno": exc.errno, "error": exc.msg}
                         )
                         continue
                     raise DatabaseUnavailable(f"connection lost again: {exc.msg}", exc.errno) from exc
-                if exc.errno == 1146:  # ER_NO_SUCH_TABLE: dropped behind our back; recreate next time
-                    self._table_ready = False
+                self._rollback(connection)  # never leave the kept connection inside a transaction
+                if exc.errno in TRANSACTION_RETRY_ERRNOS and attempt == 1:
+                    self._logger.warning("transaction rolled back, retrying", extra={"errno": exc.errno})
+                    continue
+                if exc.errno == _NO_SUCH_TABLE:  # dropped behind our back; migrate again next time
+                    self._schema_ready = False
                 raise
             except Exception:
                 self.close()  # unknown state: never reuse it
                 raise
+        raise DatabaseUnavailable("transaction rolled back twice", None)
+
+    def close(self) -> None:
+        """Drop the kept connection; the next request opens a new one."""
+        connection, self._connection, self._cursor = self._connection, None, None
+        if connection is not None:
+            close_quietly(connection)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _transaction(
+        self, connection: Any, cursor: Any, created_at: datetime, key: str, deadline: Deadline
+    ) -> AccessSnapshot:
+        def execute(sql: str, params: tuple[Any, ...] = ()) -> None:
+            apply_deadline(connection, deadline)  # each wait gets only what is left of the budget
+            cursor.execute(sql, params)
+
+        execute("START TRANSACTION")
+        replayed = False
+        try:
+            execute(self._insert_sql, (created_at, key))
+            execute(self._count_sql, (_shards.randrange(COUNTER_SHARDS),))
+        except mysql_errors.IntegrityError as exc:
+            if exc.errno != _DUPLICATE_KEY:
+                raise
+            execute(self._stored_sql, (key,))  # committed by an attempt whose reply was lost
+            (created_at,) = cursor.fetchone()
+            replayed = True
+        execute(self._select_sql, (self._settings.response_limit,))
+        rows = list(cursor.fetchall())
+        execute("COMMIT")
+        total = int(rows[0][1]) if rows else 0
+        return AccessSnapshot(
+            inserted_at=created_at.replace(tzinfo=UTC),
+            total=total,
+            newest=[row[0] for row in rows],
+            replayed=replayed,
+        )
+
+    def _ensure_schema(self, connection: Any, cursor: Any, deadline: Deadline) -> tuple[Any, Any]:
+        """Check the schema version once per container; migrate on this connection, then replace it."""
+        found = current_version(cursor, self.names)
+        if found < LATEST_VERSION:
+            started = time.perf_counter()
+            self._connection, self._cursor = None, None  # handed over: it will hold an advisory lock
+            applied = migrate_and_close(connection, self.names, deadline)
+            self._logger.info(
+                "schema checked",
+                extra={
+                    "found_version": found,
+                    "applied_versions": applied,
+                    "migrate_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            connection, cursor = self._reconnect_after_release(deadline)
+        self._schema_ready = True
+        return connection, cursor
+
+    def _reconnect_after_release(self, deadline: Deadline) -> tuple[Any, Any]:
+        # The server frees a closed connection's slot a moment after close() returns; on a full server
+        # (direct connections) wait for our own slot briefly instead of failing the request.
+        for pause in _SLOT_WAITS:
+            try:
+                return self._ensure_connection(deadline)
+            except DatabaseUnavailable as exc:
+                left = deadline.seconds_left()
+                if exc.errno != _TOO_MANY_CONNECTIONS or pause is None or (left is not None and left < 1.0 + pause):
+                    raise
+                time.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    def _still_connected(connection: Any) -> bool:
+    def _rollback(connection: Any) -> None:
         try:
-            return bool(connection.is_connected())
-        except Exception:  # noqa: BLE001
-            return False
+            connection.rollback()
+        except Exception:  # noqa: BLE001 - the caller raises the original error
+            pass
 
-    def _ensure_connection(self) -> tuple[Any, Any]:
+    def _ensure_connection(self, deadline: Deadline) -> tuple[Any, Any]:
         # The cursor is kept with its connection: the driver's cursor() pings the server (a round
         # trip) every time it is called, and a plain cursor can run any number of statements.
         if self._connection is None:
-            connection = self._connect()
+            started = time.perf_counter()
+            connection = connect(self._settings, self._password_provider, deadline)
             try:
                 self._cursor = connection.cursor()
             except mysql_errors.Error as exc:
-                _close_quietly(connection)
+                close_quietly(connection)
                 raise DatabaseUnavailable(f"connect failed: {exc.msg}", exc.errno) from exc
             self._connection = connection
+            self._logger.info(
+                "db connected",
+                extra={
+                    "connection_id": connection.connection_id,
+                    "connect_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "tls": self._settings.uses_tls,
+                },
+            )
         return self._connection, self._cursor
-
-    def _connect(self) -> Any:
-        s = self._settings
-        started = time.perf_counter()
-        try:
-            params: dict[str, Any] = {
-                "host": s.host,
-                "port": s.port,
-                "user": s.user,
-                "password": self._password_provider(),
-                "database": s.database,
-                "use_pure": True,
-                "autocommit": True,
-                "connection_timeout": s.connect_timeout,
-            }
-            if s.auth == "iam":
-                params["auth_plugin"] = "mysql_clear_password"  # how RDS Proxy receives IAM tokens
-            if s.ssl_ca:
-                params.update(ssl_ca=s.ssl_ca, ssl_verify_cert=True, ssl_verify_identity=s.ssl_verify_identity)
-            else:
-                params["ssl_disabled"] = True
-            connection = mysql.connector.connect(**params)
-        except mysql_errors.Error as exc:
-            raise DatabaseUnavailable(f"connect failed: {exc.msg}", exc.errno) from exc
-        except Exception as exc:  # e.g. no AWS credentials to sign the IAM token, unreadable CA file
-            raise DatabaseUnavailable(f"connect failed: {type(exc).__name__}", None) from exc
-        self._logger.info(
-            "db connected",
-            extra={
-                "connection_id": connection.connection_id,
-                "connect_ms": round((time.perf_counter() - started) * 1000, 2),
-                "tls": bool(s.ssl_ca),
-            },
-        )
-        return connection
-
-
-def _close_quietly(connection: Any) -> None:
-    with contextlib.suppress(Exception):  # it is broken already; only the socket must go
-        connection.close()

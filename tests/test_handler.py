@@ -6,13 +6,15 @@ import asyncio
 import importlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -35,6 +37,7 @@ HANDLER_ENV_VARS = (
     "DB_SSL_VERIFY_IDENTITY",
     "RESPONSE_LIMIT",
     "DB_CONNECT_TIMEOUT",
+    "DB_DEADLINE_MARGIN_MS",
     "LOG_LEVEL",
     "AWS_REGION",
 )
@@ -90,9 +93,10 @@ def load_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Loader]:
 
 
 def invoke(
-    app: ModuleType, event: dict[str, Any] = GET, request_id: str = "req-1"
+    app: ModuleType, event: dict[str, Any] = GET, request_id: str | None = None
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
-    response = app.lambda_handler(event, SimpleNamespace(aws_request_id=request_id))
+    # A fresh id per call, as Lambda gives each invocation: a repeated id now means "the same request again".
+    response = app.lambda_handler(event, SimpleNamespace(aws_request_id=request_id or f"req-{uuid.uuid4()}"))
     return response["statusCode"], json.loads(response["body"]), response["headers"]
 
 
@@ -120,19 +124,28 @@ def test_get_records_each_access_and_lists_newest_first(db: MariaDBServer, load_
     times = [parse_iso_utc(t) for t in body["times"]]
     assert times == sorted(times, reverse=True)
     assert body["times"] == list(reversed(inserted))[:3]
-    now_utc = datetime.now(timezone.utc).replace(tzinfo=None)
+    now_utc = datetime.now(UTC).replace(tzinfo=None)
     assert abs((now_utc - times[0]).total_seconds()) < 60  # stored and returned as UTC
 
 
 def test_table_schema_and_no_session_state_per_request(db: MariaDBServer, load_handler: Loader) -> None:
     env = password_env(db)
     app = load_handler(env)
-    assert invoke(app)[0] == 200  # cold: connect (driver's SET NAMES/autocommit), CREATE TABLE, INSERT, SELECT
+    assert invoke(app)[0] == 200  # cold: connect (driver's SET NAMES/autocommit), migrations, one transaction
 
     def counters() -> dict[str, int]:
-        names = ("Com_insert", "Com_select", "Com_set_option", "Com_stmt_prepare", "Com_create_table")
-        rows = db._query_as_monitor(  # noqa: SLF001 - the launcher's monitor is the cheapest way to read status
-            "SHOW GLOBAL STATUS WHERE Variable_name IN (%s, %s, %s, %s, %s)", names
+        names = (
+            "Com_insert",
+            "Com_select",
+            "Com_set_option",
+            "Com_stmt_prepare",
+            "Com_create_table",
+            "Com_update",
+            "Com_begin",
+            "Com_commit",
+        )
+        rows = db._query_as_monitor(
+            f"SHOW GLOBAL STATUS WHERE Variable_name IN ({', '.join(['%s'] * len(names))})", names
         )
         return {name: int(value) for name, value in rows}
 
@@ -141,8 +154,18 @@ def test_table_schema_and_no_session_state_per_request(db: MariaDBServer, load_h
         assert invoke(app)[0] == 200
     after = counters()
     delta = {name: after[name] - before[name] for name in before}
-    # Warm requests: one INSERT and one SELECT each; no SET, no prepared statement, no CREATE TABLE.
-    expected = {"Com_insert": 4, "Com_select": 4, "Com_set_option": 0, "Com_stmt_prepare": 0, "Com_create_table": 0}
+    # Warm requests: one transaction each (INSERT, counter UPDATE, SELECT); no SET, no prepared statement,
+    # no CREATE TABLE (the schema is checked once per container).
+    expected = {
+        "Com_insert": 4,
+        "Com_select": 4,
+        "Com_set_option": 0,
+        "Com_stmt_prepare": 0,
+        "Com_create_table": 0,
+        "Com_update": 4,
+        "Com_begin": 4,
+        "Com_commit": 4,
+    }
     assert delta == expected
 
     with db.admin_connect() as admin:
@@ -155,6 +178,7 @@ def test_table_schema_and_no_session_state_per_request(db: MariaDBServer, load_h
         assert cursor.fetchall() == [
             ("id", "bigint(20)", "NO", "PRI", "auto_increment"),
             ("created_at", "datetime(6)", "NO", "MUL", ""),
+            ("request_id", "varchar(64)", "YES", "UNI", ""),  # schema v2
         ]
 
 
@@ -313,6 +337,56 @@ def test_sql_error_gives_500_and_keeps_the_connection(db: MariaDBServer, load_ha
     assert app.STORE.connection_id == first_id
 
 
+def test_api_gateway_request_id_makes_a_repeated_invocation_store_nothing_new(
+    db: MariaDBServer, load_handler: Loader
+) -> None:
+    app = load_handler(password_env(db))
+    event = {**GET, "requestContext": {**GET["requestContext"], "requestId": "JKJaXmPLvHcESHA="}}
+    status, first, _ = invoke(app, event, request_id="invocation-1")
+    assert (status, first["count"]) == (200, 1)
+    status, again, _ = invoke(app, event, request_id="invocation-2")  # the runtime retried the same request
+    assert (status, again["count"], again["inserted"], again["times"]) == (200, 1, first["inserted"], first["times"])
+    status, other, _ = invoke(app)
+    assert (status, other["count"]) == (200, 2)
+
+
+class LambdaContext:
+    """What the Lambda runtime passes: the request id and the time left until the function timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.aws_request_id = f"req-{uuid.uuid4()}"
+        self._end = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._end - time.monotonic()) * 1000)
+
+
+def test_hung_database_gives_503_before_the_function_timeout_and_stores_nothing(
+    mariadb_factory: Callable[..., MariaDBServer], load_handler: Loader
+) -> None:
+    hung = mariadb_factory(max_connections=10)
+    env = password_env(hung, DB_DEADLINE_MARGIN_MS="500")
+    app = load_handler(env)
+    assert app.lambda_handler(GET, LambdaContext(10))["statusCode"] == 200  # warm: schema and connection ready
+    assert hung.pid is not None
+    os.kill(hung.pid, signal.SIGSTOP)
+    try:
+        context = LambdaContext(3.0)  # a 3 s function timeout
+        started = time.monotonic()
+        response = app.lambda_handler(GET, context)
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(hung.pid, signal.SIGCONT)
+    assert response["statusCode"] == 503 and json.loads(response["body"])["code"] == 3024  # the read timed out
+    assert elapsed < 3.0 and context.get_remaining_time_in_millis() > 0  # the handler answered, not the runtime
+    with hung.admin_connect(database=hung.database) as admin:
+        cursor = admin.cursor()
+        cursor.execute(f"SELECT request_id FROM `{env['DB_TABLE']}` WHERE request_id = %s", (context.aws_request_id,))
+        assert cursor.fetchall() == []  # a 503 stored nothing
+    status, body, _ = invoke(app)
+    assert (status, body["count"]) == (200, 2)  # the next request reconnects
+
+
 def test_table_dropped_behind_our_back_is_recreated_on_the_next_request(
     db: MariaDBServer, load_handler: Loader
 ) -> None:
@@ -362,7 +436,10 @@ def test_logs_are_json_lines_with_request_id_and_latency_and_no_secret(
     ]
     assert all(isinstance(r["latency_ms"], float) and r["latency_ms"] >= 0 for r in requests)
     connected = [line for line in lines if line["message"] == "db connected"]
-    assert len(connected) == 1 and connected[0]["connection_id"] == app.STORE.connection_id
+    # A fresh schema: the first connection migrates it and is closed, the second one is kept.
+    assert len(connected) == 2 and connected[-1]["connection_id"] == app.STORE.connection_id
+    (schema,) = [line for line in lines if line["message"] == "schema checked"]
+    assert (schema["found_version"], schema["applied_versions"]) == (0, [1, 2])
 
 
 def test_503_is_logged_with_errno(load_handler: Loader, capsys: pytest.CaptureFixture[str]) -> None:
@@ -409,6 +486,9 @@ BASE_ENV = {"DB_HOST": "proxy.example", "DB_NAME": "app", "DB_USER": "app", "AWS
         ({"DB_SSL_CA": ""}, None, "DB_SSL_CA must not be empty when DB_AUTH=iam"),
         ({"DB_SSL_VERIFY_IDENTITY": "maybe"}, None, "DB_SSL_VERIFY_IDENTITY='maybe' is not a boolean"),
         ({"LOG_LEVEL": "LOUD"}, None, "LOG_LEVEL='LOUD' is not supported"),
+        ({"DB_DEADLINE_MARGIN_MS": "10"}, None, "DB_DEADLINE_MARGIN_MS=10 is out of range; allowed 50..5000"),
+        ({"DB_DEADLINE_MARGIN_MS": "x"}, None, "DB_DEADLINE_MARGIN_MS='x' is not an integer"),
+        ({"DB_TABLE": "t" * 57}, None, "is not a safe identifier; allowed [A-Za-z_][A-Za-z0-9_]{0,55}"),
     ],
 )
 def test_invalid_configuration_is_rejected_naming_the_variable(
@@ -472,7 +552,7 @@ def test_iam_mode_connects_with_clear_password_over_verified_tls(
         raise mysql.connector.errors.InterfaceError(errno=2003, msg="Can't connect")
 
     monkeypatch.setattr(mysql.connector, "connect", refuse)
-    app.STORE._password_provider = lambda: "signed-token"  # noqa: SLF001 - no AWS credentials in tests
+    app.STORE._password_provider = lambda: "signed-token"
     status, body, _ = invoke(app)
     assert (status, body["code"]) == (503, 2003)
     assert seen["password"] == "signed-token"

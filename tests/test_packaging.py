@@ -97,7 +97,16 @@ def test_contents_are_the_handler_and_the_pure_python_driver_only(built) -> None
     with zipfile.ZipFile(built.path) as archive:
         names = set(archive.namelist())
     top_level = {name for name in names if "/" not in name}
-    assert top_level == {"app.py", "app_iam.py", "app_logging.py", "app_settings.py", "app_store.py"}
+    assert top_level == {
+        "app.py",
+        "app_contract.py",
+        "app_db.py",
+        "app_iam.py",
+        "app_logging.py",
+        "app_schema.py",
+        "app_settings.py",
+        "app_store.py",
+    }
     for needed in (
         "mysql/__init__.py",
         "mysql/connector/__init__.py",
