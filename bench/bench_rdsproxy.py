@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import mysql.connector  # noqa: E402
+import mysql.connector
 
-from local.data_plane.mariadb import MariaDBConfig, MariaDBServer  # noqa: E402
-from local.data_plane.rdsproxy import ProxyConfig, ProxyProcess  # noqa: E402
+from local.data_plane.mariadb import MariaDBConfig, MariaDBServer
+from local.data_plane.rdsproxy import ProxyConfig, ProxyProcess
 
 CLIENT_USER, CLIENT_PASSWORD = "bench", "bench-pw"
 
@@ -92,16 +92,21 @@ def persistent_job(statements: int, opened: list):
 def per_request_job(connect):
     with contextlib.closing(connect()) as conn:
         cur = conn.cursor()
-        return [timed(cur, "SELECT * FROM menus"), timed(cur, "INSERT INTO hits (who) VALUES ('r')"),
-                timed(cur, "COMMIT")]
+        return [
+            timed(cur, "SELECT * FROM menus"),
+            timed(cur, "INSERT INTO hits (who) VALUES ('r')"),
+            timed(cur, "COMMIT"),
+        ]
 
 
 def report(name, path, wall, latencies, cpu=None):
     latencies.sort()
     n = len(latencies)
-    line = (f"{name:11s} {path:6s} {n:6d} stmts {wall:6.2f} s {n / wall:8.0f} stmt/s  latency "
-            f"mean {statistics.fmean(latencies) * 1e3:6.2f} ms  p50 {latencies[n // 2] * 1e3:6.2f}  "
-            f"p99 {latencies[int(n * 0.99)] * 1e3:6.2f}")
+    line = (
+        f"{name:11s} {path:6s} {n:6d} stmts {wall:6.2f} s {n / wall:8.0f} stmt/s  latency "
+        f"mean {statistics.fmean(latencies) * 1e3:6.2f} ms  p50 {latencies[n // 2] * 1e3:6.2f}  "
+        f"p99 {latencies[int(n * 0.99)] * 1e3:6.2f}"
+    )
     if cpu is not None:
         line += f"  proxy CPU {cpu / n * 1e6:5.0f} us/stmt"
     print(line, flush=True)
@@ -123,32 +128,52 @@ def main() -> int:
         with contextlib.closing(db.app_connect()) as conn:
             cur = conn.cursor()
             cur.execute("CREATE TABLE menus (id INT PRIMARY KEY, name VARCHAR(50), price INT) DEFAULT CHARSET=utf8mb4")
-            cur.executemany("INSERT INTO menus VALUES (%s, %s, %s)",
-                            [(i, f"menu {i} 定食", 300 + 50 * i) for i in range(1, 10)])
+            cur.executemany(
+                "INSERT INTO menus VALUES (%s, %s, %s)", [(i, f"menu {i} 定食", 300 + 50 * i) for i in range(1, 10)]
+            )
             cur.execute("CREATE TABLE hits (id INT AUTO_INCREMENT PRIMARY KEY, who CHAR(1))")
-        config = ProxyConfig(backend_host=db.host, backend_port=db.port, backend_user=db.app_user,
-                             backend_password=db.app_password, client_user=CLIENT_USER,
-                             client_password=CLIENT_PASSWORD, db_max_connections=args.threads + 20,
-                             max_connections_percent=70, max_idle_connections_percent=70,
-                             event_loop=args.event_loop, stats_port=0)
+        config = ProxyConfig(
+            backend_host=db.host,
+            backend_port=db.port,
+            backend_user=db.app_user,
+            backend_password=db.app_password,
+            client_user=CLIENT_USER,
+            client_password=CLIENT_PASSWORD,
+            db_max_connections=args.threads + 20,
+            max_connections_percent=70,
+            max_idle_connections_percent=70,
+            event_loop=args.event_loop,
+            stats_port=0,
+        )
         with ProxyProcess(config) as proxy:
-            print(f"proxy pid {proxy.pid}, pool cap {config.pool_cap}, {args.threads} client threads, "
-                  f"event loop {proxy.stats()['event_loop']}", flush=True)
+            print(
+                f"proxy pid {proxy.pid}, pool cap {config.pool_cap}, {args.threads} client threads, "
+                f"event loop {proxy.stats()['event_loop']}",
+                flush=True,
+            )
 
             def direct(autocommit):
                 return lambda: db.app_connect(autocommit=autocommit)
 
             def proxied(autocommit):
                 return lambda: mysql.connector.connect(
-                    host=proxy.host, port=proxy.port, user=CLIENT_USER, password=CLIENT_PASSWORD,
-                    database=db.database, use_pure=True, connection_timeout=30, autocommit=autocommit)
+                    host=proxy.host,
+                    port=proxy.port,
+                    user=CLIENT_USER,
+                    password=CLIENT_PASSWORD,
+                    database=db.database,
+                    use_pure=True,
+                    connection_timeout=30,
+                    autocommit=autocommit,
+                )
 
             # persistent connections autocommit (else each would hold a backend in a transaction);
             # per-request ones commit explicitly, like the handler
             opened: list = []
             for name, jobs, job, autocommit in (
-                    ("persistent", args.threads, persistent_job(args.statements, opened), True),
-                    ("per-request", args.requests, per_request_job, False)):
+                ("persistent", args.threads, persistent_job(args.statements, opened), True),
+                ("per-request", args.requests, per_request_job, False),
+            ):
                 rates = {}
                 for path, connect in (("direct", direct(autocommit)), ("proxy", proxied(autocommit))):
                     before = cpu_seconds(proxy.pid)
@@ -157,12 +182,13 @@ def main() -> int:
                         opened.pop().close()
                     cpu = cpu_seconds(proxy.pid) - before if path == "proxy" else None
                     rates[path] = report(name, path, wall, latencies, cpu)
-                print(f"{name:11s} proxy/direct throughput: {rates['proxy'] / rates['direct']:.0%}",
-                      flush=True)
+                print(f"{name:11s} proxy/direct throughput: {rates['proxy'] / rates['direct']:.0%}", flush=True)
             stats = proxy.stats()
-            print(f"proxy stats: backend peak {stats['backend_connections_peak']} (cap {stats['pool_cap']}), "
-                  f"client peak {stats['client_connections_peak']}, statements {stats['statements']}, "
-                  f"borrow waits {stats['borrow_waits']}, pinned {stats['pinned_sessions_total']}")
+            print(
+                f"proxy stats: backend peak {stats['backend_connections_peak']} (cap {stats['pool_cap']}), "
+                f"client peak {stats['client_connections_peak']}, statements {stats['statements']}, "
+                f"borrow waits {stats['borrow_waits']}, pinned {stats['pinned_sessions_total']}"
+            )
     return 0
 
 

@@ -30,32 +30,65 @@ def db(mariadb_factory):
             "CREATE TABLE kinds (id INT PRIMARY KEY, small TINYINT, big BIGINT UNSIGNED, price DECIMAL(12,3),"
             " ratio DOUBLE, f FLOAT, at DATETIME(6), d DATE, t TIME(3), ts TIMESTAMP(2) NULL, label VARCHAR(64),"
             " note TEXT, raw BLOB, flag BIT(3), e ENUM('a','b'), j JSON, maybe INT NULL)"
-            " DEFAULT CHARSET=utf8mb4")
+            " DEFAULT CHARSET=utf8mb4"
+        )
         cur.executemany(
             "INSERT INTO kinds VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            [(i, -i % 128, 2**64 - 1 - i, decimal.Decimal(f"{i}.125"), i / 3, 1.5,
-              datetime.datetime(2024, 2, 29, 23, 59, 59, 123456 + i), datetime.date(2022, 2, 24),
-              datetime.timedelta(hours=-1, seconds=i), datetime.datetime(2022, 2, 24, 13, 59, 25, 280000),
-              f"目玉焼き定食 {i} 🍳", "x" * (i * 37), bytes(range(256)) * (i % 3) + b"\xfe\xff\x00",
-              i % 8, "ab"[i % 2], '{"k": [1, 2]}', None if i % 2 else i)
-             for i in range(300)])
+            [
+                (
+                    i,
+                    -i % 128,
+                    2**64 - 1 - i,
+                    decimal.Decimal(f"{i}.125"),
+                    i / 3,
+                    1.5,
+                    datetime.datetime(2024, 2, 29, 23, 59, 59, 123456 + i),
+                    datetime.date(2022, 2, 24),
+                    datetime.timedelta(hours=-1, seconds=i),
+                    datetime.datetime(2022, 2, 24, 13, 59, 25, 280000),
+                    f"目玉焼き定食 {i} 🍳",
+                    "x" * (i * 37),
+                    bytes(range(256)) * (i % 3) + b"\xfe\xff\x00",
+                    i % 8,
+                    "ab"[i % 2],
+                    '{"k": [1, 2]}',
+                    None if i % 2 else i,
+                )
+                for i in range(300)
+            ],
+        )
         cur.execute("CREATE TABLE counter (id INT AUTO_INCREMENT PRIMARY KEY, who VARCHAR(20)) ENGINE=InnoDB")
         conn.commit()
     return server
 
 
 def proxy_config(db, **overrides) -> ProxyConfig:
-    fields = dict(backend_host=db.host, backend_port=db.port, backend_user=db.app_user,
-                  backend_password=db.app_password, client_user=CLIENT_USER, client_password=CLIENT_PASSWORD,
-                  db_max_connections=65, max_connections_percent=70, connection_borrow_timeout=10)
+    fields = dict(
+        backend_host=db.host,
+        backend_port=db.port,
+        backend_user=db.app_user,
+        backend_password=db.app_password,
+        client_user=CLIENT_USER,
+        client_password=CLIENT_PASSWORD,
+        db_max_connections=65,
+        max_connections_percent=70,
+        connection_borrow_timeout=10,
+    )
     fields.update(overrides)
     fields.setdefault("max_idle_connections_percent", fields["max_connections_percent"])
     return ProxyConfig(**fields)
 
 
 def via_proxy(proxy, db, **options):
-    params = dict(host=proxy.host, port=proxy.port, user=CLIENT_USER, password=CLIENT_PASSWORD,
-                  database=db.database, use_pure=True, connection_timeout=10)
+    params = dict(
+        host=proxy.host,
+        port=proxy.port,
+        user=CLIENT_USER,
+        password=CLIENT_PASSWORD,
+        database=db.database,
+        use_pure=True,
+        connection_timeout=10,
+    )
     params.update(options)
     return mysql.connector.connect(**params)
 
@@ -82,19 +115,23 @@ QUERIES = [
 
 
 def test_results_and_types_are_identical_to_the_direct_path(db):
-    with ProxyServer(proxy_config(db)) as proxy:
-        with contextlib.closing(db.app_connect(autocommit=False)) as direct, \
-                contextlib.closing(via_proxy(proxy, db)) as proxied:
-            for sql in QUERIES:
-                for options in ({}, {"raw": True}):
-                    assert fetch(proxied, sql, **options) == fetch(direct, sql, **options), sql
-            assert len(fetch(proxied, QUERIES[0])[1]) == 300
+    with (
+        ProxyServer(proxy_config(db)) as proxy,
+        contextlib.closing(db.app_connect(autocommit=False)) as direct,
+        contextlib.closing(via_proxy(proxy, db)) as proxied,
+    ):
+        for sql in QUERIES:
+            for options in ({}, {"raw": True}):
+                assert fetch(proxied, sql, **options) == fetch(direct, sql, **options), sql
+        assert len(fetch(proxied, QUERIES[0])[1]) == 300
 
 
 def test_prepared_statements_return_the_same_binary_results_and_pin(db):
     with ProxyServer(proxy_config(db)) as proxy:
-        with contextlib.closing(db.app_connect(autocommit=False)) as direct, \
-                contextlib.closing(via_proxy(proxy, db)) as proxied:
+        with (
+            contextlib.closing(db.app_connect(autocommit=False)) as direct,
+            contextlib.closing(via_proxy(proxy, db)) as proxied,
+        ):
             sql = "SELECT * FROM kinds WHERE id >= %s ORDER BY id"
             assert fetch(proxied, sql, (250,), prepared=True) == fetch(direct, sql, (250,), prepared=True)
             first = connection_id(proxied)
@@ -103,12 +140,15 @@ def test_prepared_statements_return_the_same_binary_results_and_pin(db):
         assert proxy.stats()["pinned_sessions_total"] == 1
 
 
-@pytest.mark.parametrize("sql, errno", [
-    ("SELECT * FROM no_such_table", 1146),
-    ("SELEKT 1", 1064),
-    ("INSERT INTO kinds (id) VALUES (1)", 1062),
-    ("SELECT no_such_column FROM kinds", 1054),
-])
+@pytest.mark.parametrize(
+    "sql, errno",
+    [
+        ("SELECT * FROM no_such_table", 1146),
+        ("SELEKT 1", 1064),
+        ("INSERT INTO kinds (id) VALUES (1)", 1062),
+        ("SELECT no_such_column FROM kinds", 1054),
+    ],
+)
 def test_errors_pass_through_with_errno_and_sqlstate(db, sql, errno):
     with ProxyServer(proxy_config(db)) as proxy:
         failures = []
@@ -124,15 +164,34 @@ def test_errors_pass_through_with_errno_and_sqlstate(db, sql, errno):
 
 def mariadb_cli(host, port, user, password, database, sql):
     return subprocess.run(
-        ["mariadb", "--no-defaults", "--default-character-set=utf8mb4", "-h", host, "-P", str(port), "-u", user,
-         "--batch", database, "-e", sql],
-        env=dict(os.environ, MYSQL_PWD=password), capture_output=True, text=True, timeout=30)
+        [
+            "mariadb",
+            "--no-defaults",
+            "--default-character-set=utf8mb4",
+            "-h",
+            host,
+            "-P",
+            str(port),
+            "-u",
+            user,
+            "--batch",
+            database,
+            "-e",
+            sql,
+        ],
+        env=dict(os.environ, MYSQL_PWD=password),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 @pytest.mark.skipif(shutil.which("mariadb") is None, reason="mariadb client not installed")
 def test_mariadb_command_line_client_works_through_the_proxy(db):
-    sql = ("SELECT id, price, at, label, HEX(raw), maybe FROM kinds WHERE id < 4 ORDER BY id; "
-           "USE app; SELECT DATABASE(); SELECT * FROM no_such_table")
+    sql = (
+        "SELECT id, price, at, label, HEX(raw), maybe FROM kinds WHERE id < 4 ORDER BY id; "
+        "USE app; SELECT DATABASE(); SELECT * FROM no_such_table"
+    )
     with ProxyServer(proxy_config(db)) as proxy:
         direct = mariadb_cli(db.host, db.port, db.app_user, db.app_password, db.database, sql)
         proxied = mariadb_cli(proxy.host, proxy.port, CLIENT_USER, CLIENT_PASSWORD, db.database, sql)
@@ -203,8 +262,13 @@ def test_many_clients_are_multiplexed_over_at_most_cap_backends(db):
 
 
 def test_borrow_timeout_fails_the_waiting_client_with_9501_and_keeps_it_usable(db):
-    config = proxy_config(db, db_max_connections=10, max_connections_percent=10,
-                          max_idle_connections_percent=10, connection_borrow_timeout=0.3)
+    config = proxy_config(
+        db,
+        db_max_connections=10,
+        max_connections_percent=10,
+        max_idle_connections_percent=10,
+        connection_borrow_timeout=0.3,
+    )
     with ProxyServer(config) as proxy:
         with contextlib.closing(via_proxy(proxy, db)) as busy, contextlib.closing(via_proxy(proxy, db)) as waiter:
             sleeper = threading.Thread(target=fetch, args=(busy, "SELECT SLEEP(1.5)"))
@@ -236,6 +300,9 @@ def test_idle_client_timeout_closes_idle_clients_and_rolls_back_their_transactio
             fetch(idle, "SELECT 1")
         assert fetch(active, "SELECT COUNT(*) FROM counter WHERE who = 'idle'")[1] == [(0,)]
         active.close()
+        deadline = time.monotonic() + 5  # close() returns before the proxy has read the client's COM_QUIT
+        while proxy.stats()["client_connections"] and time.monotonic() < deadline:
+            time.sleep(0.02)
         stats = proxy.stats()
     assert stats["idle_client_timeouts"] == 1 and stats["client_connections"] == 0
 
@@ -243,8 +310,10 @@ def test_idle_client_timeout_closes_idle_clients_and_rolls_back_their_transactio
 def test_transaction_keeps_one_backend_and_is_released_at_commit(db):
     config = proxy_config(db, db_max_connections=10, max_connections_percent=20)  # cap 2
     with ProxyServer(config) as proxy:
-        with contextlib.closing(via_proxy(proxy, db, autocommit=True)) as a, \
-                contextlib.closing(via_proxy(proxy, db, autocommit=True)) as b:
+        with (
+            contextlib.closing(via_proxy(proxy, db, autocommit=True)) as a,
+            contextlib.closing(via_proxy(proxy, db, autocommit=True)) as b,
+        ):
             fetch(a, "BEGIN")
             in_txn = {connection_id(a) for _ in range(3)}
             fetch(a, "INSERT INTO counter (who) VALUES ('txn')")
@@ -258,20 +327,24 @@ def test_transaction_keeps_one_backend_and_is_released_at_commit(db):
         assert proxy.stats()["pinned_sessions_total"] == 0
 
 
-@pytest.mark.parametrize("setup, check, expected", [
-    (["SET @greeting = 'hello'"], "SELECT @greeting", [("hello",)]),
-    (["CREATE TEMPORARY TABLE scratch (a INT)", "INSERT INTO scratch VALUES (7)"], "SELECT a FROM scratch",
-     [(7,)]),
-    (["PREPARE s FROM 'SELECT 40 + 2'"], "EXECUTE s", [(42,)]),
-    (["SELECT GET_LOCK('proxy-test', 1)"], "SELECT IS_USED_LOCK('proxy-test') = CONNECTION_ID()", [(1,)]),
-    (["LOCK TABLES counter READ"], "SELECT COUNT(*) >= 0 FROM counter", [(1,)]),
-    (["SET sort_buffer_size = 1048576"], "SELECT @@session.sort_buffer_size", [(1048576,)]),
-])
+@pytest.mark.parametrize(
+    "setup, check, expected",
+    [
+        (["SET @greeting = 'hello'"], "SELECT @greeting", [("hello",)]),
+        (["CREATE TEMPORARY TABLE scratch (a INT)", "INSERT INTO scratch VALUES (7)"], "SELECT a FROM scratch", [(7,)]),
+        (["PREPARE s FROM 'SELECT 40 + 2'"], "EXECUTE s", [(42,)]),
+        (["SELECT GET_LOCK('proxy-test', 1)"], "SELECT IS_USED_LOCK('proxy-test') = CONNECTION_ID()", [(1,)]),
+        (["LOCK TABLES counter READ"], "SELECT COUNT(*) >= 0 FROM counter", [(1,)]),
+        (["SET sort_buffer_size = 1048576"], "SELECT @@session.sort_buffer_size", [(1048576,)]),
+    ],
+)
 def test_session_state_pins_the_client_to_its_backend(db, setup, check, expected):
     config = proxy_config(db, db_max_connections=10, max_connections_percent=20)  # cap 2
     with ProxyServer(config) as proxy:
-        with contextlib.closing(via_proxy(proxy, db, autocommit=True)) as pinned, \
-                contextlib.closing(via_proxy(proxy, db, autocommit=True)) as other:
+        with (
+            contextlib.closing(via_proxy(proxy, db, autocommit=True)) as pinned,
+            contextlib.closing(via_proxy(proxy, db, autocommit=True)) as other,
+        ):
             for sql in setup:
                 fetch(pinned, sql)
             mine = connection_id(pinned)
@@ -297,8 +370,10 @@ def test_exclude_variable_sets_filter_multiplexes_through_set(db):
 def test_tracked_variables_follow_the_client_and_do_not_leak(db):
     config = proxy_config(db, db_max_connections=10, max_connections_percent=10)  # cap 1: shared backend
     with ProxyServer(config) as proxy:
-        with contextlib.closing(via_proxy(proxy, db, autocommit=True)) as tokyo, \
-                contextlib.closing(via_proxy(proxy, db, autocommit=True)) as plain:
+        with (
+            contextlib.closing(via_proxy(proxy, db, autocommit=True)) as tokyo,
+            contextlib.closing(via_proxy(proxy, db, autocommit=True)) as plain,
+        ):
             fetch(tokyo, "SET time_zone = '+09:00'")
             for _ in range(2):
                 assert fetch(tokyo, "SELECT @@time_zone")[1] == [("+09:00",)]
@@ -312,38 +387,43 @@ def test_tracked_variables_follow_the_client_and_do_not_leak(db):
 
 def test_init_query_runs_on_every_new_backend_connection(db):
     config = proxy_config(
-        db, init_query="SET SESSION sql_mode = 'ANSI_QUOTES'; SET SESSION div_precision_increment = 7")
-    with ProxyServer(config) as proxy:
-        with contextlib.closing(via_proxy(proxy, db)) as first, contextlib.closing(via_proxy(proxy, db)) as second:
-            fetch(first, "BEGIN")  # holds its backend, so the second client gets a new one
-            for conn in (first, second):
-                assert fetch(conn, "SELECT @@sql_mode, @@div_precision_increment")[1] == [("ANSI_QUOTES", 7)]
-                assert fetch(conn, 'SELECT "id" FROM kinds WHERE id = 1')[1] == [(1,)]
-            assert connection_id(first) != connection_id(second)
+        db, init_query="SET SESSION sql_mode = 'ANSI_QUOTES'; SET SESSION div_precision_increment = 7"
+    )
+    with (
+        ProxyServer(config) as proxy,
+        contextlib.closing(via_proxy(proxy, db)) as first,
+        contextlib.closing(via_proxy(proxy, db)) as second,
+    ):
+        fetch(first, "BEGIN")  # holds its backend, so the second client gets a new one
+        for conn in (first, second):
+            assert fetch(conn, "SELECT @@sql_mode, @@div_precision_increment")[1] == [("ANSI_QUOTES", 7)]
+            assert fetch(conn, 'SELECT "id" FROM kinds WHERE id = 1')[1] == [(1,)]
+        assert connection_id(first) != connection_id(second)
 
 
 def test_backends_killed_while_idle_are_replaced_transparently(db):
-    with ProxyServer(proxy_config(db)) as proxy:
-        with contextlib.closing(via_proxy(proxy, db, autocommit=True)) as conn:
-            before = connection_id(conn)
-            assert db.kill_connections(db.app_user) >= 1
-            time.sleep(0.2)  # let the proxy's loop see the server's goodbye
-            after = connection_id(conn)
-            assert after != before
-            assert fetch(conn, "SELECT COUNT(*) FROM kinds")[1] == [(300,)]
+    with ProxyServer(proxy_config(db)) as proxy, contextlib.closing(via_proxy(proxy, db, autocommit=True)) as conn:
+        before = connection_id(conn)
+        assert db.kill_connections(db.app_user) >= 1
+        time.sleep(0.2)  # let the proxy's loop see the server's goodbye
+        after = connection_id(conn)
+        assert after != before
+        assert fetch(conn, "SELECT COUNT(*) FROM kinds")[1] == [(300,)]
 
 
 def test_default_database_follows_the_client(db):
-    with ProxyServer(proxy_config(db, db_max_connections=10, max_connections_percent=10)) as proxy:
-        with contextlib.closing(via_proxy(proxy, db, database=None, autocommit=True)) as nodb, \
-                contextlib.closing(via_proxy(proxy, db, autocommit=True)) as withdb:
-            assert fetch(withdb, "SELECT DATABASE()")[1] == [(db.database,)]
-            assert fetch(nodb, "SELECT DATABASE()")[1] == [(None,)]
-            nodb.database = db.database  # COM_INIT_DB
-            assert fetch(nodb, "SELECT COUNT(*) FROM kinds")[1] == [(300,)]
-            fetch(withdb, "USE information_schema")
-            assert fetch(withdb, "SELECT DATABASE()")[1] == [("information_schema",)]
-            assert fetch(nodb, "SELECT DATABASE()")[1] == [(db.database,)]
+    with (
+        ProxyServer(proxy_config(db, db_max_connections=10, max_connections_percent=10)) as proxy,
+        contextlib.closing(via_proxy(proxy, db, database=None, autocommit=True)) as nodb,
+        contextlib.closing(via_proxy(proxy, db, autocommit=True)) as withdb,
+    ):
+        assert fetch(withdb, "SELECT DATABASE()")[1] == [(db.database,)]
+        assert fetch(nodb, "SELECT DATABASE()")[1] == [(None,)]
+        nodb.database = db.database  # COM_INIT_DB
+        assert fetch(nodb, "SELECT COUNT(*) FROM kinds")[1] == [(300,)]
+        fetch(withdb, "USE information_schema")
+        assert fetch(withdb, "SELECT DATABASE()")[1] == [("information_schema",)]
+        assert fetch(nodb, "SELECT DATABASE()")[1] == [(db.database,)]
 
 
 def test_cli_process_serves_clients_reports_stats_and_stops_on_sigterm(db):

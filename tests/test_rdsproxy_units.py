@@ -10,12 +10,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from local.data_plane.rdsproxy import protocol as p  # noqa: E402
-from local.data_plane.rdsproxy.classify import CHARSET_KEY, PIN, PLAIN, TRACK, USE, classify  # noqa: E402
-from local.data_plane.rdsproxy.config import ProxyConfig, ProxyConfigError  # noqa: E402
+from local.data_plane.rdsproxy import protocol as p
+from local.data_plane.rdsproxy.classify import CHARSET_KEY, PIN, PLAIN, TRACK, USE, classify
+from local.data_plane.rdsproxy.config import ProxyConfig, ProxyConfigError
 
-BASE = dict(backend_host="127.0.0.1", backend_port=3306, backend_user="app", backend_password="s",
-            client_user="app", client_password="c", db_max_connections=65)
+BASE = dict(
+    backend_host="127.0.0.1",
+    backend_port=3306,
+    backend_user="app",
+    backend_password="s",
+    client_user="app",
+    client_password="c",
+    db_max_connections=65,
+)
 
 
 # -- config -------------------------------------------------------------------------------------
@@ -25,23 +32,26 @@ def test_pool_cap_is_floor_of_percent_of_max_connections():
     assert config.max_idle == 32
 
 
-@pytest.mark.parametrize("field, value, expected", [
-    ("max_connections_percent", 0, "max_connections_percent=0: must be in [1, 100]"),
-    ("max_connections_percent", 101, "max_connections_percent=101: must be in [1, 100]"),
-    ("max_idle_connections_percent", 80, "max_idle_connections_percent=80: must be in [0, 70]"),
-    ("connection_borrow_timeout", 3601, "connection_borrow_timeout=3601: must be in [0, 3600]"),
-    ("connection_borrow_timeout", float("nan"), "connection_borrow_timeout=nan"),
-    ("idle_client_timeout", 0.5, "idle_client_timeout=0.5: must be in [1, 28800]"),
-    ("idle_client_timeout", 28801, "idle_client_timeout=28801: must be in [1, 28800]"),
-    ("backend_port", 0, "backend_port=0: must be in [1, 65535]"),
-    ("listen_port", 70000, "listen_port=70000: must be in [0, 65535]"),
-    ("db_max_connections", True, "db_max_connections=True: must be an integer"),
-    ("stats_port", -1, "stats_port=-1: must be in [0, 65535]"),
-    ("session_pinning_filters", frozenset({"EXCLUDE_ALL"}), "unknown ['EXCLUDE_ALL']"),
-    ("session_pinning_filters", "EXCLUDE_VARIABLE_SETS", "must be a set of strings"),
-    ("event_loop", "trio", "event_loop='trio'"),
-    ("backend_host", "", "backend_host='': must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("max_connections_percent", 0, "max_connections_percent=0: must be in [1, 100]"),
+        ("max_connections_percent", 101, "max_connections_percent=101: must be in [1, 100]"),
+        ("max_idle_connections_percent", 80, "max_idle_connections_percent=80: must be in [0, 70]"),
+        ("connection_borrow_timeout", 3601, "connection_borrow_timeout=3601: must be in [0, 3600]"),
+        ("connection_borrow_timeout", float("nan"), "connection_borrow_timeout=nan"),
+        ("idle_client_timeout", 0.5, "idle_client_timeout=0.5: must be in [1, 28800]"),
+        ("idle_client_timeout", 28801, "idle_client_timeout=28801: must be in [1, 28800]"),
+        ("backend_port", 0, "backend_port=0: must be in [1, 65535]"),
+        ("listen_port", 70000, "listen_port=70000: must be in [0, 65535]"),
+        ("db_max_connections", True, "db_max_connections=True: must be an integer"),
+        ("stats_port", -1, "stats_port=-1: must be in [0, 65535]"),
+        ("session_pinning_filters", frozenset({"EXCLUDE_ALL"}), "unknown ['EXCLUDE_ALL']"),
+        ("session_pinning_filters", "EXCLUDE_VARIABLE_SETS", "must be a set of strings"),
+        ("event_loop", "trio", "event_loop='trio'"),
+        ("backend_host", "", "backend_host='': must be a non-empty string"),
+    ],
+)
 def test_config_errors_name_field_value_and_range(field, value, expected):
     fields = dict(BASE, max_connections_percent=70)
     fields[field] = value
@@ -98,7 +108,7 @@ ROWS = [b"\x011\x03abc", b"\xfb\x02xy", b"\xfc\x00\x01" + b"z" * 256 + b"\x00"]
 def feed_in_pieces(scanner, data, size):
     done_at = None
     for start in range(0, len(data), size):
-        if scanner.feed(data[start:start + size]):
+        if scanner.feed(data[start : start + size]):
             done_at = start + size
             break
     return done_at
@@ -143,8 +153,14 @@ def test_scanner_reports_bytes_past_the_end():
 def test_scanner_skips_row_fragments_of_16mib_packets_even_if_they_look_like_eof():
     big_row = b"\xfe" + (p.MAX_PAYLOAD + 100).to_bytes(8, "little") + b"x" * (p.MAX_PAYLOAD - 9)
     tail = b"\xfe" + b"\x00" * 4 + b"x" * 95  # continuation that starts like an EOF packet
-    data = (pkt(1, b"\x01") + pkt(2, coldef()) + pkt(3, eof()) + pkt(4, big_row) + pkt(5, tail)
-            + pkt(6, eof(p.SERVER_STATUS_AUTOCOMMIT)))
+    data = (
+        pkt(1, b"\x01")
+        + pkt(2, coldef())
+        + pkt(3, eof())
+        + pkt(4, big_row)
+        + pkt(5, tail)
+        + pkt(6, eof(p.SERVER_STATUS_AUTOCOMMIT))
+    )
     scanner = p.ResponseScanner(False)
     assert feed_in_pieces(scanner, data, 1 << 20) is not None
     assert scanner.extra == b"" and scanner.status == p.SERVER_STATUS_AUTOCOMMIT
@@ -167,7 +183,7 @@ def test_scanner_stops_after_column_definitions_when_a_cursor_was_opened():
 def test_command_counter_counts_sequence_zero_packets_across_chunks():
     stream = pkt(0, b"\x03SELECT 1") + pkt(0, b"\x17" + b"\x00" * 30) + pkt(1, b"x" * 10) + pkt(0, b"\x01")
     counter = p.CommandCounter()
-    assert sum(counter.feed(stream[i:i + 3]) for i in range(0, len(stream), 3)) == 3
+    assert sum(counter.feed(stream[i : i + 3]) for i in range(0, len(stream), 3)) == 3
 
 
 def test_lenenc_round_trip():
@@ -176,41 +192,49 @@ def test_lenenc_round_trip():
 
 
 # -- classification -------------------------------------------------------------------------------
-@pytest.mark.parametrize("sql, action", [
-    ("SELECT * FROM menus", PLAIN),
-    ("  select 1", PLAIN),
-    ("/* hint */ SELECT 1", PLAIN),
-    ("(SELECT 1) UNION (SELECT 2)", PLAIN),
-    ("INSERT INTO t VALUES (';')", PLAIN),
-    ("SELECT 1;", PLAIN),
-    ("BEGIN", PLAIN), ("START TRANSACTION", PLAIN), ("COMMIT", PLAIN), ("ROLLBACK", PLAIN),
-    ("CREATE TABLE t (a int)", PLAIN), ("DROP TABLE t", PLAIN),
-    ("SELECT 1; SELECT 2", PIN),
-    ("SELECT @a := 1", PIN),
-    ("SELECT 1 INTO @a", PIN),
-    ("SELECT GET_LOCK('x', 1)", PIN),
-    ("SELECT SQL_CALC_FOUND_ROWS * FROM t", PIN),
-    ("CREATE TEMPORARY TABLE t (a int)", PIN),
-    ("create or replace temporary table t (a int)", PIN),
-    ("LOCK TABLES t WRITE", PIN),
-    ("FLUSH TABLES WITH READ LOCK", PIN),
-    ("PREPARE s FROM 'SELECT 1'", PIN),
-    ("CALL p()", PIN),
-    ("XA START 'x'", PIN),
-    ("/*!40101 SET NAMES utf8 */", PIN),
-    ("FROBNICATE", PIN),
-    ("SET @x = 1", PIN),
-    ("SET GLOBAL max_connections = 10", PIN),
-    ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", PIN),
-    ("SET sort_buffer_size = 1000000", PIN),
-    ("SET sql_mode = CONCAT(@@sql_mode, ',ANSI')", PIN),
-    ("SET autocommit = 0", TRACK),
-    ("SET @@session.autocommit = OFF", TRACK),
-    ("SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'", TRACK),
-    ("SET time_zone = '+00:00', sql_mode = 'ANSI'", TRACK),
-    ("SET SESSION tx_isolation = 'READ-COMMITTED'", TRACK),
-    ("USE app", USE), ("use `my db`", USE),
-])
+@pytest.mark.parametrize(
+    "sql, action",
+    [
+        ("SELECT * FROM menus", PLAIN),
+        ("  select 1", PLAIN),
+        ("/* hint */ SELECT 1", PLAIN),
+        ("(SELECT 1) UNION (SELECT 2)", PLAIN),
+        ("INSERT INTO t VALUES (';')", PLAIN),
+        ("SELECT 1;", PLAIN),
+        ("BEGIN", PLAIN),
+        ("START TRANSACTION", PLAIN),
+        ("COMMIT", PLAIN),
+        ("ROLLBACK", PLAIN),
+        ("CREATE TABLE t (a int)", PLAIN),
+        ("DROP TABLE t", PLAIN),
+        ("SELECT 1; SELECT 2", PIN),
+        ("SELECT @a := 1", PIN),
+        ("SELECT 1 INTO @a", PIN),
+        ("SELECT GET_LOCK('x', 1)", PIN),
+        ("SELECT SQL_CALC_FOUND_ROWS * FROM t", PIN),
+        ("CREATE TEMPORARY TABLE t (a int)", PIN),
+        ("create or replace temporary table t (a int)", PIN),
+        ("LOCK TABLES t WRITE", PIN),
+        ("FLUSH TABLES WITH READ LOCK", PIN),
+        ("PREPARE s FROM 'SELECT 1'", PIN),
+        ("CALL p()", PIN),
+        ("XA START 'x'", PIN),
+        ("/*!40101 SET NAMES utf8 */", PIN),
+        ("FROBNICATE", PIN),
+        ("SET @x = 1", PIN),
+        ("SET GLOBAL max_connections = 10", PIN),
+        ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", PIN),
+        ("SET sort_buffer_size = 1000000", PIN),
+        ("SET sql_mode = CONCAT(@@sql_mode, ',ANSI')", PIN),
+        ("SET autocommit = 0", TRACK),
+        ("SET @@session.autocommit = OFF", TRACK),
+        ("SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'", TRACK),
+        ("SET time_zone = '+00:00', sql_mode = 'ANSI'", TRACK),
+        ("SET SESSION tx_isolation = 'READ-COMMITTED'", TRACK),
+        ("USE app", USE),
+        ("use `my db`", USE),
+    ],
+)
 def test_classification(sql, action):
     assert classify(sql.encode()).action == action
 

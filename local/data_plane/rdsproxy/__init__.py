@@ -6,5 +6,4 @@ See README.md in this folder for what it emulates and what it does not.
 from .config import EXCLUDE_VARIABLE_SETS, ProxyConfig, ProxyConfigError
 from .server import Proxy, ProxyProcess, ProxyServer
 
-__all__ = ["EXCLUDE_VARIABLE_SETS", "Proxy", "ProxyConfig", "ProxyConfigError", "ProxyProcess",
-           "ProxyServer"]
+__all__ = ["EXCLUDE_VARIABLE_SETS", "Proxy", "ProxyConfig", "ProxyConfigError", "ProxyProcess", "ProxyServer"]

@@ -4,26 +4,22 @@ Passwords come from RDSPROXY_BACKEND_PASSWORD and RDSPROXY_CLIENT_PASSWORD, or f
 ``--config-file`` (JSON, read once and deleted) -- never from argv, which other users can read.
 When listening, one JSON line is printed to stdout:
 {"event": "ready", "host": ..., "port": ..., "stats_port": ...}.
-Programs that start it use :func:`build_command` and the reader it returns.
+Programs that start it use ``launcher.build_command`` and the reader it returns.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
-import select
 import signal
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 from .config import SESSION_PINNING_FILTERS, ProxyConfig, ProxyConfigError
+from .launcher import build_command  # re-exported for callers that still import it from here
 from .protocol import ProtocolError, ServerError
 from .server import Proxy, new_event_loop
 
@@ -32,9 +28,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m local.data_plane.rdsproxy",
         description="Local stand-in for Amazon RDS Proxy (MySQL protocol, connection "
-                    "multiplexing). Passwords: env RDSPROXY_BACKEND_PASSWORD, RDSPROXY_CLIENT_PASSWORD.")
-    parser.add_argument("--config-file", help="JSON with all ProxyConfig fields (deleted after reading); "
-                        "other options are then ignored")
+        "multiplexing). Passwords: env RDSPROXY_BACKEND_PASSWORD, RDSPROXY_CLIENT_PASSWORD.",
+    )
+    parser.add_argument(
+        "--config-file", help="JSON with all ProxyConfig fields (deleted after reading); other options are then ignored"
+    )
     parser.add_argument("--backend-host", default="127.0.0.1")
     parser.add_argument("--backend-port", type=int)
     parser.add_argument("--backend-user", help="the proxy's own DB user (the 'secret')")
@@ -45,13 +43,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--connection-borrow-timeout", type=float, default=120.0, help="seconds")
     parser.add_argument("--idle-client-timeout", type=float, default=1800.0, help="seconds")
     parser.add_argument("--init-query", default="")
-    parser.add_argument("--session-pinning-filter", action="append", default=[],
-                        choices=sorted(SESSION_PINNING_FILTERS))
+    parser.add_argument(
+        "--session-pinning-filter", action="append", default=[], choices=sorted(SESSION_PINNING_FILTERS)
+    )
     parser.add_argument("--listen-host", default="127.0.0.1")
     parser.add_argument("--listen-port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--stats-port", type=int, default=None,
-                        help="port of GET /stats (0 picks a free one; omit to disable)")
+    parser.add_argument(
+        "--stats-port", type=int, default=None, help="port of GET /stats (0 picks a free one; omit to disable)"
+    )
     parser.add_argument("--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"))
+    parser.add_argument("--login-timeout", type=float, default=10.0, help="seconds to finish logging in")
+    parser.add_argument(
+        "--client-write-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a client may leave response bytes unread before it is dropped",
+    )
+    parser.add_argument("--max-allowed-packet", type=int, default=64 << 20, help="largest client command (bytes)")
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
 
@@ -65,12 +73,18 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
             path.unlink(missing_ok=True)
         fields["session_pinning_filters"] = frozenset(fields.get("session_pinning_filters", ()))
         return ProxyConfig(**fields)
-    missing = [name for name in ("backend_port", "backend_user", "client_user", "db_max_connections")
-               if getattr(args, name) is None]
+    missing = [
+        name
+        for name in ("backend_port", "backend_user", "client_user", "db_max_connections")
+        if getattr(args, name) is None
+    ]
     if missing:
-        raise ProxyConfigError(f"missing options: {', '.join('--' + m.replace('_', '-') for m in missing)}")
+        raise ProxyConfigError(
+            missing[0], None, "given (missing: " + ", ".join("--" + m.replace("_", "-") for m in missing) + ")"
+        )
     return ProxyConfig(
-        backend_host=args.backend_host, backend_port=args.backend_port,
+        backend_host=args.backend_host,
+        backend_port=args.backend_port,
         backend_user=args.backend_user,
         backend_password=os.environ.get("RDSPROXY_BACKEND_PASSWORD", ""),
         client_user=args.client_user,
@@ -79,10 +93,17 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         max_connections_percent=args.max_connections_percent,
         max_idle_connections_percent=args.max_idle_connections_percent,
         connection_borrow_timeout=args.connection_borrow_timeout,
-        idle_client_timeout=args.idle_client_timeout, init_query=args.init_query,
+        idle_client_timeout=args.idle_client_timeout,
+        init_query=args.init_query,
         session_pinning_filters=frozenset(args.session_pinning_filter),
-        listen_host=args.listen_host, listen_port=args.listen_port, stats_port=args.stats_port,
-        event_loop=args.event_loop)
+        listen_host=args.listen_host,
+        listen_port=args.listen_port,
+        stats_port=args.stats_port,
+        event_loop=args.event_loop,
+        login_timeout=args.login_timeout,
+        client_write_timeout=args.client_write_timeout,
+        max_allowed_packet=args.max_allowed_packet,
+    )
 
 
 async def serve(config: ProxyConfig) -> None:
@@ -92,57 +113,19 @@ async def serve(config: ProxyConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    print(json.dumps({"event": "ready", "host": config.listen_host, "port": proxy.port,
-                      "stats_port": proxy.stats_port}), flush=True)
+    print(
+        json.dumps({"event": "ready", "host": config.listen_host, "port": proxy.port, "stats_port": proxy.stats_port}),
+        flush=True,
+    )
     await stop.wait()
     await proxy.stop()
 
 
-def build_command(config: ProxyConfig, python: str = sys.executable):
-    """Command line that runs ``config`` in a child process, and a function reading its ports.
-
-    The config (with passwords) goes through a private temp file that the child deletes after
-    reading it. Start the command with ``stdout=subprocess.PIPE`` and the repository root as cwd,
-    then call ``read_ports(process, timeout)`` -> (port, stats_port).
-    """
-    fields = dataclasses.asdict(config)
-    fields["session_pinning_filters"] = sorted(config.session_pinning_filters)
-    fd, path = tempfile.mkstemp(prefix="rdsproxy-", suffix=".json")  # mode 0600
-    with os.fdopen(fd, "w") as handle:
-        json.dump(fields, handle)
-    command = [python, "-m", "local.data_plane.rdsproxy", "--config-file", path]
-
-    def read_ports(process: subprocess.Popen, timeout: float) -> tuple[int, int | None]:
-        try:
-            return _read_ready_line(process, timeout)
-        finally:
-            Path(path).unlink(missing_ok=True)
-
-    return command, read_ports
-
-
-def _read_ready_line(process: subprocess.Popen, timeout: float) -> tuple[int, int | None]:
-    deadline = time.monotonic() + timeout
-    stream = process.stdout
-    buffer = b""
-    while b"\n" not in buffer:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"proxy did not report ready within {timeout} s")
-        ready, _, _ = select.select([stream], [], [], remaining)
-        if ready:
-            chunk = os.read(stream.fileno(), 4096)
-            if not chunk:
-                raise RuntimeError(f"proxy exited before it was ready (exit code {process.wait(5)})")
-            buffer += chunk
-    message = json.loads(buffer.split(b"\n", 1)[0])
-    return int(message["port"]), message.get("stats_port")
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s rdsproxy %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s rdsproxy %(levelname)s %(message)s"
+    )
     try:
         config = config_from_args(args)
     except ProxyConfigError as exc:
@@ -158,6 +141,8 @@ def main(argv=None) -> int:
         loop.close()
     return 0
 
+
+__all__ = ["build_command", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,24 +12,46 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-PLAIN = "plain"   # multiplexable (may still hold the backend while a transaction is open)
-PIN = "pin"       # keep the backend for the rest of the client session
-TRACK = "track"   # SET of variables the proxy tracks and replays on other backends
-USE = "use"       # change of default database (tracked)
+PLAIN = "plain"  # multiplexable (may still hold the backend while a transaction is open)
+PIN = "pin"  # keep the backend for the rest of the client session
+TRACK = "track"  # SET of variables the proxy tracks and replays on other backends
+USE = "use"  # change of default database (tracked)
 
 #: Session variables RDS Proxy tracks for MySQL/MariaDB instead of pinning (subset).
-TRACKED_VARIABLES = frozenset({
-    "autocommit", "auto_increment_increment", "auto_increment_offset", "sql_mode", "time_zone",
-    "tx_isolation", "tx_read_only", "transaction_isolation", "transaction_read_only", "wait_timeout",
-    "interactive_timeout", "net_write_timeout", "net_read_timeout", "sql_select_limit", "max_execution_time",
-    "max_statement_time", "session_track_schema",
-})
+TRACKED_VARIABLES = frozenset(
+    {
+        "autocommit",
+        "auto_increment_increment",
+        "auto_increment_offset",
+        "sql_mode",
+        "time_zone",
+        "tx_isolation",
+        "tx_read_only",
+        "transaction_isolation",
+        "transaction_read_only",
+        "wait_timeout",
+        "interactive_timeout",
+        "net_write_timeout",
+        "net_read_timeout",
+        "sql_select_limit",
+        "max_execution_time",
+        "max_statement_time",
+        "session_track_schema",
+    }
+)
 #: These interact (SET NAMES overrides several), so they are replayed together, in order.
-CHARSET_VARIABLES = frozenset({
-    "character_set_client", "character_set_connection", "character_set_results",
-    "collation_connection", "character_set_database", "collation_database",
-    "character_set_server", "collation_server",
-})
+CHARSET_VARIABLES = frozenset(
+    {
+        "character_set_client",
+        "character_set_connection",
+        "character_set_results",
+        "collation_connection",
+        "character_set_database",
+        "collation_database",
+        "character_set_server",
+        "collation_server",
+    }
+)
 CHARSET_KEY = "charset"
 _CHARSET_RESETS = (b"names", b"charset", b"character")
 
@@ -37,18 +59,23 @@ _PLAIN_KEYWORDS = frozenset(
     b"select insert update delete replace with show desc describe explain begin start commit "
     b"rollback savepoint release values table do kill analyze check checksum optimize repair "
     b"alter drop truncate rename grant revoke help unlock install uninstall binlog purge reset "
-    b"change load".split())
+    b"change load".split()
+)
 _PIN_KEYWORDS = {
-    b"prepare": "prepared statement", b"execute": "prepared statement",
-    b"deallocate": "prepared statement", b"lock": "lock tables", b"handler": "handler",
-    b"xa": "xa transaction", b"call": "stored procedure", b"backup": "backup lock",
+    b"prepare": "prepared statement",
+    b"execute": "prepared statement",
+    b"deallocate": "prepared statement",
+    b"lock": "lock tables",
+    b"handler": "handler",
+    b"xa": "xa transaction",
+    b"call": "stored procedure",
+    b"backup": "backup lock",
 }
 
 _LEAD = re.compile(rb"\s*([A-Za-z]+)")
 # Patterns that leave per-session state behind when they appear anywhere in a statement.
 _PIN_PATTERNS = [
-    (re.compile(rb"(?i)\b(?:get_lock|release_lock|release_all_locks|is_used_lock|is_free_lock)\s*\("),
-     "advisory lock"),
+    (re.compile(rb"(?i)\b(?:get_lock|release_lock|release_all_locks|is_used_lock|is_free_lock)\s*\("), "advisory lock"),
     (re.compile(rb":="), "user variable"),
     (re.compile(rb"(?i)\binto\s+@"), "user variable"),
     (re.compile(rb"(?i)\bsql_calc_found_rows\b"), "sql_calc_found_rows"),
@@ -56,7 +83,8 @@ _PIN_PATTERNS = [
 _CREATE_TEMPORARY = re.compile(rb"(?i)\s*create\s+(?:or\s+replace\s+)?temporary\b")
 _READ_LOCK = re.compile(rb"(?i)\bwith\s+read\s+lock\b")
 
-_TOKEN = re.compile(rb"""
+_TOKEN = re.compile(
+    rb"""
     (?P<ws>\s+)
   | (?P<exec>/\*M?!)
   | (?P<comment>/\*.*?\*/|--(?:[ \t][^\n]*)?(?=\n|$)|\#[^\n]*)
@@ -65,7 +93,9 @@ _TOKEN = re.compile(rb"""
   | (?P<word>@{0,2}(?:[\w$]+|`(?:[^`]|``)*`)(?:\.(?:[\w$]+|`(?:[^`]|``)*`))*)
   | (?P<op>:=|[=,;()])
   | (?P<other>.)
-""", re.X | re.S)
+""",
+    re.X | re.S,
+)
 
 
 @dataclass(frozen=True)
@@ -178,12 +208,12 @@ def _split_items(tokens, query: bytes):
             depth -= 1
         if depth == 0 and text in (b",", b";"):
             if current:
-                yield current, query[current[0][2]:current[-1][3]]
+                yield current, query[current[0][2] : current[-1][3]]
             current = []
             continue
         current.append(token)
     if current:
-        yield current, query[current[0][2]:current[-1][3]]
+        yield current, query[current[0][2] : current[-1][3]]
 
 
 def _classify_set(query: bytes, exclude_variable_sets: bool) -> Statement:
@@ -199,8 +229,7 @@ def _classify_set(query: bytes, exclude_variable_sets: bool) -> Statement:
     if untracked:
         if exclude_variable_sets:
             # the filter says SET does not pin; what it sets leaks to the next borrower (as in RDS)
-            return Statement(TRACK, "excluded variable set", tuple(items)) if items \
-                else PLAIN_STATEMENT
+            return Statement(TRACK, "excluded variable set", tuple(items)) if items else PLAIN_STATEMENT
         return Statement(PIN, untracked)
     if not items:
         return Statement(PIN, "unclassified SET")
@@ -229,7 +258,7 @@ def _tracked_key(tokens) -> str:
     name = first
     for prefix in (b"@@session.", b"@@local.", b"@@"):
         if name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
             break
     name_text = name.decode("ascii", "replace")
     if not _simple_value(tokens[2:]):

@@ -2,7 +2,9 @@
 
 Field names follow the RDS Proxy settings they emulate (``max_connections_percent``,
 ``connection_borrow_timeout``, ...) so the experiment can be configured from the same numbers
-as the deployed ``aws_db_proxy`` / ``aws_db_proxy_default_target_group``.
+as the deployed ``aws_db_proxy`` / ``aws_db_proxy_default_target_group``. The pool rules (ranges,
+defaults, pool-cap and max-idle arithmetic, pinning-filter names) are ``modules.pool_rules``'s; the
+stand-in only adds fractional timeouts (tests use sub-second ones) and its own network limits.
 """
 
 from __future__ import annotations
@@ -10,33 +12,54 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-#: The only session pinning filter RDS Proxy offers for MySQL.
-EXCLUDE_VARIABLE_SETS = "EXCLUDE_VARIABLE_SETS"
-SESSION_PINNING_FILTERS = frozenset({EXCLUDE_VARIABLE_SETS})
+from modules.pool_rules import (
+    CONNECTION_BORROW_TIMEOUT_RANGE,
+    EXCLUDE_VARIABLE_SETS,
+    IDLE_CLIENT_TIMEOUT_RANGE,
+    MAX_CONNECTIONS_PERCENT_RANGE,
+    ConnectionPoolRules,
+)
+from modules.pool_rules import (
+    SESSION_PINNING_FILTERS as _FILTER_NAMES,
+)
+from modules.validation import SettingsError
+
+SESSION_PINNING_FILTERS = frozenset(_FILTER_NAMES)
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+#: MySQL's max_allowed_packet range and the RDS for MySQL 8.0 default (64 MiB).
+MAX_ALLOWED_PACKET_RANGE = (1024, 1 << 30)
+DEFAULT_MAX_ALLOWED_PACKET = 64 << 20
+#: Seconds; MySQL's connect_timeout default is 10 s, net_write_timeout 60 s.
+LOGIN_TIMEOUT_RANGE = (0.1, 3600)
+CLIENT_WRITE_TIMEOUT_RANGE = (0.1, 3600)
+
+__all__ = ["EXCLUDE_VARIABLE_SETS", "SESSION_PINNING_FILTERS", "ProxyConfig", "ProxyConfigError"]
 
 
-class ProxyConfigError(ValueError):
+class ProxyConfigError(SettingsError):
     """A ProxyConfig field is out of range; the message names field, value and range."""
+
+    def __init__(self, field_name: str, value, allowed: str):
+        self.field_name, self.value, self.allowed = field_name, value, allowed
+        ValueError.__init__(self, f"{field_name}={value!r}: must be {allowed}")
 
 
 def _check_range(name: str, value, low, high) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ProxyConfigError(f"{name}={value!r}: must be a number in [{low}, {high}]")
+        raise ProxyConfigError(name, value, f"a number in [{low}, {high}]")
     if not low <= value <= high:
-        raise ProxyConfigError(f"{name}={value!r}: must be in [{low}, {high}]")
+        raise ProxyConfigError(name, value, f"in [{low}, {high}]")
 
 
 def _check_int(name: str, value, low, high) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ProxyConfigError(f"{name}={value!r}: must be an integer in [{low}, {high}]")
+        raise ProxyConfigError(name, value, f"an integer in [{low}, {high}]")
     _check_range(name, value, low, high)
 
 
 def _check_text(name: str, value, allow_empty: bool) -> None:
     if not isinstance(value, str) or (not allow_empty and not value):
-        kind = "a string" if allow_empty else "a non-empty string"
-        raise ProxyConfigError(f"{name}={value!r}: must be {kind}")
+        raise ProxyConfigError(name, value, "a string" if allow_empty else "a non-empty string")
 
 
 @dataclass(frozen=True)
@@ -66,6 +89,13 @@ class ProxyConfig:
     stats_port: int | None = None
     #: "auto" uses uvloop when it is installed.
     event_loop: str = "auto"
+    #: Seconds a client has from TCP accept to a finished login before it is dropped.
+    login_timeout: float = 10.0
+    #: Seconds the proxy waits for a client to take response bytes before it drops the client (and
+    #: frees the backend it held): a client that stops reading must not keep a pool slot.
+    client_write_timeout: float = 60.0
+    #: Largest command a logged-in client may send (bytes); bigger ones get error 1153 and are closed.
+    max_allowed_packet: int = DEFAULT_MAX_ALLOWED_PACKET
 
     def __post_init__(self) -> None:
         _check_text("backend_host", self.backend_host, allow_empty=False)
@@ -75,51 +105,76 @@ class ProxyConfig:
         _check_text("client_user", self.client_user, allow_empty=False)
         _check_text("client_password", self.client_password, allow_empty=True)
         _check_int("db_max_connections", self.db_max_connections, 1, 100000)
-        _check_int("max_connections_percent", self.max_connections_percent, 1, 100)
-        _check_int("max_idle_connections_percent", self.max_idle_connections_percent,
-                   0, self.max_connections_percent)
-        _check_range("connection_borrow_timeout", self.connection_borrow_timeout, 0, 3600)
-        _check_range("idle_client_timeout", self.idle_client_timeout, 1, 28800)
+        _check_int("max_connections_percent", self.max_connections_percent, *MAX_CONNECTIONS_PERCENT_RANGE)
+        _check_int("max_idle_connections_percent", self.max_idle_connections_percent, 0, self.max_connections_percent)
+        _check_range("connection_borrow_timeout", self.connection_borrow_timeout, *CONNECTION_BORROW_TIMEOUT_RANGE)
+        _check_range("idle_client_timeout", self.idle_client_timeout, *IDLE_CLIENT_TIMEOUT_RANGE)
         _check_text("init_query", self.init_query, allow_empty=True)
         filters = self.session_pinning_filters
         if isinstance(filters, str) or not all(isinstance(f, str) for f in filters):
             raise ProxyConfigError(
-                f"session_pinning_filters={filters!r}: must be a set of strings from "
-                f"{sorted(SESSION_PINNING_FILTERS)}")
+                "session_pinning_filters", filters, f"a set of strings from {sorted(SESSION_PINNING_FILTERS)}"
+            )
         object.__setattr__(self, "session_pinning_filters", frozenset(filters))
         unknown = self.session_pinning_filters - SESSION_PINNING_FILTERS
         if unknown:
             raise ProxyConfigError(
-                f"session_pinning_filters={sorted(self.session_pinning_filters)!r}: "
-                f"unknown {sorted(unknown)}, allowed {sorted(SESSION_PINNING_FILTERS)}")
+                "session_pinning_filters",
+                sorted(self.session_pinning_filters),
+                f"from {sorted(SESSION_PINNING_FILTERS)} (unknown {sorted(unknown)})",
+            )
         _check_text("listen_host", self.listen_host, allow_empty=False)
         _check_int("listen_port", self.listen_port, 0, 65535)
         if self.stats_port is not None:
             _check_int("stats_port", self.stats_port, 0, 65535)
         if self.event_loop not in EVENT_LOOPS:
-            raise ProxyConfigError(f"event_loop={self.event_loop!r}: must be one of {EVENT_LOOPS}")
-        if self.pool_cap < 1:
+            raise ProxyConfigError("event_loop", self.event_loop, f"one of {EVENT_LOOPS}")
+        _check_range("login_timeout", self.login_timeout, *LOGIN_TIMEOUT_RANGE)
+        _check_range("client_write_timeout", self.client_write_timeout, *CLIENT_WRITE_TIMEOUT_RANGE)
+        _check_int("max_allowed_packet", self.max_allowed_packet, *MAX_ALLOWED_PACKET_RANGE)
+        try:
+            rules = ConnectionPoolRules(
+                max_connections_percent=self.max_connections_percent,
+                max_idle_connections_percent=self.max_idle_connections_percent,
+                init_query=self.init_query or None,
+                session_pinning_filters=tuple(sorted(self.session_pinning_filters)),
+            )
+        except SettingsError as exc:
+            raise ProxyConfigError(exc.field_name, exc.value, exc.allowed) from None
+        object.__setattr__(self, "_rules", rules)
+        if self.db_max_connections * self.max_connections_percent // 100 < 1:
             raise ProxyConfigError(
-                f"db_max_connections={self.db_max_connections} x max_connections_percent="
-                f"{self.max_connections_percent} gives a pool of 0 connections; need >= 1")
+                "db_max_connections",
+                self.db_max_connections,
+                f"a value that with max_connections_percent={self.max_connections_percent} does not give "
+                "a pool of 0 connections (need >= 1)",
+            )
+
+    @property
+    def rules(self) -> ConnectionPoolRules:
+        """The shared pool rules these settings satisfy (timeouts there are AWS's whole seconds)."""
+        return self._rules  # type: ignore[attr-defined]
 
     @property
     def pool_cap(self) -> int:
         """Most backend connections the proxy opens: floor(max_connections * percent / 100)."""
-        return self.db_max_connections * self.max_connections_percent // 100
+        return self.rules.pool_cap(self.db_max_connections)
 
     @property
     def max_idle(self) -> int:
         """Most idle backend connections kept open; extra ones are closed on release."""
-        return self.db_max_connections * self.max_idle_connections_percent // 100
+        return self.rules.max_idle(self.db_max_connections)
 
     @property
     def exclude_variable_sets(self) -> bool:
-        return EXCLUDE_VARIABLE_SETS in self.session_pinning_filters
+        return self.rules.excludes_variable_sets
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
-        return (f"ProxyConfig(listen={self.listen_host}:{self.listen_port}, backend="
-                f"{self.backend_user}@{self.backend_host}:{self.backend_port}, cap={self.pool_cap}, "
-                f"max_idle={self.max_idle}, borrow_timeout={self.connection_borrow_timeout}, "
-                f"idle_client_timeout={self.idle_client_timeout}, "
-                f"filters={sorted(self.session_pinning_filters)})")
+        return (
+            f"ProxyConfig(listen={self.listen_host}:{self.listen_port}, backend="
+            f"{self.backend_user}@{self.backend_host}:{self.backend_port}, cap={self.pool_cap}, "
+            f"max_idle={self.max_idle}, borrow_timeout={self.connection_borrow_timeout}, "
+            f"idle_client_timeout={self.idle_client_timeout}, "
+            f"filters={sorted(self.session_pinning_filters)}, login_timeout={self.login_timeout}, "
+            f"client_write_timeout={self.client_write_timeout}, max_allowed_packet={self.max_allowed_packet})"
+        )

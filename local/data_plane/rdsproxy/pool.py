@@ -37,12 +37,49 @@ class BorrowTimeout(Exception):
     """No backend connection became free within connection_borrow_timeout."""
 
 
-class BackendConnection:
-    __slots__ = ("reader", "writer", "key", "state", "db", "deprecate_eof", "info", "closed",
-                 "charset_baseline", "idle_since")
+class BackendReader(asyncio.StreamReader):
+    """A StreamReader that records bytes or an end of stream arriving while its connection is parked."""
 
-    def __init__(self, reader, writer, key: tuple[int, int], db: str | None,
-                 info: BackendHandshake):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parked = False
+        self.unsolicited = False
+
+    def feed_data(self, data: bytes) -> None:
+        if self.parked:
+            self.unsolicited = True
+        super().feed_data(data)
+
+    def feed_eof(self) -> None:
+        if self.parked:
+            self.unsolicited = True
+        super().feed_eof()
+
+
+async def connect_backend(host: str, port: int) -> tuple[BackendReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection`` with a BackendReader."""
+    loop = asyncio.get_running_loop()
+    reader = BackendReader()
+    protocol = asyncio.StreamReaderProtocol(reader)
+    transport, _ = await loop.create_connection(lambda: protocol, host, port)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+class BackendConnection:
+    __slots__ = (
+        "reader",
+        "writer",
+        "key",
+        "state",
+        "db",
+        "deprecate_eof",
+        "info",
+        "closed",
+        "charset_baseline",
+        "idle_since",
+    )
+
+    def __init__(self, reader, writer, key: tuple[int, int], db: str | None, info: BackendHandshake):
         self.reader = reader
         self.writer = writer
         self.key = key
@@ -57,15 +94,28 @@ class BackendConnection:
 
     @property
     def usable(self) -> bool:
-        """False once closed by either side. An idle connection never has unread bytes: if it
-        does, the server sent something unsolicited (the ERR MariaDB sends before it drops a
-        killed or timed-out connection), so the connection is not reused."""
-        reader = self.reader
-        return not (self.closed or reader.at_eof() or getattr(reader, "_buffer", None)
-                    or self.writer.is_closing())
+        """False once closed by either side. A parked connection (idle in the pool, or held between
+        a client's commands for its open transaction) never receives bytes: if it does, the server
+        sent something unsolicited (the ERR MariaDB sends before it drops a killed or timed-out
+        connection), so the connection is not reused. The reader records that; no system call."""
+        return self.open and not self.reader.unsolicited
 
-    async def command(self, command: int, argument: bytes, mode: int = p.RESULT,
-                      keep: list | None = None) -> p.ResponseScanner:
+    @property
+    def open(self) -> bool:
+        """Not known to be closed."""
+        return not (self.closed or self.reader.at_eof() or self.writer.is_closing())
+
+    def park(self) -> None:
+        """Between commands: from now on any byte or close from the server makes it unusable."""
+        self.reader.parked = True
+
+    def unpark(self) -> None:
+        """Before a command is sent: bytes are expected again."""
+        self.reader.parked = False
+
+    async def command(
+        self, command: int, argument: bytes, mode: int = p.RESULT, keep: list | None = None
+    ) -> p.ResponseScanner:
         """Run one command for the proxy itself; raises ServerError on an ERR reply.
 
         ``keep``, if given, collects the raw response bytes.
@@ -87,15 +137,14 @@ class BackendConnection:
         return scanner
 
     async def remember_charset_baseline(self) -> None:
-        names = ("character_set_client", "character_set_connection", "character_set_results",
-                 "collation_connection")
+        names = ("character_set_client", "character_set_connection", "character_set_results", "collation_connection")
         response: list[bytes] = []
-        await self.command(p.COM_QUERY, b"SELECT " + b", ".join(b"@@" + n.encode() for n in names),
-                           keep=response)
+        await self.command(p.COM_QUERY, b"SELECT " + b", ".join(b"@@" + n.encode() for n in names), keep=response)
         values = p.single_row(b"".join(response), self.deprecate_eof)
         self.charset_baseline = b", ".join(
             n.encode() + b" = " + (b"NULL" if v is None else b"'" + v + b"'")
-            for n, v in zip(names, values, strict=True))
+            for n, v in zip(names, values, strict=True)
+        )
 
     def sync_items(self, state: dict[str, bytes]) -> list[bytes]:
         """SET items that turn this backend's tracked state into ``state``."""
@@ -139,8 +188,7 @@ class BackendPool:
         self._closed = False
 
     # -- borrowing -------------------------------------------------------------------------
-    async def acquire(self, key: tuple[int, int], state: dict[str, bytes],
-                      db: str | None) -> BackendConnection:
+    async def acquire(self, key: tuple[int, int], state: dict[str, bytes], db: str | None) -> BackendConnection:
         """A backend with the client's key, tracked variables and database applied."""
         backend = self._take_idle(key, state, db)
         if backend is None:
@@ -161,13 +209,14 @@ class BackendPool:
 
     def release(self, backend: BackendConnection, reusable: bool = True) -> None:
         """Give a backend back; ``reusable=False`` closes it (unknown or unwanted state)."""
-        if not reusable or not backend.usable or self._closed:
+        if not reusable or not backend.open or self._closed:  # taking it checks ``usable``
             self._close_backend(backend)
             self._give_slot(None)
             return
         if self._give_slot(backend):
             return
         backend.idle_since = asyncio.get_running_loop().time()
+        backend.park()
         self._idle.append(backend)
 
     def trim_idle(self, grace: float = IDLE_GRACE) -> int:
@@ -185,6 +234,8 @@ class BackendPool:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
+                if backend is not None:
+                    backend.park()  # until the waiter runs and checks it
                 waiter.set_result(backend)
                 return True
         if backend is None:
@@ -218,6 +269,7 @@ class BackendPool:
             self._give_slot(None)
         if best is not None:
             idle.remove(best)
+            best.unpark()
         return best
 
     async def _wait(self, key, db) -> BackendConnection:
@@ -243,6 +295,7 @@ class BackendPool:
         if backend.key != key or (db is None and backend.db is not None) or not backend.usable:
             self._close_backend(backend)
             return await self._open_in_slot(key, db)
+        backend.unpark()
         return backend
 
     def _expire(self, waiter: asyncio.Future) -> None:
@@ -275,18 +328,25 @@ class BackendPool:
         """Connect and authenticate with the proxy's own credentials; runs init_query."""
         cfg = self._config
         try:
-            reader, writer = await asyncio.open_connection(cfg.backend_host, cfg.backend_port)
+            reader, writer = await connect_backend(cfg.backend_host, cfg.backend_port)
         except OSError:
             self._stats.backend_connect_errors += 1
             raise
         self._stats.backend_opened()
         capabilities, charset = key if key is not None else (p.CLIENT_DEPRECATE_EOF | p.CLIENT_MULTI_RESULTS, None)
         try:
-            info = await login_backend(reader, writer, user=cfg.backend_user,
-                                       password=cfg.backend_password, database=db,
-                                       charset=charset, capabilities=capabilities)
-            backend = BackendConnection(reader, writer, (capabilities, charset if charset is not None
-                                                         else info.charset), db, info)
+            info = await login_backend(
+                reader,
+                writer,
+                user=cfg.backend_user,
+                password=cfg.backend_password,
+                database=db,
+                charset=charset,
+                capabilities=capabilities,
+            )
+            backend = BackendConnection(
+                reader, writer, (capabilities, charset if charset is not None else info.charset), db, info
+            )
             for statement in split_statements(cfg.init_query.encode()):
                 await backend.command(p.COM_QUERY, statement)
             await backend.remember_charset_baseline()

@@ -46,22 +46,44 @@ CLIENT_DEPRECATE_EOF = 1 << 24
 #: LOCAL), SESSION_TRACK and QUERY_ATTRIBUTES (they change packet formats in ways a shared backend
 #: cannot serve per client), SSL (no TLS), and MariaDB's extended capabilities.
 PROXY_CAPABILITIES = (
-    CLIENT_LONG_PASSWORD | CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG | CLIENT_CONNECT_WITH_DB
-    | CLIENT_IGNORE_SPACE | CLIENT_PROTOCOL_41 | CLIENT_INTERACTIVE | CLIENT_TRANSACTIONS
-    | CLIENT_SECURE_CONNECTION | CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS
-    | CLIENT_PS_MULTI_RESULTS | CLIENT_PLUGIN_AUTH | CLIENT_CONNECT_ATTRS
-    | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT_DEPRECATE_EOF
+    CLIENT_LONG_PASSWORD
+    | CLIENT_FOUND_ROWS
+    | CLIENT_LONG_FLAG
+    | CLIENT_CONNECT_WITH_DB
+    | CLIENT_IGNORE_SPACE
+    | CLIENT_PROTOCOL_41
+    | CLIENT_INTERACTIVE
+    | CLIENT_TRANSACTIONS
+    | CLIENT_SECURE_CONNECTION
+    | CLIENT_MULTI_STATEMENTS
+    | CLIENT_MULTI_RESULTS
+    | CLIENT_PS_MULTI_RESULTS
+    | CLIENT_PLUGIN_AUTH
+    | CLIENT_CONNECT_ATTRS
+    | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | CLIENT_DEPRECATE_EOF
 )
 #: Client-chosen flags that change what the server sends or how it parses: a backend is only
 #: shared between clients that negotiated the same subset (part of the pool key).
 SESSION_CAPABILITIES = (
-    CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG | CLIENT_IGNORE_SPACE | CLIENT_INTERACTIVE
-    | CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS | CLIENT_PS_MULTI_RESULTS | CLIENT_DEPRECATE_EOF
+    CLIENT_FOUND_ROWS
+    | CLIENT_LONG_FLAG
+    | CLIENT_IGNORE_SPACE
+    | CLIENT_INTERACTIVE
+    | CLIENT_MULTI_STATEMENTS
+    | CLIENT_MULTI_RESULTS
+    | CLIENT_PS_MULTI_RESULTS
+    | CLIENT_DEPRECATE_EOF
 )
 #: Always requested from the backend.
 BACKEND_BASE_CAPABILITIES = (
-    CLIENT_LONG_PASSWORD | CLIENT_PROTOCOL_41 | CLIENT_TRANSACTIONS | CLIENT_SECURE_CONNECTION
-    | CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT_CONNECT_WITH_DB
+    CLIENT_LONG_PASSWORD
+    | CLIENT_PROTOCOL_41
+    | CLIENT_TRANSACTIONS
+    | CLIENT_SECURE_CONNECTION
+    | CLIENT_PLUGIN_AUTH
+    | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | CLIENT_CONNECT_WITH_DB
 )
 
 # Server status flags.
@@ -70,12 +92,16 @@ SERVER_STATUS_AUTOCOMMIT = 0x0002
 SERVER_MORE_RESULTS_EXISTS = 0x0008
 SERVER_STATUS_CURSOR_EXISTS = 0x0040
 
-# Error codes the proxy itself produces.
+# Error codes the proxy itself produces: server-range codes only (2000-2999 are client-library codes;
+# a server that sends one confuses clients, e.g. the mariadb CLI shows 2013 as "2027 malformed packet").
+ER_HANDSHAKE_ERROR = 1043  # "Bad handshake", SQLSTATE 08S01
 ER_ACCESS_DENIED = 1045
 ER_UNKNOWN_COM = 1047
+ER_SERVER_SHUTDOWN = 1053  # the database cannot be reached (SQLSTATE 08S01)
+ER_NET_PACKET_TOO_LARGE = 1153  # command above max_allowed_packet (SQLSTATE 08S01), then close
 ER_NOT_SUPPORTED = 1235
+ER_CONNECTION_KILLED = 1927  # the database connection was lost mid-command (SQLSTATE 70100)
 ER_BORROW_TIMEOUT = 9501  # what RDS Proxy returns when no DB connection frees up in time
-ER_BACKEND_UNAVAILABLE = 2013
 
 
 def packet(seq: int, payload: bytes) -> bytes:
@@ -111,7 +137,7 @@ def read_lenenc_int(buf, pos: int) -> tuple[int, int]:
     if first == 0xFD:
         return buf[pos + 1] | buf[pos + 2] << 8 | buf[pos + 3] << 16, pos + 4
     if first == 0xFE:
-        return int.from_bytes(buf[pos + 1:pos + 9], "little"), pos + 9
+        return int.from_bytes(buf[pos + 1 : pos + 9], "little"), pos + 9
     raise ProtocolError(f"invalid length-encoded integer prefix 0x{first:02x}")
 
 
@@ -131,7 +157,7 @@ def single_row(response: bytes, deprecate_eof: bool) -> list[bytes | None]:
     pos = 0
     while pos + 4 <= len(response):
         length = response[pos] | response[pos + 1] << 8 | response[pos + 2] << 16
-        packets.append(response[pos + 4:pos + 4 + length])
+        packets.append(response[pos + 4 : pos + 4 + length])
         pos += 4 + length
     columns, _ = read_lenenc_int(packets[0], 0)
     row = packets[1 + columns + (0 if deprecate_eof else 1)]
@@ -143,7 +169,7 @@ def single_row(response: bytes, deprecate_eof: bool) -> list[bytes | None]:
             pos += 1
         else:
             length, pos = read_lenenc_int(row, pos)
-            values.append(bytes(row[pos:pos + length]))
+            values.append(bytes(row[pos : pos + length]))
             pos += length
     return values
 
@@ -163,9 +189,9 @@ class ServerError(Exception):
 
 
 # ResponseScanner modes
-RESULT = 0      # COM_QUERY: OK | ERR | result set(s)
+RESULT = 0  # COM_QUERY: OK | ERR | result set(s)
 FIELD_LIST = 1  # COM_FIELD_LIST: column definitions up to EOF | ERR
-SINGLE = 2      # exactly one packet (COM_INIT_DB, COM_STATISTICS, ...)
+SINGLE = 2  # exactly one packet (COM_INIT_DB, COM_STATISTICS, ...)
 
 _FIRST, _COLDEFS, _COLDEF_EOF, _ROWS, _SINGLE, _DONE = range(6)
 
@@ -179,16 +205,15 @@ class ResponseScanner:
     (errno, message, sqlstate) of an ERR, and ``extra`` any bytes past the end (a protocol violation).
     """
 
-    __slots__ = ("_deprecate_eof", "_state", "_columns", "_skip", "_continued", "_pending",
-                 "status", "error", "extra")
+    __slots__ = ("_deprecate_eof", "_state", "_columns", "_skip", "_continued", "_pending", "status", "error", "extra")
 
     def __init__(self, deprecate_eof: bool, mode: int = RESULT):
         self._deprecate_eof = deprecate_eof
         self._state = {RESULT: _FIRST, FIELD_LIST: _ROWS, SINGLE: _SINGLE}[mode]
         self._columns = 0
-        self._skip = 0          # payload bytes of the current packet still to pass over
+        self._skip = 0  # payload bytes of the current packet still to pass over
         self._continued = False  # current logical packet spans several 16 MiB wire packets
-        self._pending = b""     # incomplete header or small packet carried to the next chunk
+        self._pending = b""  # incomplete header or small packet carried to the next chunk
         self.status: int | None = None
         self.error: tuple[int, str] | None = None
         self.extra = b""
@@ -225,7 +250,7 @@ class ResponseScanner:
             if self._needs_whole(buf[body], length):
                 if end - body < length:
                     break
-                self._packet(buf[body:body + length], length)
+                self._packet(buf[body : body + length], length)
                 pos = body + length
             else:
                 self._continued = length == MAX_PAYLOAD

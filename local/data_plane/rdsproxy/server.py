@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -18,8 +17,9 @@ from modules.project import REPO_ROOT
 
 from .config import ProxyConfig
 from .handshake import ServerInfo
+from .launcher import build_command
 from .pool import IDLE_GRACE, BackendPool
-from .session import ClientSession
+from .session import ClientSession, SessionContext
 from .stats import Stats, serve_stats
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class Proxy:
         self.pool = BackendPool(config, self.stats)
         self.sessions: set[ClientSession] = set()
         self.server_info: ServerInfo | None = None
+        self._context: SessionContext | None = None
         self.port = 0
         self.stats_port: int | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -62,9 +63,11 @@ class Proxy:
         self.server_info = ServerInfo(probe.info.version, probe.info.charset)
         probe.close()
         self.stats.backend_connections -= 1
+        self._context = SessionContext(
+            config=self.config, pool=self.pool, stats=self.stats, server_info=self.server_info
+        )
         cfg = self.config
-        self._server = await asyncio.start_server(self._accept, cfg.listen_host, cfg.listen_port,
-                                                  backlog=1024)
+        self._server = await asyncio.start_server(self._accept, cfg.listen_host, cfg.listen_port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         if cfg.stats_port is not None:
             self._stats_server = await serve_stats(cfg.listen_host, cfg.stats_port, self.snapshot)
@@ -74,14 +77,17 @@ class Proxy:
 
     def snapshot(self) -> dict:
         data = self.stats.snapshot()
-        data.update(pool_cap=self.config.pool_cap, max_idle=self.config.max_idle,
-                    idle_backends=self.pool.idle_count,
-                    event_loop=_loop_name())
+        data.update(
+            pool_cap=self.config.pool_cap,
+            max_idle=self.config.max_idle,
+            idle_backends=self.pool.idle_count,
+            event_loop=_loop_name(),
+        )
         return data
 
     async def _accept(self, reader, writer) -> None:
         self._next_id += 1
-        session = ClientSession(self, reader, writer, self._next_id)
+        session = ClientSession(self._context, reader, writer, self._next_id)
         self.sessions.add(session)
         task = asyncio.current_task()
         self._tasks.add(task)
@@ -102,9 +108,12 @@ class Proxy:
                     session.close_idle()
 
     async def _trim_idle_backends(self) -> None:
+        """Close idle backends above max_idle, and free backends the database closed under a client."""
         while True:
             await asyncio.sleep(IDLE_GRACE / 4)
             self.pool.trim_idle()
+            for session in list(self.sessions):
+                session.check_held_backend()
 
     async def stop(self) -> None:
         for task in (self._sweeper, self._trimmer):
@@ -114,7 +123,7 @@ class Proxy:
             if server:
                 server.close()
         for session in list(self.sessions):
-            session.writer.close()
+            session.close()
         self.pool.close()
         tasks = list(self._tasks)
         if tasks:
@@ -167,7 +176,7 @@ class ProxyServer:
     async def _snapshot(self) -> dict:
         return self._proxy.snapshot()
 
-    def start(self) -> "ProxyServer":
+    def start(self) -> ProxyServer:
         self._thread = threading.Thread(target=self._run, name="rdsproxy", daemon=True)
         self._thread.start()
         if not self._ready.wait(30):
@@ -187,7 +196,7 @@ class ProxyServer:
         self._stop = asyncio.Event()
         try:
             await self._proxy.start()
-        except BaseException as exc:  # reported to start()'s caller
+        except BaseException as exc:  # noqa: BLE001 - reported to start()'s caller
             self._error = exc
             self._ready.set()
             return
@@ -204,7 +213,7 @@ class ProxyServer:
         self._thread.join(10)
         self._thread = None
 
-    def __enter__(self) -> "ProxyServer":
+    def __enter__(self) -> ProxyServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -235,12 +244,9 @@ class ProxyProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def start(self, timeout: float = 30) -> "ProxyProcess":
-        from .__main__ import build_command
-
+    def start(self, timeout: float = 30) -> ProxyProcess:
         command, read_ports = build_command(self.config, self._python)
-        self._process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE)
+        self._process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
         try:
             self.port, self.stats_port = read_ports(self._process, timeout)
         except BaseException:
@@ -267,7 +273,7 @@ class ProxyProcess:
             process.stdout.close()
         return process.returncode
 
-    def __enter__(self) -> "ProxyProcess":
+    def __enter__(self) -> ProxyProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

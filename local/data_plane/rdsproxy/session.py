@@ -7,42 +7,71 @@ while a :class:`ResponseScanner` looks for its end and final status flags. Witho
 
 Pinned mode: once a statement needs session state the proxy cannot move (see ``classify``),
 the backend belongs to this client until it disconnects, and bytes are piped both ways.
+
+Hostile or stalled clients cost only their own connection: login has a deadline
+(``login_timeout``), commands above ``max_allowed_packet`` get error 1153 and are not buffered, and a
+client that stops reading is dropped after ``client_write_timeout`` with its backend closed, so it
+cannot hold a pool slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from . import protocol as p
 from .classify import PIN, TRACK, USE, apply_tracked, classify
-from .handshake import AuthFailed, accept_client
-from .pool import BorrowTimeout
+from .client_io import CommandTooLarge, close_now, linger, read_command
+from .config import ProxyConfig
+from .handshake import AuthFailed, ServerInfo, accept_client
+from .pool import BackendPool, BorrowTimeout
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
 SERVER_STATUS_DB_DROPPED = 0x0100
-_DRAIN_ABOVE = 1 << 20
+_DRAIN_ABOVE = 1 << 20  # relayed bytes buffered for a client before the relay waits for it
+_PIPE_DRAIN_ABOVE = 1 << 16
+_LINGER = 2.0  # seconds an oversized command's sender gets to read its error before the close
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """What every client session shares: the settings, the pool, the counters, the advertised server."""
+
+    config: ProxyConfig
+    pool: BackendPool
+    stats: Stats
+    server_info: ServerInfo
+
+
+class ClientStalled(Exception):
+    """The client did not take response bytes within client_write_timeout."""
 
 
 class ClientSession:
-    def __init__(self, proxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 connection_id: int):
-        self.proxy = proxy
-        self.pool = proxy.pool
-        self.stats = proxy.stats
+    def __init__(
+        self, context: SessionContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection_id: int
+    ):
+        self.config = context.config
+        self.server_info = context.server_info
+        self.pool = context.pool
+        self.stats = context.stats
         self.reader = reader
         self.writer = writer
         self.connection_id = connection_id
-        self._exclude_sets = proxy.config.exclude_variable_sets
+        self._exclude_sets = context.config.exclude_variable_sets
+        self._write_timeout = context.config.client_write_timeout
+        self._reply_seq = 1
         self.key: tuple[int, int] = (0, 0)
         self.state: dict[str, bytes] = {}
         self.db: str | None = None
         self.initial_db: str | None = None
-        self.backend = None       # attached backend: in use, held for a transaction, or pinned
+        self.backend = None  # attached backend: in use, held for a transaction, or pinned
         self.pinned = False
         self.status = p.SERVER_STATUS_AUTOCOMMIT
-        self.busy = False         # inside a command (not idle, whatever the clock says)
+        self.busy = False  # inside a command (not idle, whatever the clock says)
         self.last_active = asyncio.get_running_loop().time()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -50,12 +79,22 @@ class ClientSession:
         self.stats.client_opened()
         try:
             try:
-                login = await accept_client(
-                    self.reader, self.writer, connection_id=self.connection_id,
-                    server=self.proxy.server_info, user=self.proxy.config.client_user,
-                    password=self.proxy.config.client_password)
-            except (AuthFailed, asyncio.IncompleteReadError, ConnectionError, ValueError,
-                    IndexError) as exc:
+                login = await asyncio.wait_for(
+                    accept_client(
+                        self.reader,
+                        self.writer,
+                        connection_id=self.connection_id,
+                        server=self.server_info,
+                        user=self.config.client_user,
+                        password=self.config.client_password,
+                    ),
+                    self.config.login_timeout,
+                )
+            except TimeoutError:
+                self.stats.login_timeouts += 1
+                log.debug("client %d did not log in within %s s", self.connection_id, self.config.login_timeout)
+                return
+            except (AuthFailed, asyncio.IncompleteReadError, ConnectionError) as exc:
                 self.stats.auth_failures += 1
                 log.debug("client %d failed to log in: %s", self.connection_id, exc)
                 await self._flush()
@@ -66,24 +105,34 @@ class ClientSession:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except p.ProtocolError as exc:
-            log.warning("client %d: protocol error: %s", self.connection_id, exc)
+            log.debug("client %d: protocol error: %s", self.connection_id, exc)
         except Exception:  # a bug must cost one client connection, not the proxy
             log.exception("client %d: unexpected error", self.connection_id)
         finally:
             await self._detach()
             self.stats.client_connections -= 1
-            self.writer.close()
+            self.close()
 
     def close_idle(self) -> None:
         """Idle client timeout: drop the connection (the read loop then ends)."""
         self.stats.idle_client_timeouts += 1
-        self.writer.close()
+        self.close()
 
-    async def _flush(self) -> None:
+    def close(self) -> None:
+        close_now(self.writer)
+
+    async def _flush(self) -> bool:
+        """Wait until the client took what was written; False (client dropped) after client_write_timeout."""
         try:
-            await self.writer.drain()
+            await asyncio.wait_for(self.writer.drain(), self._write_timeout)
+        except TimeoutError:
+            self.stats.client_write_timeouts += 1
+            log.debug("client %d stopped reading; dropped", self.connection_id)
+            self.writer.transport.abort()
+            return False
         except ConnectionError:
             pass
+        return True
 
     async def _detach(self) -> None:
         backend, self.backend = self.backend, None
@@ -95,6 +144,7 @@ class ClientSession:
             self.pool.release(backend, reusable=False)  # state unknown: do not reuse
             return
         try:  # held for an open transaction the client abandoned
+            backend.unpark()
             await backend.command(p.COM_QUERY, b"ROLLBACK")
         except (p.ServerError, p.ProtocolError, ConnectionError, OSError):
             self.pool.release(backend, reusable=False)
@@ -105,23 +155,23 @@ class ClientSession:
     async def _serve(self) -> None:
         reader = self.reader
         loop = asyncio.get_running_loop()
+        limit = self.config.max_allowed_packet
         while True:
             self.busy = False
             self.last_active = loop.time()  # idle time counts from the end of the last command
             header = await reader.readexactly(4)
             self.busy = True
             self.last_active = loop.time()
-            length = header[0] | header[1] << 8 | header[2] << 16
-            payload = await reader.readexactly(length)
-            raw = header + payload
-            while length == p.MAX_PAYLOAD:  # a command of 16 MiB or more
-                more = await reader.readexactly(4)
-                length = more[0] | more[1] << 8 | more[2] << 16
-                tail = await reader.readexactly(length)
-                raw += more + tail
-                payload += tail
+            try:
+                raw, payload, seq = await read_command(reader, header, limit)
+            except CommandTooLarge as exc:
+                await self._refuse_oversized(exc.seq)
+                return
+            self._reply_seq = seq + 1
             if not payload:
-                raise p.ProtocolError("empty command packet")
+                self._reply(p.err_payload(p.ER_UNKNOWN_COM, "Unknown command", "08S01"))
+                await self._flush()
+                return
             command = payload[0]
             self.stats.statements += 1
             if command == p.COM_QUERY:
@@ -141,13 +191,24 @@ class ClientSession:
                 self._reset_session()
                 done = False
             elif command == p.COM_CHANGE_USER:
-                self._reply(p.err_payload(p.ER_NOT_SUPPORTED,
-                                          "COM_CHANGE_USER is not supported by the RDS Proxy stand-in"))
+                self._reply(
+                    p.err_payload(p.ER_NOT_SUPPORTED, "COM_CHANGE_USER is not supported by the RDS Proxy stand-in")
+                )
                 done = False
             else:  # prepared statements and anything else stateful or unknown
                 done = await self._pin_and_pipe(raw, f"command 0x{command:02x}")
             if done:
                 return
+
+    async def _refuse_oversized(self, seq: int) -> None:
+        """MySQL's answer to a command above max_allowed_packet: error 1153, then close (nothing buffered)."""
+        self.stats.oversized_packets += 1
+        self._reply_seq = seq + 1
+        self._reply(
+            p.err_payload(p.ER_NET_PACKET_TOO_LARGE, "Got a packet bigger than 'max_allowed_packet' bytes", "08S01")
+        )
+        if await self._flush():
+            await linger(self.reader, self.writer, _LINGER)
 
     async def _query(self, raw: bytes, payload: bytes) -> bool:
         statement = classify(payload[1:], self._exclude_sets)
@@ -206,6 +267,24 @@ class ClientSession:
         if not status & p.SERVER_STATUS_IN_TRANS:
             self.backend = None
             self.pool.release(backend)
+        else:
+            backend.park()  # held until the client's next command; check_held_backend watches it
+
+    def check_held_backend(self) -> None:
+        """Between commands, a backend held for an open transaction that the database closed (killed,
+        wait_timeout, restart) is released at once and the client is disconnected, as the database
+        would have disconnected it: its transaction is gone, and the pool slot must not wait for the
+        client's next command."""
+        backend = self.backend
+        if backend is None or self.busy or self.pinned or backend.usable:
+            return
+        self.backend = None
+        self.pool.release(backend, reusable=False)
+        self.stats.held_backends_lost += 1
+        log.debug("client %d: its database connection closed during a transaction", self.connection_id)
+        self._reply_seq = 0
+        self._reply(p.err_payload(p.ER_CONNECTION_KILLED, "Connection was killed", "70100"))
+        self.close()
 
     def _reset_session(self) -> None:
         """COM_RESET_CONNECTION: forget tracked state and any open transaction."""
@@ -220,21 +299,22 @@ class ClientSession:
     # -- backends ----------------------------------------------------------------------------
     async def _borrow(self, state: dict[str, bytes] | None = None):
         if self.backend is not None:
+            self.backend.unpark()
             return self.backend
         try:
-            self.backend = await self.pool.acquire(self.key, self.state if state is None else state,
-                                                   self.db)
+            self.backend = await self.pool.acquire(self.key, self.state if state is None else state, self.db)
         except BorrowTimeout:
-            self._reply(p.err_payload(p.ER_BORROW_TIMEOUT,
-                                      "Timed-out waiting to acquire database connection", "08001"))
+            self._reply(p.err_payload(p.ER_BORROW_TIMEOUT, "Timed-out waiting to acquire database connection", "08001"))
             return None
         except p.ServerError as exc:
             self._reply(p.err_payload(exc.code, exc.message, exc.sqlstate))
             return None
         except (OSError, p.ProtocolError, asyncio.IncompleteReadError) as exc:
-            self._reply(p.err_payload(p.ER_BACKEND_UNAVAILABLE,
-                                      f"The RDS Proxy stand-in could not reach the database: {exc}",
-                                      "08S01"))
+            self._reply(
+                p.err_payload(
+                    p.ER_SERVER_SHUTDOWN, f"The RDS Proxy stand-in could not reach the database: {exc}", "08S01"
+                )
+            )
             return None
         return self.backend
 
@@ -256,22 +336,30 @@ class ClientSession:
                     relayed = True
                 if done:
                     break
-                if client.transport.get_write_buffer_size() > _DRAIN_ABOVE:
-                    try:
-                        await client.drain()
-                    except ConnectionError:
-                        pass  # keep reading so the backend ends the response cleanly
+                # a closed client needs no waiting: the rest of the response is read and dropped so
+                # the backend ends it cleanly
+                if client.transport.get_write_buffer_size() > _DRAIN_ABOVE and not await self._flush():
+                    raise ClientStalled
             if scanner.extra:
                 raise p.ProtocolError("database sent data past the end of a response")
+        except ClientStalled:
+            self.backend = None  # mid-response: its state is unknown, and the slot is needed
+            self.pool.release(backend, reusable=False)
+            return None
         except (ConnectionError, OSError, p.ProtocolError) as exc:
             log.warning("client %d: backend failed: %s", self.connection_id, exc)
             self.backend = None
             self.pool.release(backend, reusable=False)
             if relayed:
-                client.close()
+                self.close()
             else:
-                self._reply(p.err_payload(p.ER_BACKEND_UNAVAILABLE,
-                                          f"Lost connection to the database: {exc}", "HY000"))
+                self._reply(
+                    p.err_payload(
+                        p.ER_CONNECTION_KILLED,
+                        f"Connection was killed: the RDS Proxy stand-in lost its database connection ({exc})",
+                        "70100",
+                    )
+                )
             return None
         return scanner
 
@@ -302,10 +390,12 @@ class ClientSession:
             if not data:
                 return
             self.last_active = loop.time()
+            writer.write(data)
             if counter is not None:
                 self.stats.statements += counter.feed(data)
-            writer.write(data)
-            await writer.drain()
+                await writer.drain()  # towards the database
+            elif writer.transport.get_write_buffer_size() > _PIPE_DRAIN_ABOVE and not await self._flush():
+                return  # the client stopped reading: end the session, which closes the backend
 
     def _reply(self, payload: bytes) -> None:
-        self.writer.write(p.packet(1, payload))
+        self.writer.write(p.packet(self._reply_seq, payload))

@@ -27,6 +27,14 @@ class Stats:
     pinned_sessions_total: int = 0
     statements: int = 0
     idle_client_timeouts: int = 0
+    #: clients dropped for not finishing login within login_timeout
+    login_timeouts: int = 0
+    #: clients dropped for not reading a response within client_write_timeout
+    client_write_timeouts: int = 0
+    #: commands refused with error 1153 (above max_allowed_packet)
+    oversized_packets: int = 0
+    #: backends the database closed while a client held them for a transaction (client disconnected)
+    held_backends_lost: int = 0
 
     def client_opened(self) -> None:
         self.client_connections += 1
@@ -55,12 +63,12 @@ async def serve_stats(host: str, port: int, snapshot) -> asyncio.AbstractServer:
                 status, body = b"200 OK", json.dumps(snapshot()).encode()
             else:
                 status, body = b"404 Not Found", b'{"error": "only GET /stats"}'
-            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: " + str(len(body)).encode() +
-                         b"\r\nConnection: close\r\n\r\n" + body)
+            writer.write(
+                b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+            )
             await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ConnectionError, IndexError):
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, IndexError):
             pass
         finally:
             writer.close()

@@ -1,0 +1,321 @@
+"""The RDS Proxy stand-in when clients stall or the database goes away, and the error packets it sends.
+
+Real MariaDB, real sockets, mysql-connector and the real ``mariadb`` CLI. Database connections are
+cut without MariaDB's help through a small TCP relay between the stand-in and the database (the
+proxy's own "lost connection" error only appears when the database vanishes without a goodbye).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import mysql.connector
+import pytest
+
+from local.data_plane.rdsproxy import ProxyConfig, ProxyServer
+
+CLIENT_USER = "lambda"
+CLIENT_PASSWORD = "proxy-client-pw"
+#: 64 rows of 1 MB: far more than socket buffers and the proxy's relay buffer hold.
+BIG_SELECT = (
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 64) SELECT n, REPEAT('x', 1000000) FROM r"
+)
+needs_cli = pytest.mark.skipif(shutil.which("mariadb") is None, reason="mariadb client not installed")
+
+
+class Relay:
+    """TCP relay 127.0.0.1:port -> target that can cut its connections and refuse new ones."""
+
+    def __init__(self, target: tuple[str, int]):
+        self._target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self.upstream_bytes = bytearray()  # what clients sent, to know when a query is under way
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                sockets = [self._listener] if self._listener else []
+                peers = {}
+                for a, b in self._pairs:
+                    peers[a], peers[b] = b, a
+            ready, _, _ = select.select(sockets + list(peers), [], [], 0.05)
+            for sock in ready:
+                if sock is self._listener:
+                    with contextlib.suppress(OSError):
+                        client, _ = sock.accept()
+                        server = socket.create_connection(self._target, timeout=5)
+                        with self._lock:
+                            self._pairs.append((client, server))
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self._drop(sock)
+                    continue
+                if any(sock is a for a, _ in self._pairs):
+                    self.upstream_bytes += data
+                with contextlib.suppress(OSError):
+                    peers[sock].sendall(data)
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self._lock:
+            for pair in [x for x in self._pairs if sock in x]:
+                self._pairs.remove(pair)
+                for end in pair:
+                    with contextlib.suppress(OSError):
+                        end.shutdown(socket.SHUT_RDWR)
+                    end.close()
+
+    def cut(self) -> None:
+        """Close every relayed connection at once, both ways (no MySQL goodbye reaches anyone)."""
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for end in pair:
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+    def refuse(self) -> None:
+        """Stop listening: new connections are refused, as when the database is down."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener:
+            listener.close()
+        self.cut()
+
+    def wait_for(self, marker: bytes, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while marker not in self.upstream_bytes:
+            assert time.monotonic() < deadline, f"{marker!r} never went through the relay"
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.refuse()
+
+
+@pytest.fixture(scope="module")
+def db(mariadb_factory):
+    return mariadb_factory(max_connections=40)
+
+
+def proxy_config(host: str, port: int, db, **overrides) -> ProxyConfig:
+    fields = dict(
+        backend_host=host,
+        backend_port=port,
+        backend_user=db.app_user,
+        backend_password=db.app_password,
+        client_user=CLIENT_USER,
+        client_password=CLIENT_PASSWORD,
+        db_max_connections=10,
+        max_connections_percent=20,
+        max_idle_connections_percent=20,
+        connection_borrow_timeout=15,
+    )
+    fields.update(overrides)
+    return ProxyConfig(**fields)
+
+
+def connect(proxy, db, **options):
+    params = dict(
+        host=proxy.host,
+        port=proxy.port,
+        user=CLIENT_USER,
+        password=CLIENT_PASSWORD,
+        database=db.database,
+        use_pure=True,
+        connection_timeout=20,
+        autocommit=True,
+    )
+    params.update(options)
+    return mysql.connector.connect(**params)
+
+
+def select_one(proxy, db) -> list:
+    with contextlib.closing(connect(proxy, db)) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT 1")
+        return cur.fetchall()
+
+
+def mariadb_cli(port: int, database: str, sql: str, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            "mariadb",
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            str(port),
+            "-u",
+            CLIENT_USER,
+            "--batch",
+            *options,
+            database,
+            "-e",
+            sql,
+        ],
+        env=dict(os.environ, MYSQL_PWD=CLIENT_PASSWORD),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+# -- stalled clients ------------------------------------------------------------------------------
+def test_clients_that_stop_reading_lose_their_backend_after_the_write_timeout(db):
+    config = proxy_config(db.host, db.port, db, client_write_timeout=1)
+    assert config.pool_cap == 2
+    with ProxyServer(config) as proxy:
+        stalled = []
+        try:
+            for _ in range(config.pool_cap):  # every pool slot held by a client that never reads
+                conn = connect(proxy, db)
+                cur = conn.cursor()
+                cur.execute(BIG_SELECT)  # reads the column definitions, leaves 64 MB of rows unread
+                stalled.append((conn, cur))
+            # with slots held forever this client got 9501 after the 15 s borrow timeout
+            assert select_one(proxy, db) == [(1,)]
+            deadline = time.monotonic() + 10  # both stalled clients time out, whichever freed the slot first
+            while proxy.stats()["client_write_timeouts"] < config.pool_cap and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stats = proxy.stats()
+            assert stats["client_write_timeouts"] == config.pool_cap
+            assert stats["borrow_timeouts"] == 0
+            assert stats["backend_connections"] <= config.pool_cap
+            for _, cur in stalled:  # the stalled clients were disconnected, not left half-served
+                with pytest.raises(mysql.connector.Error):
+                    cur.fetchall()
+        finally:
+            for conn, _ in stalled:
+                with contextlib.suppress(Exception):
+                    conn.close()
+        assert select_one(proxy, db) == [(1,)]
+
+
+def test_pinned_client_that_stops_reading_is_dropped_too(db):
+    config = proxy_config(
+        db.host, db.port, db, client_write_timeout=1, max_connections_percent=10, max_idle_connections_percent=10
+    )  # cap 1
+    with ProxyServer(config) as proxy:
+        conn = connect(proxy, db)
+        try:
+            cur = conn.cursor()
+            cur.execute("SET @pinned = 1")
+            cur.execute(BIG_SELECT)
+            assert select_one(proxy, db) == [(1,)]
+            assert proxy.stats()["client_write_timeouts"] == 1
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+# -- the database goes away -----------------------------------------------------------------------
+def test_backend_killed_under_an_open_transaction_frees_the_slot_at_once(db):
+    config = proxy_config(
+        db.host, db.port, db, max_connections_percent=10, max_idle_connections_percent=10, connection_borrow_timeout=5
+    )  # cap 1
+    with ProxyServer(config) as proxy, contextlib.closing(connect(proxy, db)) as holder:
+        cur = holder.cursor()
+        cur.execute("START TRANSACTION")
+        assert db.kill_connections(db.app_user) >= 1
+        # the holder never sends another command; the slot must not wait for it
+        assert select_one(proxy, db) == [(1,)]
+        assert proxy.stats()["held_backends_lost"] == 1
+        with pytest.raises(mysql.connector.Error) as caught:
+            cur.execute("SELECT 2")
+            cur.fetchall()
+        assert caught.value.errno in (1927, 2013, 2055)  # all "connection lost" to drivers and the handler
+
+
+@pytest.fixture
+def relay(db):
+    relay = Relay((db.host, db.port))
+    yield relay
+    relay.close()
+
+
+def test_backend_lost_mid_query_is_reported_with_a_server_error_code(db, relay):
+    with ProxyServer(proxy_config("127.0.0.1", relay.port, db)) as proxy:
+        with contextlib.closing(connect(proxy, db)) as conn:
+            failure: list[BaseException] = []
+
+            def sleep() -> None:
+                try:
+                    cur = conn.cursor()
+                    cur.execute("SELECT SLEEP(5)")
+                    cur.fetchall()
+                except mysql.connector.Error as exc:
+                    failure.append(exc)
+
+            thread = threading.Thread(target=sleep)
+            thread.start()
+            relay.wait_for(b"SLEEP(5)")
+            relay.cut()
+            thread.join(10)
+        assert failure and (failure[0].errno, failure[0].sqlstate) == (1927, "70100")
+        assert "lost its database connection" in failure[0].msg
+        assert select_one(proxy, db) == [(1,)]  # a new backend replaces the lost one
+
+
+@needs_cli
+def test_mariadb_cli_shows_the_stand_ins_own_errors(db, relay):
+    with ProxyServer(proxy_config("127.0.0.1", relay.port, db, max_allowed_packet=4096)) as proxy:
+        with ThreadedRun(lambda: mariadb_cli(proxy.port, db.database, "SELECT SLEEP(5)")) as run:
+            relay.wait_for(b"SLEEP(5)")
+            relay.cut()
+        lost = run.result
+        too_big = mariadb_cli(proxy.port, db.database, "SELECT '" + "x" * 5000 + "'")
+        relay.refuse()
+        unreachable = mariadb_cli(proxy.port, db.database, "SELECT 1")
+    assert "ERROR 1927 (70100)" in lost.stderr and "lost its database connection" in lost.stderr, lost.stderr
+    assert "ERROR 1153 (08S01)" in too_big.stderr and "max_allowed_packet" in too_big.stderr, too_big.stderr
+    assert "ERROR 1053 (08S01)" in unreachable.stderr, unreachable.stderr
+    assert "could not reach the database" in unreachable.stderr
+    for result in (lost, too_big, unreachable):
+        assert "2027" not in result.stderr and "malformed" not in result.stderr
+
+
+def test_connector_gets_1053_when_the_database_cannot_be_reached(db, relay):
+    with ProxyServer(proxy_config("127.0.0.1", relay.port, db)) as proxy:
+        relay.refuse()
+        with pytest.raises(mysql.connector.Error) as caught:  # at the driver's first statement (SET NAMES)
+            select_one(proxy, db)
+    assert (caught.value.errno, caught.value.sqlstate) == (1053, "08S01")
+    assert "could not reach the database" in caught.value.msg
+
+
+class ThreadedRun:
+    """Run a function in a thread for the duration of a ``with`` block; ``result`` afterwards."""
+
+    def __init__(self, function):
+        self._function = function
+        self.result = None
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        self.result = self._function()
+
+    def __enter__(self) -> ThreadedRun:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._thread.join(30)
