@@ -5,10 +5,10 @@ import os
 # jsii prints a Node end-of-life banner on every run; it is noise for our users.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from cdktf import App  # noqa: E402  (after the env var jsii reads at start-up)
+from cdktf import App
 
-from modules.environments import load_environments  # noqa: E402
-from modules.stack import ServerlessMysqlStack  # noqa: E402
+from modules.environments import load_environments
+from modules.stack import ServerlessMysqlStack
 
 
 def main() -> None:

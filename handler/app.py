@@ -5,7 +5,8 @@ Settings, logger and the store are created once per container at import (cold st
 connection itself is opened on first use and reused by later warm invocations. Each GET stores exactly one
 row per request id (see ``app_store``), and its database calls end before the invocation's deadline
 (``get_remaining_time_in_millis()`` minus ``DB_DEADLINE_MARGIN_MS``).
-The handler never raises: failures become JSON 503 (database unavailable) or 500 responses.
+The handler never raises: failures become JSON 503 (database unavailable, nothing stored), 502 (the connection
+failed after COMMIT was sent, so the row may exist) or 500 responses.
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ from typing import Any
 if __package__:
     from .app_logging import get_logger
     from .app_settings import ConfigError, Settings
-    from .app_store import AccessSnapshot, AccessTimesStore, DatabaseUnavailable, Deadline
+    from .app_store import AccessSnapshot, AccessTimesStore, DatabaseUnavailable, Deadline, OutcomeUnknown
 else:  # top level of the Lambda zip: handler string "app.lambda_handler"
     from app_logging import get_logger  # type: ignore[no-redef]
     from app_settings import ConfigError, Settings  # type: ignore[no-redef]
-    from app_store import AccessSnapshot, AccessTimesStore, DatabaseUnavailable, Deadline  # type: ignore[no-redef]
+    from app_store import (  # type: ignore[no-redef]
+        AccessSnapshot,
+        AccessTimesStore,
+        DatabaseUnavailable,
+        Deadline,
+        OutcomeUnknown,
+    )
 
 __all__ = ["ConfigError", "SETTINGS", "STORE", "lambda_handler"]
 
@@ -58,6 +65,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             fields["count"] = snapshot.total
             if snapshot.replayed:
                 fields["replayed"] = True
+    except OutcomeUnknown as exc:
+        fields.update(errno=exc.errno, error=str(exc))
+        response = _json_response(502, {"error": "outcome unknown: the time may have been stored", "code": exc.errno})
     except DatabaseUnavailable as exc:
         fields.update(errno=exc.errno, error=str(exc))
         response = _json_response(503, {"error": "database unavailable", "code": exc.errno}, {"Retry-After": "1"})

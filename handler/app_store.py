@@ -81,7 +81,22 @@ else:  # top level of the Lambda zip
     )
     from app_settings import Settings  # type: ignore[no-redef]
 
-__all__ = ["AccessSnapshot", "AccessTimesStore", "DatabaseUnavailable", "Deadline", "request_key"]
+__all__ = ["AccessSnapshot", "AccessTimesStore", "DatabaseUnavailable", "Deadline", "OutcomeUnknown", "request_key"]
+
+
+class OutcomeUnknown(DatabaseUnavailable):
+    """The connection failed after COMMIT was sent and no retry could tell whether it was applied.
+
+    Answered with 502, never 503: a 503 promises that nothing was stored.
+    """
+
+
+@dataclass
+class _Progress:
+    """How far a request got; once a COMMIT has been sent, a failure no longer means "nothing stored"."""
+
+    commit_sent: bool = False
+
 
 _DUPLICATE_KEY = 1062
 _NO_SUCH_TABLE = 1146
@@ -146,14 +161,21 @@ class AccessTimesStore:
     ) -> AccessSnapshot:
         """Store ``now`` (UTC) once for ``request_id``; return the newest ``response_limit`` rows and the total."""
         deadline = deadline or Deadline.none()
-        key = request_key(request_id)
-        naive_utc = now.replace(tzinfo=None)
+        progress = _Progress()
+        try:
+            return self._record(now.replace(tzinfo=None), request_key(request_id), deadline, progress)
+        except DatabaseUnavailable as exc:
+            if progress.commit_sent:  # the COMMIT may have been applied: saying "nothing stored" could be false
+                raise OutcomeUnknown(f"commit outcome unknown: {exc}", exc.errno) from exc
+            raise
+
+    def _record(self, naive_utc: datetime, key: str, deadline: Deadline, progress: _Progress) -> AccessSnapshot:
         for attempt in (1, 2):
             connection, cursor = self._ensure_connection(deadline)
             try:
                 if not self._schema_ready:
                     connection, cursor = self._ensure_schema(connection, cursor, deadline)
-                return self._transaction(connection, cursor, naive_utc, key, deadline)
+                return self._transaction(connection, cursor, naive_utc, key, deadline, progress)
             except DatabaseUnavailable:
                 self.close()
                 raise
@@ -190,7 +212,7 @@ class AccessTimesStore:
 
     # -- internals --------------------------------------------------------------------------------
     def _transaction(
-        self, connection: Any, cursor: Any, created_at: datetime, key: str, deadline: Deadline
+        self, connection: Any, cursor: Any, created_at: datetime, key: str, deadline: Deadline, progress: _Progress
     ) -> AccessSnapshot:
         def execute(sql: str, params: tuple[Any, ...] = ()) -> None:
             apply_deadline(connection, deadline)  # each wait gets only what is left of the budget
@@ -209,6 +231,7 @@ class AccessTimesStore:
             replayed = True
         execute(self._select_sql, (self._settings.response_limit,))
         rows = list(cursor.fetchall())
+        progress.commit_sent = True
         execute("COMMIT")
         total = int(rows[0][1]) if rows else 0
         return AccessSnapshot(

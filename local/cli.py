@@ -99,7 +99,7 @@ def _down(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- data plane (imported on use: heavier)
 def _serve(args: argparse.Namespace) -> int:
-    from local.data_plane.plane import run_serve
+    from local.data_plane.serve import run_serve
 
     return run_serve(args)
 
@@ -111,7 +111,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _configure_serve(parser: argparse.ArgumentParser) -> None:
-    from local.data_plane.plane import configure_serve
+    from local.data_plane.serve import configure_serve
 
     configure_serve(parser)
 

@@ -3,50 +3,105 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from constructs import Construct
 
 from modules.bindings import aws
 from modules.logs import log_group
-from modules.settings import StackSettings
 from modules.suppressions import skip_checks
 
 # Every method reaches the handler, which answers 405 for anything but GET.
 ROUTE_KEY = "ANY /"
-ACCESS_LOG_FORMAT = json.dumps({
-    "requestId": "$context.requestId", "ip": "$context.identity.sourceIp",
-    "requestTime": "$context.requestTime", "method": "$context.httpMethod", "path": "$context.path",
-    "status": "$context.status", "latencyMs": "$context.responseLatency",
-    "integrationStatus": "$context.integrationStatus", "integrationError": "$context.integrationErrorMessage",
-}, sort_keys=True)
+ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": "$context.requestId",
+        "ip": "$context.identity.sourceIp",
+        "requestTime": "$context.requestTime",
+        "method": "$context.httpMethod",
+        "path": "$context.path",
+        "status": "$context.status",
+        "latencyMs": "$context.responseLatency",
+        "integrationStatus": "$context.integrationStatus",
+        "integrationError": "$context.integrationErrorMessage",
+    },
+    sort_keys=True,
+)
+
+
+STAGE_NAME = "$default"
+
+
+@dataclass(frozen=True)
+class HttpApiProps:
+    name_prefix: str
+    """The API is ``<name_prefix>-http-api``."""
+    function: object
+    """The ``LambdaFunction`` every request goes to (payload format 2.0)."""
+    kms_key_arn: str
+    """Key of the access-log group."""
+    lambda_timeout_s: int = 10
+    """The integration waits one second longer than the function (capped at API Gateway's 30 s)."""
+    log_retention_days: int = 365
 
 
 class HttpApi(Construct):
-    def __init__(self, scope: Construct, id_: str, *, settings: StackSettings, function, kms_key_arn: str):
+    def __init__(self, scope: Construct, id_: str, props: HttpApiProps):
         super().__init__(scope, id_)
-        name = f"{settings.name_prefix}-http-api"
+        function = props.function
+        name = f"{props.name_prefix}-http-api"
         self.api = aws("apigatewayv2_api").Apigatewayv2Api(
-            self, "api", name=name, protocol_type="HTTP",
-            description="Each GET stores the current time through RDS Proxy and returns the newest ones")
+            self,
+            "api",
+            name=name,
+            protocol_type="HTTP",
+            description="Each GET stores the current time through RDS Proxy and returns the newest ones",
+        )
         integration = aws("apigatewayv2_integration").Apigatewayv2Integration(
-            self, "integration", api_id=self.api.id, integration_type="AWS_PROXY",
-            integration_uri=function.arn, integration_method="POST", payload_format_version="2.0",
-            timeout_milliseconds=min(30000, settings.lambda_timeout_s * 1000 + 1000))
+            self,
+            "integration",
+            api_id=self.api.id,
+            integration_type="AWS_PROXY",
+            integration_uri=function.arn,
+            integration_method="POST",
+            payload_format_version="2.0",
+            timeout_milliseconds=min(30000, props.lambda_timeout_s * 1000 + 1000),
+        )
         route = aws("apigatewayv2_route").Apigatewayv2Route(
-            self, "route", api_id=self.api.id, route_key=ROUTE_KEY, target=f"integrations/{integration.id}")
-        skip_checks(route, {"CKV_AWS_309": "the seed's API is public by design; add an authorizer for production"})
-        access_logs = log_group(self, "access-logs", name=f"/aws/apigateway/{name}",
-                                retention_days=settings.log_retention_days, kms_key_arn=kms_key_arn)
+            self, "route", api_id=self.api.id, route_key=ROUTE_KEY, target=f"integrations/{integration.id}"
+        )
+        skip_checks(
+            route,
+            {"CKV_AWS_309": "the API is public by design (anyone may GET the times); add an authorizer for production"},
+        )
+        self.access_logs = access_logs = log_group(
+            self,
+            "access-logs",
+            name=f"/aws/apigateway/{name}",
+            retention_days=props.log_retention_days,
+            kms_key_arn=props.kms_key_arn,
+        )
         stage = aws("apigatewayv2_stage")
         self.stage = stage.Apigatewayv2Stage(
-            self, "stage", api_id=self.api.id, name="$default", auto_deploy=True,
+            self,
+            "stage",
+            api_id=self.api.id,
+            name=STAGE_NAME,
+            auto_deploy=True,
             access_log_settings=stage.Apigatewayv2StageAccessLogSettings(
-                destination_arn=access_logs.arn, format=ACCESS_LOG_FORMAT))
+                destination_arn=access_logs.arn, format=ACCESS_LOG_FORMAT
+            ),
+        )
         # Only this API's root route may invoke the function.
         aws("lambda_permission").LambdaPermission(
-            self, "invoke", statement_id="AllowHttpApiInvoke", action="lambda:InvokeFunction",
-            function_name=function.function_name, principal="apigateway.amazonaws.com",
-            source_arn=f"{self.api.execution_arn}/*/*/")
+            self,
+            "invoke",
+            statement_id="AllowHttpApiInvoke",
+            action="lambda:InvokeFunction",
+            function_name=function.function_name,
+            principal="apigateway.amazonaws.com",
+            source_arn=f"{self.api.execution_arn}/*/*/",
+        )
 
     @property
     def url(self) -> str:

@@ -16,11 +16,13 @@ class AwsContext:
     region: str
 
     @classmethod
-    def lookup(cls, scope: Construct, region: str) -> "AwsContext":
+    def lookup(cls, scope: Construct, region: str) -> AwsContext:
         identity = aws("data_aws_caller_identity").DataAwsCallerIdentity(scope, "caller")
         partition = aws("data_aws_partition").DataAwsPartition(scope, "partition")
         return cls(account_id=identity.account_id, partition=partition.partition, region=region)
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
-        return (f"arn:{self.partition}:{service}:{self.region if region else ''}:"
-                f"{self.account_id if account else ''}:{resource}")
+        return (
+            f"arn:{self.partition}:{service}:{self.region if region else ''}:"
+            f"{self.account_id if account else ''}:{resource}"
+        )

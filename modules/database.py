@@ -1,4 +1,4 @@
-"""RDS MySQL 8.0 in private subnets, encrypted, with its master password generated and kept by RDS.
+"""RDS MySQL (8.4 LTS by default) in private subnets, encrypted, with its master password generated and kept by RDS.
 
 ``manage_master_user_password`` makes RDS create the password inside a Secrets Manager secret: Terraform never
 sees it, so it is in no code, synthesized JSON, plan or state. RDS Proxy authenticates to the DB with that secret.
@@ -6,64 +6,121 @@ sees it, so it is in no code, synthesized JSON, plan or state. RDS Proxy authent
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from cdktf import TerraformResourceLifecycle
 from constructs import Construct
 
 from modules.bindings import aws
+from modules.engine import DEFAULT_ENGINE_VERSION, DEFAULT_INSTANCE_CLASS, EngineVersion
 from modules.logs import log_group
-from modules.settings import StackSettings
 from modules.suppressions import skip_checks
 
 EXPORTED_LOGS = ("error", "slowquery")
+# Both exist under these names in 8.0 and 8.4 (8.4 renamed only replication/inclusive-language parameters).
+PARAMETERS = (("slow_query_log", "1"), ("long_query_time", "1"))
+
+
+@dataclass(frozen=True)
+class DatabaseProps:
+    name_prefix: str
+    """The instance is ``<name_prefix>-db``; subnet and parameter groups are named after it."""
+    subnet_ids: list[str]
+    """At least two private subnets in distinct AZs."""
+    security_group_id: str
+    kms_key_arn: str
+    """Encrypts storage, the master-user secret and the exported log groups."""
+    engine_version: EngineVersion = EngineVersion(DEFAULT_ENGINE_VERSION)
+    """MySQL version; the parameter group family (``mysql8.4``) follows from it."""
+    instance_class: str = DEFAULT_INSTANCE_CLASS
+    allocated_storage_gb: int = 20
+    max_allocated_storage_gb: int = 100
+    db_name: str = "app"
+    username: str = "app_admin"
+    port: int = 3306
+    backup_retention_days: int = 7
+    multi_az: bool = False
+    deletion_protection: bool = True
+    final_snapshot: bool = True
+    log_retention_days: int = 365
 
 
 class Database(Construct):
-    def __init__(self, scope: Construct, id_: str, *, settings: StackSettings, subnet_ids: list[str],
-                 security_group_id: str, kms_key_arn: str):
+    def __init__(self, scope: Construct, id_: str, props: DatabaseProps):
         super().__init__(scope, id_)
-        self.identifier = f"{settings.name_prefix}-db"
+        self.identifier = f"{props.name_prefix}-db"
+        engine = props.engine_version
         subnet_group = aws("db_subnet_group").DbSubnetGroup(
-            self, "subnet-group", name=f"{settings.name_prefix}-db", subnet_ids=subnet_ids,
-            description=f"{settings.name_prefix}: private DB subnets")
+            self,
+            "subnet-group",
+            name=f"{props.name_prefix}-db",
+            subnet_ids=props.subnet_ids,
+            description=f"{props.name_prefix}: private DB subnets",
+        )
         parameter_group = aws("db_parameter_group")
-        parameters = parameter_group.DbParameterGroup(
-            self, "parameters", name=f"{settings.name_prefix}-mysql80", family="mysql8.0",
-            description=f"{settings.name_prefix}: slow query log for CloudWatch",
-            parameter=[parameter_group.DbParameterGroupParameter(name=name, value=value)
-                       for name, value in (("slow_query_log", "1"), ("long_query_time", "1"))])
+        # The name carries the family, so an engine upgrade creates the new group before the old one goes.
+        self.parameter_group = parameter_group.DbParameterGroup(
+            self,
+            "parameters",
+            name=f"{props.name_prefix}-{engine.parameter_group_family.replace('.', '')}",
+            family=engine.parameter_group_family,
+            description=f"{props.name_prefix}: slow query log for CloudWatch",
+            parameter=[parameter_group.DbParameterGroupParameter(name=name, value=value) for name, value in PARAMETERS],
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+        )
         # Created before the instance so RDS writes into groups that have retention and our key.
-        exported = [log_group(self, f"log-{kind}", name=f"/aws/rds/instance/{self.identifier}/{kind}",
-                              retention_days=settings.log_retention_days, kms_key_arn=kms_key_arn)
-                    for kind in EXPORTED_LOGS]
+        self.log_groups = {
+            kind: log_group(
+                self,
+                f"log-{kind}",
+                name=f"/aws/rds/instance/{self.identifier}/{kind}",
+                retention_days=props.log_retention_days,
+                kms_key_arn=props.kms_key_arn,
+            )
+            for kind in EXPORTED_LOGS
+        }
 
         self.instance = aws("db_instance").DbInstance(
-            self, "instance",
+            self,
+            "instance",
             identifier=self.identifier,
-            engine="mysql", engine_version=settings.db_engine_version,
-            instance_class=settings.db_instance_class,
-            allocated_storage=settings.db_allocated_storage_gb,
-            max_allocated_storage=settings.db_max_allocated_storage_gb,
-            storage_type="gp3", storage_encrypted=True, kms_key_id=kms_key_arn,
-            db_name=settings.db_name, username=settings.db_username, port=settings.db_port,
-            manage_master_user_password=True, master_user_secret_kms_key_id=kms_key_arn,
+            engine="mysql",
+            engine_version=engine.version,
+            allow_major_version_upgrade=True,  # 8.0 -> 8.4 is a major upgrade; RDS refuses it otherwise
+            instance_class=props.instance_class,
+            allocated_storage=props.allocated_storage_gb,
+            max_allocated_storage=props.max_allocated_storage_gb,
+            storage_type="gp3",
+            storage_encrypted=True,
+            kms_key_id=props.kms_key_arn,
+            db_name=props.db_name,
+            username=props.username,
+            port=props.port,
+            manage_master_user_password=True,
+            master_user_secret_kms_key_id=props.kms_key_arn,
             iam_database_authentication_enabled=True,
-            db_subnet_group_name=subnet_group.name, vpc_security_group_ids=[security_group_id],
-            parameter_group_name=parameters.name,
-            publicly_accessible=False, multi_az=settings.db_multi_az,
-            backup_retention_period=settings.db_backup_retention_days, copy_tags_to_snapshot=True,
+            db_subnet_group_name=subnet_group.name,
+            vpc_security_group_ids=[props.security_group_id],
+            parameter_group_name=self.parameter_group.name,
+            publicly_accessible=False,
+            multi_az=props.multi_az,
+            backup_retention_period=props.backup_retention_days,
+            copy_tags_to_snapshot=True,
             auto_minor_version_upgrade=True,
-            deletion_protection=settings.effective_deletion_protection,
-            skip_final_snapshot=not settings.effective_final_snapshot,
-            final_snapshot_identifier=(f"{self.identifier}-final" if settings.effective_final_snapshot else None),
+            deletion_protection=props.deletion_protection,
+            skip_final_snapshot=not props.final_snapshot,
+            final_snapshot_identifier=(f"{self.identifier}-final" if props.final_snapshot else None),
             enabled_cloudwatch_logs_exports=list(EXPORTED_LOGS),
-            depends_on=exported,
+            depends_on=list(self.log_groups.values()),
         )
         accepted = {
             "CKV_AWS_118": "enhanced monitoring is an opt-in cost; CloudWatch metrics cover the experiment",
-            "CKV2_AWS_69": "only RDS Proxy reaches the DB (SG-chained, private subnets); clients->proxy TLS is required",
+            "CKV2_AWS_69": "only RDS Proxy reaches the DB (SG-chained, private subnets); "
+            "clients->proxy TLS is required",
         }
-        if not settings.db_multi_az:
+        if not props.multi_az:
             accepted["CKV_AWS_157"] = "multi-AZ is a setting (db_multi_az), off by default for cost"
-        if not settings.effective_deletion_protection:
+        if not props.deletion_protection:
             accepted["CKV_AWS_293"] = "deletion protection is off for this throwaway environment (settings.throwaway)"
         skip_checks(self.instance, accepted)
 

@@ -18,15 +18,16 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from modules.project import DEFAULT_LOCAL_ENDPOINT, ENVIRONMENTS_DIR_NAME, REPO_ROOT, default_state_file
 from modules.settings import SettingsError, StackSettings
 
-ENVIRONMENTS_DIR = Path(__file__).resolve().parent.parent / "environments"
+ENVIRONMENTS_DIR = REPO_ROOT / ENVIRONMENTS_DIR_NAME
 TARGETS = ("local", "aws")
-DEFAULT_LOCAL_ENDPOINT = "http://127.0.0.1:4599"
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
@@ -66,8 +67,11 @@ class Environment:
         if self.target == "local" and self.backend is not None:
             raise SettingsError(f"{self.name}.backend", "s3", "no remote backend for the local target")
         if not re.match(r"^http://(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$", self.local_endpoint):
-            raise SettingsError("LOCAL_AWS_ENDPOINT", self.local_endpoint,
-                                "an http:// URL on the loopback interface, e.g. http://127.0.0.1:4599")
+            raise SettingsError(
+                "LOCAL_AWS_ENDPOINT",
+                self.local_endpoint,
+                "an http:// URL on the loopback interface, e.g. http://127.0.0.1:4599",
+            )
         for account in self.allowed_account_ids:
             if not re.match(r"^\d{12}$", account):
                 raise SettingsError(f"{self.name}.allowed_account_ids", account, "12-digit AWS account ids")
@@ -75,7 +79,7 @@ class Environment:
     @property
     def state_file(self) -> Path:
         """Local backend state path (when no S3 backend is configured)."""
-        return ENVIRONMENTS_DIR.parent / f"terraform.{self.name}.tfstate"
+        return default_state_file(self.name)
 
 
 def _env_overrides(env_name: str, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -84,8 +88,8 @@ def _env_overrides(env_name: str, environ: Mapping[str, str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for prefix in ("SMS_", scoped):  # scoped values are applied last, so they win
         for key, value in environ.items():
-            if key.startswith(prefix) and key[len(prefix):] in fields:
-                overrides[fields[key[len(prefix):]]] = value
+            if key.startswith(prefix) and key[len(prefix) :] in fields:
+                overrides[fields[key[len(prefix) :]]] = value
     return overrides
 
 
@@ -98,8 +102,11 @@ def load_environment(path: Path, environ: Mapping[str, str] | None = None) -> En
         raise SettingsError(str(path), f"line {exc.lineno}", f"valid JSON ({exc.msg})") from None
     unknown = set(raw) - {"target", "settings", "backend", "allowed_account_ids"}
     if unknown:
-        raise SettingsError(f"{name}.{sorted(unknown)[0]}", raw[sorted(unknown)[0]],
-                            "keys target, settings, backend, allowed_account_ids")
+        raise SettingsError(
+            f"{name}.{sorted(unknown)[0]}",
+            raw[sorted(unknown)[0]],
+            "keys target, settings, backend, allowed_account_ids",
+        )
     settings = StackSettings.from_mapping(raw.get("settings", {})).with_overrides(_env_overrides(name, environ))
     backend_raw = raw.get("backend")
     backend = None
@@ -107,18 +114,28 @@ def load_environment(path: Path, environ: Mapping[str, str] | None = None) -> En
         if set(backend_raw) != {"s3"}:
             raise SettingsError(f"{name}.backend", backend_raw, '{"s3": {...}} or nothing (local state file)')
         backend = S3Backend(**backend_raw["s3"])
-    return Environment(name=name, target=raw.get("target", ""), settings=settings, backend=backend,
-                       allowed_account_ids=tuple(raw.get("allowed_account_ids", ())),
-                       local_endpoint=environ.get("LOCAL_AWS_ENDPOINT", DEFAULT_LOCAL_ENDPOINT))
+    return Environment(
+        name=name,
+        target=raw.get("target", ""),
+        settings=settings,
+        backend=backend,
+        allowed_account_ids=tuple(raw.get("allowed_account_ids", ())),
+        local_endpoint=environ.get("LOCAL_AWS_ENDPOINT", DEFAULT_LOCAL_ENDPOINT),
+    )
 
 
-def load_environments(directory: Path = ENVIRONMENTS_DIR, environ: Mapping[str, str] | None = None) -> list[Environment]:
+def load_environments(
+    directory: Path = ENVIRONMENTS_DIR, environ: Mapping[str, str] | None = None
+) -> list[Environment]:
     environ = os.environ if environ is None else environ
     wanted = {n.strip() for n in environ.get("SMS_ENVIRONMENTS", "").split(",") if n.strip()}
     paths = sorted(directory.glob("*.json"))
     available = {p.stem for p in paths}
     missing = wanted - available
     if missing:
-        raise SettingsError("SMS_ENVIRONMENTS", ",".join(sorted(missing)),
-                            "names of files in environments/: " + ", ".join(sorted(available)))
+        raise SettingsError(
+            "SMS_ENVIRONMENTS",
+            ",".join(sorted(missing)),
+            "names of files in environments/: " + ", ".join(sorted(available)),
+        )
     return [load_environment(p, environ) for p in paths if not wanted or p.stem in wanted]

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from constructs import Construct
 
 from modules.bindings import aws
 from modules.context import AwsContext
 from modules.logs import log_group
 from modules.policy import policy_document, service_assume_role
-from modules.settings import StackSettings
 from modules.suppressions import skip_checks
+
+
+@dataclass(frozen=True)
+class NetworkProps:
+    name_prefix: str
+    """Prefix of every name and ``Name`` tag."""
+    ctx: AwsContext
+    """Account the flow-log role trusts (``aws:SourceAccount``)."""
+    kms_key_arn: str
+    """Key of the flow-log group."""
+    vpc_cidr: str = "10.0.0.0/16"
+    availability_zones: tuple[str, ...] = ("ap-northeast-1a", "ap-northeast-1c")
+    """Subnets are spread over these zones in order."""
+    lambda_subnet_cidrs: tuple[str, ...] = ("10.0.1.0/24", "10.0.2.0/24")
+    db_subnet_cidrs: tuple[str, ...] = ("10.0.11.0/24", "10.0.12.0/24")
+    db_port: int = 3306
+    """The only port the security groups open, Lambda -> proxy -> DB."""
+    log_retention_days: int = 365
 
 
 class Network(Construct):
@@ -18,62 +37,129 @@ class Network(Construct):
     IAM auth tokens are signed locally by the Lambda, so it needs no route to AWS APIs.
     """
 
-    def __init__(self, scope: Construct, id_: str, *, settings: StackSettings, ctx: AwsContext, kms_key_arn: str):
+    def __init__(self, scope: Construct, id_: str, props: NetworkProps):
         super().__init__(scope, id_)
-        prefix = settings.name_prefix
-        self.vpc = aws("vpc").Vpc(self, "vpc", cidr_block=settings.vpc_cidr, enable_dns_support=True,
-                                  enable_dns_hostnames=True, tags={"Name": f"{prefix}-vpc"})
+        prefix = props.name_prefix
+        self.vpc = aws("vpc").Vpc(
+            self,
+            "vpc",
+            cidr_block=props.vpc_cidr,
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            tags={"Name": f"{prefix}-vpc"},
+        )
         # Take every rule away from the default SG so nothing can use it by accident.
         aws("default_security_group").DefaultSecurityGroup(
-            self, "default-sg", vpc_id=self.vpc.id, tags={"Name": f"{prefix}-default-deny"})
-        self._flow_logs(settings, ctx, kms_key_arn)
+            self, "default-sg", vpc_id=self.vpc.id, tags={"Name": f"{prefix}-default-deny"}
+        )
+        self._flow_logs(props)
 
         subnet = aws("subnet").Subnet
-        zones = settings.availability_zones
+        zones = props.availability_zones
         self.lambda_subnet_ids = [
-            subnet(self, f"lambda-subnet-{i}", vpc_id=self.vpc.id, cidr_block=cidr, availability_zone=zones[i],
-                   map_public_ip_on_launch=False, tags={"Name": f"{prefix}-lambda-{zones[i]}"}).id
-            for i, cidr in enumerate(settings.lambda_subnet_cidrs)]
+            subnet(
+                self,
+                f"lambda-subnet-{i}",
+                vpc_id=self.vpc.id,
+                cidr_block=cidr,
+                availability_zone=zones[i],
+                map_public_ip_on_launch=False,
+                tags={"Name": f"{prefix}-lambda-{zones[i]}"},
+            ).id
+            for i, cidr in enumerate(props.lambda_subnet_cidrs)
+        ]
         self.db_subnet_ids = [
-            subnet(self, f"db-subnet-{i}", vpc_id=self.vpc.id, cidr_block=cidr, availability_zone=zones[i],
-                   map_public_ip_on_launch=False, tags={"Name": f"{prefix}-db-{zones[i]}"}).id
-            for i, cidr in enumerate(settings.db_subnet_cidrs)]
+            subnet(
+                self,
+                f"db-subnet-{i}",
+                vpc_id=self.vpc.id,
+                cidr_block=cidr,
+                availability_zone=zones[i],
+                map_public_ip_on_launch=False,
+                tags={"Name": f"{prefix}-db-{zones[i]}"},
+            ).id
+            for i, cidr in enumerate(props.db_subnet_cidrs)
+        ]
 
         self.lambda_sg = self._security_group("lambda-sg", f"{prefix}-lambda", "Lambda ENIs: egress to the proxy only")
         self.proxy_sg = self._security_group("proxy-sg", f"{prefix}-proxy", "RDS Proxy: from Lambda, to the DB")
         skip_checks(self.proxy_sg, {"CKV2_AWS_5": "attached to aws_db_proxy, which checkov's graph does not follow"})
         self.db_sg = self._security_group("db-sg", f"{prefix}-db", "RDS MySQL: from the proxy only")
-        port = settings.db_port
+        port = props.db_port
         self._allow("lambda-to-proxy", self.lambda_sg, self.proxy_sg, port, "Lambda connects to RDS Proxy")
         self._allow("proxy-to-db", self.proxy_sg, self.db_sg, port, "RDS Proxy connects to the DB instance")
 
     def _security_group(self, id_: str, name: str, description: str):
         # Rules are separate resources (one per rule, each with its own description); none inline.
         return aws("security_group").SecurityGroup(
-            self, id_, name=name, description=description, vpc_id=self.vpc.id, tags={"Name": name})
+            self, id_, name=name, description=description, vpc_id=self.vpc.id, tags={"Name": name}
+        )
 
     def _allow(self, id_: str, source, target, port: int, description: str) -> None:
         aws("vpc_security_group_egress_rule").VpcSecurityGroupEgressRule(
-            self, f"{id_}-egress", security_group_id=source.id, referenced_security_group_id=target.id,
-            ip_protocol="tcp", from_port=port, to_port=port, description=f"{description} (egress)")
+            self,
+            f"{id_}-egress",
+            security_group_id=source.id,
+            referenced_security_group_id=target.id,
+            ip_protocol="tcp",
+            from_port=port,
+            to_port=port,
+            description=f"{description} (egress)",
+        )
         aws("vpc_security_group_ingress_rule").VpcSecurityGroupIngressRule(
-            self, f"{id_}-ingress", security_group_id=target.id, referenced_security_group_id=source.id,
-            ip_protocol="tcp", from_port=port, to_port=port, description=f"{description} (ingress)")
+            self,
+            f"{id_}-ingress",
+            security_group_id=target.id,
+            referenced_security_group_id=source.id,
+            ip_protocol="tcp",
+            from_port=port,
+            to_port=port,
+            description=f"{description} (ingress)",
+        )
 
-    def _flow_logs(self, settings: StackSettings, ctx: AwsContext, kms_key_arn: str) -> None:
+    def _flow_logs(self, props: NetworkProps) -> None:
         """Rejected/accepted traffic records: the first thing to read when a connection times out."""
-        group = log_group(self, "flow-log-group", name=f"/vpc/{settings.name_prefix}/flow-logs",
-                          retention_days=settings.log_retention_days, kms_key_arn=kms_key_arn)
+        self.flow_log_group = group = log_group(
+            self,
+            "flow-log-group",
+            name=f"/vpc/{props.name_prefix}/flow-logs",
+            retention_days=props.log_retention_days,
+            kms_key_arn=props.kms_key_arn,
+        )
         role = aws("iam_role").IamRole(
-            self, "flow-log-role", name=f"{settings.name_prefix}-flow-logs",
+            self,
+            "flow-log-role",
+            name=f"{props.name_prefix}-flow-logs",
             assume_role_policy=service_assume_role(
-                self, "flow-log-trust", "vpc-flow-logs.amazonaws.com",
-                [{"test": "StringEquals", "variable": "aws:SourceAccount", "values": [ctx.account_id]}]))
+                self,
+                "flow-log-trust",
+                "vpc-flow-logs.amazonaws.com",
+                [{"test": "StringEquals", "variable": "aws:SourceAccount", "values": [props.ctx.account_id]}],
+            ),
+        )
         aws("iam_role_policy").IamRolePolicy(
-            self, "flow-log-policy", name="write-flow-logs", role=role.id,
-            policy=policy_document(self, "flow-log-permissions", [
-                {"actions": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                 "resources": [group.arn, f"{group.arn}:*"]}]))
-        aws("flow_log").FlowLog(self, "flow-log", vpc_id=self.vpc.id, traffic_type="ALL",
-                                log_destination_type="cloud-watch-logs", log_destination=group.arn,
-                                iam_role_arn=role.arn, max_aggregation_interval=600)
+            self,
+            "flow-log-policy",
+            name="write-flow-logs",
+            role=role.id,
+            policy=policy_document(
+                self,
+                "flow-log-permissions",
+                [
+                    {
+                        "actions": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                        "resources": [group.arn, f"{group.arn}:*"],
+                    }
+                ],
+            ),
+        )
+        aws("flow_log").FlowLog(
+            self,
+            "flow-log",
+            vpc_id=self.vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=group.arn,
+            iam_role_arn=role.arn,
+            max_aggregation_interval=600,
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from constructs import Construct
 
@@ -28,8 +28,7 @@ def _statement(values: Mapping):
 
 def service_assume_role(scope: Construct, id_: str, service: str, conditions: Iterable[Mapping] = ()) -> str:
     """Trust policy that lets one AWS service principal assume a role."""
-    statement = {"actions": ["sts:AssumeRole"],
-                 "principals": [{"type": "Service", "identifiers": [service]}]}
+    statement = {"actions": ["sts:AssumeRole"], "principals": [{"type": "Service", "identifiers": [service]}]}
     if conditions:
         statement["condition"] = list(conditions)
     return policy_document(scope, id_, [statement])

@@ -6,14 +6,16 @@ import functools
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def synth_environments(environ: Mapping[str, str], outdir: Path,
-                       directory: Path | None = None) -> dict[str, dict[str, Any]]:
+def synth_environments(
+    environ: Mapping[str, str], outdir: Path, directory: Path | None = None
+) -> dict[str, dict[str, Any]]:
     """Synthesize every environment with ``environ`` as the process environment seen by the settings."""
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     from cdktf import App
@@ -28,7 +30,7 @@ def synth_environments(environ: Mapping[str, str], outdir: Path,
     return {p.parent.name: json.loads(p.read_text()) for p in (outdir / "stacks").glob("*/cdk.tf.json")}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def default_synth() -> tuple[Path, dict[str, dict[str, Any]]]:
     """The app as a user gets it with no overrides: (outdir, {stack name: cdk.tf.json})."""
     outdir = Path(tempfile.mkdtemp(prefix="sms-synth-"))
@@ -55,3 +57,27 @@ def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
             yield from walk(child, f"{path}[{index}]")
     else:
         yield path, value
+
+
+# ---------------------------------------------------------------- one construct in isolation
+TEST_CTX_REGION = "ap-northeast-1"
+TEST_KEY_ARN = "arn:aws:kms:ap-northeast-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+
+
+def synth_construct(build) -> dict[str, Any]:
+    """Synthesize a test stack holding only what ``build(stack, ctx)`` adds (like AWS CDK's ``Template.fromStack``).
+
+    The stack has the provider and the account/partition lookups (``AwsContext``) every construct may use;
+    everything else a construct needs comes in through its props as plain values.
+    """
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from cdktf import TerraformStack, Testing
+
+    from modules.bindings import aws
+    from modules.context import AwsContext
+
+    app = Testing.app()
+    stack = TerraformStack(app, "test")
+    aws("provider").AwsProvider(stack, "aws", region=TEST_CTX_REGION)
+    build(stack, AwsContext.lookup(stack, TEST_CTX_REGION))
+    return json.loads(Testing.synth(stack))

@@ -254,6 +254,40 @@ def test_user_set_db_parameters_report_source_user(emulator):
     ]
 
 
+def test_managed_master_secret_holds_the_master_user_and_a_random_password(emulator):
+    rds, secrets = _client(emulator, "rds"), _client(emulator, "secretsmanager")
+    passwords = []
+    for name in ("db-a", "db-b"):
+        created = rds.create_db_instance(
+            DBInstanceIdentifier=name,
+            DBInstanceClass="db.t4g.micro",
+            Engine="mysql",
+            MasterUsername="app_admin",
+            ManageMasterUserPassword=True,
+            AllocatedStorage=20,
+        )["DBInstance"]
+        secret = json.loads(
+            secrets.get_secret_value(SecretId=created["MasterUserSecret"]["SecretArn"])["SecretString"]
+        )
+        assert secret["username"] == "app_admin"
+        passwords.append(secret["password"])
+    assert len(set(passwords)) == 2 and all(len(p) >= 24 and p != "P@55w0rd!" for p in passwords)
+
+
+def test_modified_db_subnet_group_is_kept(emulator):
+    ec2, rds = _client(emulator, "ec2"), _client(emulator, "rds")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24", AvailabilityZone=f"us-east-1{zone}")["Subnet"]
+        for i, zone in ((1, "a"), (2, "b"), (3, "c"))
+    ]
+    ids = [subnet["SubnetId"] for subnet in subnets]
+    rds.create_db_subnet_group(DBSubnetGroupName="sg-mod", DBSubnetGroupDescription="x", SubnetIds=ids[:2])
+    rds.modify_db_subnet_group(DBSubnetGroupName="sg-mod", SubnetIds=[ids[0], ids[2]])
+    [group] = rds.describe_db_subnet_groups(DBSubnetGroupName="sg-mod")["DBSubnetGroups"]
+    assert sorted(s["SubnetIdentifier"] for s in group["Subnets"]) == sorted([ids[0], ids[2]])
+
+
 def _zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from handler.app_db import DatabaseUnavailable, Deadline
 from handler.app_settings import Settings
-from handler.app_store import AccessTimesStore, request_key
+from handler.app_store import AccessTimesStore, OutcomeUnknown, request_key
 from local.data_plane.mariadb import MariaDBServer
 
 COM_QUERY = 0x03
@@ -210,6 +210,26 @@ def test_failed_read_gives_503_and_stores_nothing(server: MariaDBServer, relay: 
         assert relay.fired == 2
         _wait_for_rollback(server)
         assert stored(server, table) == (1, 1, ["warm-up"])  # the INSERT and UPDATE were rolled back
+    finally:
+        store.close()
+
+
+def test_commit_reply_lost_twice_is_an_unknown_outcome_never_a_503(
+    server: MariaDBServer, relay: ReplyCuttingRelay
+) -> None:
+    """When no attempt learns whether its COMMIT applied, a 503 ("nothing stored") could be a lie."""
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    store = make_store(server, relay.port, table)
+    try:
+        store.record_access(now(), "warm-up")
+        relay.arm("COMMIT", "cut", times=2)  # both attempts commit, neither hears back
+        with pytest.raises(OutcomeUnknown):
+            store.record_access(now(), "req-unknown")
+        assert relay.fired == 2
+        rows, total, ids = stored(server, table)
+        assert rows == total == 2 and ids.count("req-unknown") == 1  # stored once, counted once
+        again = store.record_access(now(), "req-unknown")  # the same request again: answered from that row
+        assert again.replayed and again.total == 2
     finally:
         store.close()
 

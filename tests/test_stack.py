@@ -10,14 +10,50 @@ import pytest
 from tests.synth_support import default_synth, only, resources, walk
 
 REQUIRED_TYPES = (
-    "aws_vpc", "aws_subnet", "aws_security_group", "aws_vpc_security_group_ingress_rule",
-    "aws_vpc_security_group_egress_rule", "aws_default_security_group", "aws_flow_log", "aws_kms_key",
-    "aws_db_subnet_group", "aws_db_parameter_group", "aws_db_instance", "aws_db_proxy",
-    "aws_db_proxy_default_target_group", "aws_db_proxy_target", "aws_iam_role", "aws_iam_role_policy",
-    "aws_iam_role_policy_attachment", "aws_cloudwatch_log_group", "aws_lambda_function",
-    "aws_apigatewayv2_api", "aws_apigatewayv2_integration", "aws_apigatewayv2_route", "aws_apigatewayv2_stage",
+    "aws_vpc",
+    "aws_subnet",
+    "aws_security_group",
+    "aws_vpc_security_group_ingress_rule",
+    "aws_vpc_security_group_egress_rule",
+    "aws_default_security_group",
+    "aws_flow_log",
+    "aws_kms_key",
+    "aws_db_subnet_group",
+    "aws_db_parameter_group",
+    "aws_db_instance",
+    "aws_db_proxy",
+    "aws_db_proxy_default_target_group",
+    "aws_db_proxy_target",
+    "aws_iam_role",
+    "aws_iam_role_policy",
+    "aws_iam_role_policy_attachment",
+    "aws_cloudwatch_log_group",
+    "aws_lambda_function",
+    "aws_apigatewayv2_api",
+    "aws_apigatewayv2_integration",
+    "aws_apigatewayv2_route",
+    "aws_apigatewayv2_stage",
     "aws_lambda_permission",
+    "aws_sns_topic",
+    "aws_cloudwatch_metric_alarm",
+    "aws_cloudwatch_dashboard",
 )
+OUTPUTS = {
+    "api_url",
+    "proxy_endpoint",
+    "proxy_arn",
+    "proxy_resource_id",
+    "proxy_target_group",
+    "proxy_role_arn",
+    "function_role_arn",
+    "db_endpoint",
+    "secret_arn",
+    "function_name",
+    "log_groups",
+    "dashboard_name",
+    "dashboard_url",
+    "alarm_topic_arn",
+}
 
 
 @pytest.fixture(scope="module", params=["local", "aws"])
@@ -53,9 +89,25 @@ def test_every_resource_type_of_the_architecture_is_synthesized(stack):
 
 
 def test_outputs(stack):
-    assert set(stack["output"]) == {"api_url", "proxy_endpoint", "db_endpoint", "secret_arn", "function_name"}
-    assert stack["output"]["proxy_endpoint"]["value"].startswith("${aws_db_proxy.")
-    assert "master_user_secret[0].secret_arn" in stack["output"]["secret_arn"]["value"]
+    outputs = stack["output"]
+    assert set(outputs) == OUTPUTS
+    assert all(len(o["description"]) > 10 for o in outputs.values())
+    proxy_name = next(iter(resources(stack, "aws_db_proxy")))
+    assert outputs["proxy_endpoint"]["value"] == ref("aws_db_proxy", proxy_name, "endpoint")
+    assert outputs["proxy_arn"]["value"] == ref("aws_db_proxy", proxy_name, "arn")
+    assert outputs["proxy_resource_id"]["value"] == f'${{element(split(":", aws_db_proxy.{proxy_name}.arn), 6)}}'
+    assert outputs["proxy_target_group"]["value"].startswith("${aws_db_proxy_default_target_group.")
+    assert outputs["proxy_role_arn"]["value"] == only(stack, "aws_db_proxy")["role_arn"]
+    assert outputs["function_role_arn"]["value"] == only(stack, "aws_lambda_function")["role"]
+    assert "master_user_secret[0].secret_arn" in outputs["secret_arn"]["value"]
+    groups = {k: v.split(".")[1] for k, v in outputs["log_groups"]["value"].items()}
+    assert set(groups) == {"proxy", "function", "api_access", "vpc_flow", "db_error", "db_slowquery"}
+    assert set(groups.values()) == set(resources(stack, "aws_cloudwatch_log_group"))
+    assert outputs["alarm_topic_arn"]["value"].startswith("${aws_sns_topic.")
+    assert outputs["dashboard_url"]["value"] == (
+        "https://ap-northeast-1.console.aws.amazon.com/cloudwatch/home?region=ap-northeast-1#dashboards/dashboard/"
+        + only(stack, "aws_cloudwatch_dashboard")["dashboard_name"]
+    )
 
 
 # ---------------------------------------------------------------- network
@@ -79,16 +131,20 @@ def test_security_groups_chain_lambda_to_proxy_to_db_on_3306_only(stack):
     by_name = {g["name"].rsplit("-", 1)[-1]: ref("aws_security_group", key, "id") for key, g in groups.items()}
     assert set(by_name) == {"lambda", "proxy", "db"}
     edges = set()
-    for rtype, direction in (("aws_vpc_security_group_ingress_rule", "in"),
-                             ("aws_vpc_security_group_egress_rule", "out")):
+    for rtype, direction in (
+        ("aws_vpc_security_group_ingress_rule", "in"),
+        ("aws_vpc_security_group_egress_rule", "out"),
+    ):
         for rule in resources(stack, rtype).values():
             assert (rule["ip_protocol"], rule["from_port"], rule["to_port"]) == ("tcp", 3306, 3306)
             assert rule["description"], "every rule has a description"
             assert "cidr_ipv4" not in rule and "cidr_ipv6" not in rule
             edges.add((direction, rule["security_group_id"], rule["referenced_security_group_id"]))
     assert edges == {
-        ("out", by_name["lambda"], by_name["proxy"]), ("in", by_name["proxy"], by_name["lambda"]),
-        ("out", by_name["proxy"], by_name["db"]), ("in", by_name["db"], by_name["proxy"]),
+        ("out", by_name["lambda"], by_name["proxy"]),
+        ("in", by_name["proxy"], by_name["lambda"]),
+        ("out", by_name["proxy"], by_name["db"]),
+        ("in", by_name["db"], by_name["proxy"]),
     }
     for group in groups.values():
         assert group["description"] and "ingress" not in group and "egress" not in group
@@ -106,9 +162,13 @@ def test_vpc_flow_logs_go_to_an_encrypted_log_group(stack):
 
 
 # ---------------------------------------------------------------- database
-def test_database_is_private_encrypted_backed_up_mysql80(stack):
+def test_database_is_private_encrypted_backed_up_mysql84_on_graviton(stack):
     db = only(stack, "aws_db_instance")
-    assert db["engine"] == "mysql" and db["engine_version"].startswith("8.0")
+    assert db["engine"] == "mysql" and db["engine_version"] == "8.4"
+    assert db["instance_class"] == "db.t4g.micro"
+    parameters = only(stack, "aws_db_parameter_group")
+    assert parameters["family"] == "mysql8.4" and parameters["lifecycle"] == {"create_before_destroy": True}
+    assert db["parameter_group_name"].startswith("${aws_db_parameter_group.")
     assert db["publicly_accessible"] is False
     assert db["storage_encrypted"] is True and db["kms_key_id"].startswith("${aws_kms_key.")
     assert db["backup_retention_period"] >= 1
@@ -133,7 +193,7 @@ def test_master_password_is_managed_by_rds_and_in_no_synthesized_value(stack):
     assert not resources(stack, "aws_secretsmanager_secret_version"), "no secret value is written by Terraform"
     for path, value in walk(stack):
         key = path.rsplit(".", 1)[-1].lower()
-        if "password" in key and key not in ("manage_master_user_password",):
+        if "password" in key and key not in ("manage_master_user_password", "client_password_auth_type"):
             pytest.fail(f"password-like key {path}={value!r} in synthesized JSON")
 
 
@@ -144,6 +204,7 @@ def test_proxy_requires_tls_and_iam_and_uses_the_db_secret(stack):
     assert proxy["idle_client_timeout"] == 1800 and proxy["debug_logging"] is False
     (auth,) = proxy["auth"]
     assert auth["auth_scheme"] == "SECRETS" and auth["iam_auth"] == "REQUIRED"
+    assert auth["client_password_auth_type"] == "MYSQL_CACHING_SHA2_PASSWORD"  # the 8.4 default plugin
     assert auth["secret_arn"].endswith(".master_user_secret[0].secret_arn}")
     assert len(proxy["vpc_subnet_ids"]) >= 2
 
@@ -154,8 +215,9 @@ def test_proxy_role_reads_only_the_db_secret_and_decrypts_only_via_secrets_manag
     role = stack["resource"]["aws_iam_role"][role_name]
     (trust,) = policy_statements(stack, role["assume_role_policy"])
     assert trust["principals"] == [{"identifiers": ["rds.amazonaws.com"], "type": "Service"}]
-    policies = [p for p in resources(stack, "aws_iam_role_policy").values()
-                if p["role"] == ref("aws_iam_role", role_name, "id")]
+    policies = [
+        p for p in resources(stack, "aws_iam_role_policy").values() if p["role"] == ref("aws_iam_role", role_name, "id")
+    ]
     (policy,) = policies
     read, decrypt = policy_statements(stack, policy["policy"])
     assert read["actions"] == ["secretsmanager:GetSecretValue"]
@@ -165,10 +227,41 @@ def test_proxy_role_reads_only_the_db_secret_and_decrypts_only_via_secrets_manag
     assert decrypt["condition"][0]["values"] == ["secretsmanager.ap-northeast-1.amazonaws.com"]
 
 
-def test_target_group_pool_settings_follow_the_seed_and_aws_defaults(stack):
+def test_proxy_logs_to_its_own_group_created_first_and_has_long_timeouts(stack):
+    proxy = only(stack, "aws_db_proxy")
+    (group_name,) = [
+        n
+        for n, g in resources(stack, "aws_cloudwatch_log_group").items()
+        if g["name"] == f"/aws/rds/proxy/{proxy['name']}"
+    ]
+    assert proxy["depends_on"] == [f"aws_cloudwatch_log_group.{group_name}"]
+    group = stack["resource"]["aws_cloudwatch_log_group"][group_name]
+    assert group["kms_key_id"].startswith("${aws_kms_key.") and group["retention_in_days"] > 0
+    assert proxy["timeouts"] == {"create": "60m", "update": "60m", "delete": "90m"}
+
+
+def test_replacing_the_proxy_replaces_its_target_group_and_target(stack):
+    proxy_name = next(iter(resources(stack, "aws_db_proxy")))
+    for rtype in ("aws_db_proxy_default_target_group", "aws_db_proxy_target"):
+        assert only(stack, rtype)["lifecycle"]["replace_triggered_by"] == [f"aws_db_proxy.{proxy_name}.id"]
+
+
+def test_unclearable_pool_fields_are_ignored_while_unset(stack):
+    lifecycle = only(stack, "aws_db_proxy_default_target_group")["lifecycle"]
+    assert lifecycle["ignore_changes"] == [
+        "connection_pool_config[0].init_query",
+        "connection_pool_config[0].session_pinning_filters",
+    ]
+
+
+def test_target_group_pool_settings_follow_the_reference_experiment_and_aws_defaults(stack):
     pool = only(stack, "aws_db_proxy_default_target_group")["connection_pool_config"]
-    assert pool == {"max_connections_percent": 70, "max_idle_connections_percent": 50,
-                    "connection_borrow_timeout": 120, "session_pinning_filters": []}
+    assert pool == {
+        "max_connections_percent": 70,
+        "max_idle_connections_percent": 50,
+        "connection_borrow_timeout": 120,
+        "session_pinning_filters": [],
+    }
     target = only(stack, "aws_db_proxy_target")
     db_name = next(iter(resources(stack, "aws_db_instance")))
     assert target["db_instance_identifier"] == ref("aws_db_instance", db_name, "identifier")
@@ -180,15 +273,21 @@ def test_lambda_runs_in_the_lambda_subnets_with_its_sg_and_no_password(stack):
     fn = only(stack, "aws_lambda_function")
     assert re.fullmatch(r"python3\.(1[2-9])", fn["runtime"])
     assert fn["handler"] == "app.lambda_handler"
-    lambda_subnets = {ref("aws_subnet", n, "id") for n, s in resources(stack, "aws_subnet").items()
-                      if "lambda-subnet" in n}
+    lambda_subnets = {
+        ref("aws_subnet", n, "id") for n, s in resources(stack, "aws_subnet").items() if "lambda-subnet" in n
+    }
     assert set(fn["vpc_config"]["subnet_ids"]) == lambda_subnets and lambda_subnets
     lambda_sg = name_of(stack, "aws_security_group", lambda g: g["name"].endswith("-lambda"))
     assert fn["vpc_config"]["security_group_ids"] == [ref("aws_security_group", lambda_sg, "id")]
     env = fn["environment"]["variables"]
     assert env["DB_HOST"].endswith(".endpoint}") and env["DB_HOST"].startswith("${aws_db_proxy.")
     assert {k: env[k] for k in ("DB_PORT", "DB_NAME", "DB_USER", "DB_TABLE", "DB_AUTH")} == {
-        "DB_PORT": "3306", "DB_NAME": "app", "DB_USER": "app_admin", "DB_TABLE": "access_times", "DB_AUTH": "iam"}
+        "DB_PORT": "3306",
+        "DB_NAME": "app",
+        "DB_USER": "app_admin",
+        "DB_TABLE": "access_times",
+        "DB_AUTH": "iam",
+    }
     assert not [k for k in env if re.search("PASS|SECRET|TOKEN", k)]
     assert fn["source_code_hash"] and fn["filename"].startswith("assets/")
     assert fn["logging_config"]["log_format"] == "JSON"
@@ -197,19 +296,25 @@ def test_lambda_runs_in_the_lambda_subnets_with_its_sg_and_no_password(stack):
 def test_lambda_role_has_vpc_access_and_rds_db_connect_scoped_to_proxy_id_and_user(stack):
     fn = only(stack, "aws_lambda_function")
     role_name = re.search(r"aws_iam_role\.([^.]+)\.arn", fn["role"]).group(1)
-    attachments = [a["policy_arn"] for a in resources(stack, "aws_iam_role_policy_attachment").values()
-                   if a["role"] == ref("aws_iam_role", role_name, "name")]
-    assert attachments == ["arn:${data.aws_partition.partition.partition}:iam::aws:policy/service-role/"
-                           "AWSLambdaVPCAccessExecutionRole"]
-    inline = [p for p in resources(stack, "aws_iam_role_policy").values()
-              if p["role"] == ref("aws_iam_role", role_name, "id")]
+    attachments = [
+        a["policy_arn"]
+        for a in resources(stack, "aws_iam_role_policy_attachment").values()
+        if a["role"] == ref("aws_iam_role", role_name, "name")
+    ]
+    assert attachments == [
+        "arn:${data.aws_partition.partition.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+    ]
+    inline = [
+        p for p in resources(stack, "aws_iam_role_policy").values() if p["role"] == ref("aws_iam_role", role_name, "id")
+    ]
     (connect,) = [s for p in inline for s in policy_statements(stack, p["policy"])]
     assert connect["actions"] == ["rds-db:connect"]
     proxy_name = next(iter(resources(stack, "aws_db_proxy")))
     assert connect["resources"] == [
         "arn:${data.aws_partition.partition.partition}:rds-db:ap-northeast-1:"
         "${data.aws_caller_identity.caller.account_id}:dbuser:"
-        f"${{element(split(\":\", aws_db_proxy.{proxy_name}.arn), 6)}}/app_admin"]
+        f'${{element(split(":", aws_db_proxy.{proxy_name}.arn), 6)}}/app_admin'
+    ]
 
 
 def test_log_groups_have_retention_and_encryption(stack):
@@ -217,6 +322,49 @@ def test_log_groups_have_retention_and_encryption(stack):
     names = {g["name"] for g in groups}
     assert "/aws/lambda/" + only(stack, "aws_lambda_function")["function_name"] in names
     assert all(g["retention_in_days"] > 0 and g["kms_key_id"].startswith("${aws_kms_key.") for g in groups)
+
+
+# ---------------------------------------------------------------- alarms and dashboard
+def test_every_alarm_notifies_the_encrypted_topic_and_names_its_source(stack):
+    topic_name = next(iter(resources(stack, "aws_sns_topic")))
+    assert only(stack, "aws_sns_topic")["kms_master_key_id"].startswith("${aws_kms_key.")
+    alarms = resources(stack, "aws_cloudwatch_metric_alarm").values()
+    assert len(alarms) == 11
+    for alarm in alarms:
+        assert alarm["alarm_actions"] == [ref("aws_sns_topic", topic_name, "arn")] == alarm["ok_actions"]
+        assert "https://docs.aws.amazon.com/" in alarm["alarm_description"]
+    by_metric = {a["metric_name"]: a for a in alarms}
+    assert by_metric["DatabaseConnections"]["threshold"] == 85 * 80 // 100  # db.t4g.micro: 1 GiB / 12582880
+    assert by_metric["DatabaseConnectionsBorrowLatency"]["threshold"] == 100_000  # microseconds
+    assert by_metric["Duration"]["threshold"] == 8000  # 80 % of the 10 s timeout, in ms
+    assert set(by_metric["AvailabilityPercentage"]["dimensions"]) == {"ProxyName", "TargetGroup", "TargetRole"}
+    assert by_metric["5xx"]["dimensions"]["Stage"] == "$default"
+    assert not resources(stack, "aws_sns_topic_subscription"), "no subscription unless addresses are set"
+
+
+def test_key_policy_lets_cloudwatch_use_the_key_for_this_account_only(stack):
+    policy = json.loads(only(stack, "aws_kms_key")["policy"])
+    (statement,) = [s for s in policy["Statement"] if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": "${data.aws_caller_identity.caller.account_id}"}
+    }
+
+
+def test_dashboard_compares_proxy_clients_with_db_connections(stack):
+    body = json.loads(only(stack, "aws_cloudwatch_dashboard")["dashboard_body"])
+    metrics = {m[1] for w in body["widgets"] for m in w["properties"]["metrics"]}
+    assert metrics == {
+        "ClientConnections",
+        "DatabaseConnections",
+        "DatabaseConnectionsBorrowLatency",
+        "ConcurrentExecutions",
+        "Errors",
+        "4xx",
+        "5xx",
+    }
+    (first,) = [w for w in body["widgets"] if w["x"] == 0 and w["y"] == 0]
+    assert [m[1] for m in first["properties"]["metrics"]] == ["ClientConnections", "DatabaseConnections"]
 
 
 # ---------------------------------------------------------------- API
@@ -240,7 +388,19 @@ def test_http_api_routes_to_lambda_with_payload_2_and_access_logs(stack):
 def test_local_target_talks_only_to_the_loopback_emulator(stacks):
     (provider,) = stacks["local"]["provider"]["aws"]
     endpoints = provider["endpoints"][0]
-    assert set(endpoints) >= {"ec2", "iam", "rds", "secretsmanager", "lambda", "apigatewayv2", "logs", "sts", "kms"}
+    assert set(endpoints) >= {
+        "ec2",
+        "iam",
+        "rds",
+        "secretsmanager",
+        "lambda",
+        "apigatewayv2",
+        "logs",
+        "sts",
+        "kms",
+        "cloudwatch",
+        "sns",
+    }
     assert all(re.fullmatch(r"http://127\.0\.0\.1:\d+", url) for url in endpoints.values())
     assert provider["skip_requesting_account_id"] is False and provider["max_retries"] == 1
     # Relative to the stack directory: the synthesized JSON is the same in every checkout.

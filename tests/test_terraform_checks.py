@@ -30,11 +30,23 @@ def _stack_dir(name: str) -> Path:
 def test_terraform_validate_offline(name, tmp_path):
     env = terraform_env()
     env["TF_DATA_DIR"] = str(tmp_path / ".terraform")
-    init = subprocess.run(["terraform", "init", "-backend=false", "-input=false", "-no-color"],
-                          cwd=_stack_dir(name), env=env, capture_output=True, text=True, timeout=300)
+    init = subprocess.run(
+        ["terraform", "init", "-backend=false", "-input=false", "-no-color"],
+        cwd=_stack_dir(name),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert init.returncode == 0, init.stdout + init.stderr
-    validate = subprocess.run(["terraform", "validate", "-json", "-no-color"], cwd=_stack_dir(name), env=env,
-                              capture_output=True, text=True, timeout=300)
+    validate = subprocess.run(
+        ["terraform", "validate", "-json", "-no-color"],
+        cwd=_stack_dir(name),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     result = json.loads(validate.stdout)
     assert result["valid"] is True and result["error_count"] == 0, result["diagnostics"]
 
@@ -44,10 +56,13 @@ def accepted_findings(stack: dict) -> dict[tuple[str, str], str]:
     accepted = {}
     for section in ("resource", "data", "provider"):
         blocks = stack.get(section, {})
-        items = [(rtype, blocks[rtype]) for rtype in blocks] if section == "provider" else \
-            [(name, block) for rtype in blocks.values() for name, block in rtype.items()]
+        items = (
+            [(rtype, blocks[rtype]) for rtype in blocks]
+            if section == "provider"
+            else [(name, block) for rtype in blocks.values() for name, block in rtype.items()]
+        )
         for name, block in items:
-            for entry in (block if isinstance(block, list) else [block]):
+            for entry in block if isinstance(block, list) else [block]:
                 for line in entry.get("//", {}).get("checkov", []):
                     check, reason = SKIP.match(line).groups()
                     assert len(reason.strip()) > 15, f"accepted finding {check} on {name} needs a real reason"
@@ -67,16 +82,31 @@ def checkov_results():
     outdir, stacks = default_synth()
     results = {}
     for name in stacks:
-        run = subprocess.run([str(CHECKOV), "-f", str(outdir / "stacks" / name / "cdk.tf.json"),
-                              "--framework", "terraform_json", "--quiet", "--compact", "-o", "json",
-                              "--skip-download"],
-                             capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin",
-                                                                              "BC_SKIP_MAPPING": "TRUE"})
+        run = subprocess.run(
+            [
+                str(CHECKOV),
+                "-f",
+                str(outdir / "stacks" / name / "cdk.tf.json"),
+                "--framework",
+                "terraform_json",
+                "--quiet",
+                "--compact",
+                "-o",
+                "json",
+                "--skip-download",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={"PATH": "/usr/bin:/bin", "BC_SKIP_MAPPING": "TRUE"},
+        )
         assert run.stdout.strip(), run.stderr[-2000:]
         report = json.loads(run.stdout)
         assert report["summary"]["parsing_errors"] == 0, report["summary"]
-        results[name] = {"failed_checks": report["results"].get("failed_checks", []),
-                         "passed": report["summary"]["passed"]}
+        results[name] = {
+            "failed_checks": report["results"].get("failed_checks", []),
+            "passed": report["summary"]["passed"],
+        }
     return stacks, results
 
 
@@ -84,9 +114,11 @@ def checkov_results():
 def test_checkov_has_no_failure_that_is_not_accepted_in_code(name, checkov_results):
     stacks, results = checkov_results
     accepted = accepted_findings(stacks[name])
-    unaccepted = [(c["check_id"], c["resource"], c["check_name"]) for c in results[name]["failed_checks"]
-                  if (_block_name(c["resource"]), c["check_id"]) not in accepted
-                  and ("aws", c["check_id"]) not in accepted]
+    unaccepted = [
+        (c["check_id"], c["resource"], c["check_name"])
+        for c in results[name]["failed_checks"]
+        if (_block_name(c["resource"]), c["check_id"]) not in accepted and ("aws", c["check_id"]) not in accepted
+    ]
     assert unaccepted == []
     assert results[name]["passed"] > 100, "checkov really ran its AWS checks"
 

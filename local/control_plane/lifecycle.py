@@ -26,6 +26,7 @@ from local.control_plane.runner import (
 )
 from local.control_plane.state_files import managed_resource_count, state_file
 from local.control_plane.state_queries import outputs
+from modules.project import local_state_dir
 
 # Bounds per step; the provider's own RDS waits make deploy ~2 min and destroy ~1.5 min here.
 SYNTH_TIMEOUT_S = 300.0
@@ -200,6 +201,7 @@ def destroy(
     command = [*cdktf(), "destroy", stack, "--auto-approve", "--skip-provider-lock", "--no-color"]
     if _synthesized_for(project, stack, endpoint):
         command.append("--skip-synth")  # destroy needs only the provider config, which is current
+    remove_local_db = _local_db_hook(project, stack) if is_local else None
     run_step(
         project,
         stack,
@@ -210,6 +212,18 @@ def destroy(
         timeout_s=DESTROY_TIMEOUT_S,
         transient_retries=1 if endpoint else 0,
     )
+    if remove_local_db is not None:
+        remove_local_db()
+
+
+def _local_db_hook(project: Project, stack: str):
+    """Keep the local DB instance's final snapshot (if any) now; returns what removes its data after destroy."""
+    from local.data_plane.db_instance import DbInstanceError, before_destroy
+
+    try:
+        return before_destroy(state_file(project, stack), local_state_dir(project.root), project.output)
+    except DbInstanceError as exc:
+        raise LifecycleError(f"[{stack}] {exc}") from None
 
 
 def _synthesized_for(project: Project, stack: str, endpoint: str | None) -> bool:

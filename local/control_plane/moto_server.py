@@ -161,6 +161,44 @@ def patch_lambda_logging_config() -> None:
     LambdaFunction.update_configuration = update_configuration  # type: ignore[method-assign]
 
 
+def patch_master_user_secret() -> None:
+    """Fix (f): an RDS-managed master secret holds the instance's master user and a random password.
+
+    RDS generates the password of ``manage_master_user_password`` into a Secrets Manager secret whose
+    ``username`` is the instance's master user. moto writes a fixed ``admin`` / ``P@55w0rd!`` into every such
+    secret, so the local DB instance, which takes its credentials from that secret, would run with a known
+    password under a user name the stack never asked for.
+    """
+    import json
+    import secrets
+
+    from moto.rds.models import MasterUserSecret
+
+    def _generate_secret_string(self: MasterUserSecret) -> str:
+        username = getattr(self.resource, "master_username", None) or "admin"
+        return json.dumps({"username": username, "password": secrets.token_urlsafe(24)})
+
+    MasterUserSecret._generate_secret_string = _generate_secret_string  # type: ignore[method-assign]
+
+
+def patch_modify_db_subnet_group() -> None:
+    """Fix (g): ``ModifyDBSubnetGroup`` keeps the subnet group.
+
+    moto pops the group out of its registry to modify it and never puts it back, so changing a DB subnet
+    (a replacement of the proxy and its target) ends with "Root object was present, but now absent".
+    """
+    from moto.rds.models import RDSBackend
+
+    original = RDSBackend.modify_db_subnet_group
+
+    def modify_db_subnet_group(self: RDSBackend, subnet_name: str, description: str, subnets: Any) -> Any:
+        group = original(self, subnet_name, description, subnets)
+        self.subnet_groups[subnet_name] = group
+        return group
+
+    RDSBackend.modify_db_subnet_group = modify_db_subnet_group  # type: ignore[method-assign]
+
+
 def apply_patches() -> None:
     """Apply every fix, once per process, before the server starts."""
     import moto
@@ -178,6 +216,8 @@ def apply_patches() -> None:
     patch_unimplemented_actions()
     patch_db_parameter_source()
     patch_lambda_logging_config()
+    patch_master_user_secret()
+    patch_modify_db_subnet_group()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,28 +1,31 @@
-"""The local data plane: HTTP API -> Lambda-like runtime -> (RDS Proxy stand-in) -> private MariaDB.
+"""The local data plane: HTTP API -> Lambda-like runtime -> (RDS Proxy stand-in) -> MariaDB.
 
 Everything the function and the proxy are configured with comes from the deployed stack
 (`local.data_plane.deployed`); only what cannot be the same on one machine is overridden, and every override
 is listed in `overrides` so callers can print it:
   - DB_HOST/DB_PORT point at the local proxy or MariaDB instead of the cloud endpoints,
   - DB_AUTH=password with the local DB user's password (no IAM or TLS locally; DB_SSL_CA is dropped).
+
+With `DataPlaneConfig.persistent_db` the DB is the stack's persistent local DB instance
+(`local.data_plane.local_instance`); without it, a throw-away server (tests, the load experiment).
+A `Supervisor` restarts a DB or proxy child that dies; both die with this process (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
-import argparse
-import signal
-import sys
-import threading
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from local.data_plane import deployed
-from modules.project import HANDLER_DIR_NAME, REPO_ROOT
 from local.data_plane.deployed import DeployedStack
 from local.data_plane.http_api import HttpApi, HttpApiConfig
+from local.data_plane.local_instance import OpenedInstance, PersistentDb, open_instance, proxy_credentials
 from local.data_plane.mariadb import MariaDBConfig, MariaDBServer
 from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
+from local.data_plane.supervisor import Child, Supervisor, stderr_log
+from modules.project import HANDLER_DIR_NAME, REPO_ROOT
 
 HANDLER_DIR = REPO_ROOT / HANDLER_DIR_NAME
 DEFAULT_DB_MAX_CONNECTIONS = 65  # a db.t2.micro, the reference experiment's DB
@@ -53,6 +56,10 @@ class DataPlaneConfig:
     handler_dir: str = str(HANDLER_DIR)
     function_log: str | None = None
     """File for the function's stdout/stderr (its CloudWatch log group); None prints them to ours."""
+    persistent_db: PersistentDb | None = None
+    """The deployed instance's persistent local DB; None: a throw-away DB of this data plane's own."""
+    supervise: bool = True
+    """Restart a DB or proxy child that dies (and log it)."""
 
     def __post_init__(self) -> None:
         if not 10 <= self.db_max_connections <= 100_000:
@@ -63,11 +70,15 @@ class DataPlaneConfig:
             raise ValueError(f"http_port={self.http_port}: must be in 0..65535 (0 picks a free port)")
 
 
-def local_environment(stack: DeployedStack, host: str, port: int, password: str) -> tuple[dict[str, str], dict[str, str]]:
+def local_environment(
+    stack: DeployedStack, host: str, port: int, password: str, user: str | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
     """The function's deployed environment with the unavoidable local overrides; returns (env, overrides)."""
     env = dict(stack.function.environment)
     overrides = {"DB_HOST": host, "DB_PORT": str(port), "DB_AUTH": "password", "DB_PASSWORD": "<local db password>"}
     env.update(DB_HOST=host, DB_PORT=str(port), DB_AUTH="password", DB_PASSWORD=password)
+    if user is not None and env.get("DB_USER") != user:
+        env["DB_USER"] = overrides["DB_USER"] = user
     if env.pop("DB_SSL_CA", None) is not None:
         overrides["DB_SSL_CA"] = "<removed: no TLS locally>"
     missing = [name for name in stack.unresolved if name not in overrides]
@@ -79,17 +90,24 @@ def local_environment(stack: DeployedStack, host: str, port: int, password: str)
     return env, overrides
 
 
-def proxy_config(stack: DeployedStack, db: MariaDBServer, db_max_connections: int, client_user: str,
-                 client_password: str):
+def proxy_config(
+    stack: DeployedStack,
+    db: MariaDBServer,
+    db_max_connections: int,
+    client_user: str,
+    client_password: str,
+    backend: tuple[str, str] | None = None,
+):
     """The RDS Proxy stand-in's settings: the deployed pool settings in front of the local DB."""
     from local.data_plane.rdsproxy.config import ProxyConfig  # the proxy package is optional for the direct path
 
     pool = stack.pool
+    backend_user, backend_password = backend or (db.app_user, db.app_password)
     return ProxyConfig(
         backend_host=db.host,
         backend_port=db.port,
-        backend_user=db.app_user,
-        backend_password=db.app_password,
+        backend_user=backend_user,
+        backend_password=backend_password,
         client_user=client_user,
         client_password=client_password,
         db_max_connections=db_max_connections,
@@ -106,13 +124,18 @@ def proxy_config(stack: DeployedStack, db: MariaDBServer, db_max_connections: in
 class LocalDataPlane:
     """Starts and stops the whole local path in order; use as a context manager."""
 
-    def __init__(self, stack: DeployedStack, config: DataPlaneConfig | None = None):
+    def __init__(
+        self, stack: DeployedStack, config: DataPlaneConfig | None = None, log: Callable[[str], None] = stderr_log
+    ):
         self.stack = stack
         self.config = config or DataPlaneConfig()
+        self.log = log
         self.db: MariaDBServer | None = None
-        self.proxy: Any = None  # local.data_plane.rdsproxy.ProxyProcess on the proxy path
+        self.proxy: Any = None  # local.data_plane.proxy_child.SupervisedProxy on the proxy path
         self.runtime: LambdaRuntime | None = None
         self.api: HttpApi | None = None
+        self.supervisor: Supervisor | None = None
+        self.instance: OpenedInstance | None = None
         self.overrides: dict[str, str] = {}
 
     @property
@@ -130,7 +153,7 @@ class LocalDataPlane:
     def pool_cap(self) -> int:
         return self.stack.pool.pool_cap(self.config.db_max_connections)
 
-    def start(self) -> "LocalDataPlane":
+    def start(self) -> LocalDataPlane:
         try:
             self._start()
         except BaseException:
@@ -140,22 +163,41 @@ class LocalDataPlane:
 
     def _start(self) -> None:
         env = self.stack.function.environment
-        self.db = MariaDBServer(
-            MariaDBConfig(
+        persistent = self.config.persistent_db
+        if persistent is not None:
+            self.instance = open_instance(persistent, self.log)
+            for note in self.instance.notes:
+                self.log(f"[db] {note}")
+            db_config = self.instance.mariadb_config(persistent.instance, self.config.db_max_connections)
+        else:
+            db_config = MariaDBConfig(
                 max_connections=self.config.db_max_connections,
                 database=env.get("DB_NAME", "app"),
                 app_user=env.get("DB_USER", "app"),
+                die_with_parent=True,
             )
-        ).start()
+        self.db = MariaDBServer(db_config).start()
+        self._record("mariadb", self.db.pid)
         host, port = self.db.host, self.db.port
+        client_user = env.get("DB_USER", self.db.app_user)
         if self.config.via_proxy:
-            from local.data_plane.rdsproxy import ProxyProcess
+            from local.data_plane.proxy_child import SupervisedProxy
 
-            self.proxy = ProxyProcess(proxy_config(
-                self.stack, self.db, self.config.db_max_connections, self.db.app_user, self.db.app_password
-            )).start(timeout=_PROXY_START_TIMEOUT_S)
+            master = (self.db.app_user, self.db.app_password)
+            backend = proxy_credentials(persistent, master) if persistent is not None else master
+            config = proxy_config(
+                self.stack, self.db, self.config.db_max_connections, client_user, self.db.app_password, backend
+            )
+            self.proxy = SupervisedProxy(config).start(timeout=_PROXY_START_TIMEOUT_S)
+            self._record("rdsproxy", self.proxy.pid)
             port = self.proxy.port
-        environment, self.overrides = local_environment(self.stack, host, port, self.db.app_password)
+        direct_user = None if self.config.via_proxy else self.db.app_user
+        environment, self.overrides = local_environment(self.stack, host, port, self.db.app_password, direct_user)
+        self._start_function(environment)
+        if self.config.supervise:
+            self._supervise()
+
+    def _start_function(self, environment: dict[str, str]) -> None:
         function = self.stack.function
         self.runtime = LambdaRuntime(
             RuntimeConfig(
@@ -171,11 +213,53 @@ class LocalDataPlane:
                 log_path=self.config.function_log,
             )
         )
-        self.api = HttpApi(self.runtime.invoke, HttpApiConfig(port=self.config.http_port, route_keys=self.stack.route_keys))
+        self.api = HttpApi(
+            self.runtime.invoke, HttpApiConfig(port=self.config.http_port, route_keys=self.stack.route_keys)
+        )
         self.api.start()
+
+    def _record(self, name: str, pid: int | None) -> None:
+        if self.instance is not None and pid is not None:
+            self.instance.children.add(name, pid)
+
+    def _supervise(self) -> None:
+        self.supervisor = Supervisor(self.log)
+        db = self.db
+        assert db is not None
+
+        def restart_db() -> int | None:
+            db.restart()
+            self._record("mariadb", db.pid)
+            return db.pid
+
+        self.supervisor.watch(
+            Child("MariaDB", lambda: db.running, lambda: _exit_text(db.pid, db.returncode), restart_db)
+        )
+        if self.proxy is not None:
+            self.supervisor.watch(
+                Child(
+                    "RDS Proxy stand-in",
+                    lambda: self.proxy.running,
+                    lambda: _exit_text(self.proxy.pid, self.proxy.returncode),
+                    self._restart_proxy,
+                )
+            )
+        self.supervisor.start()
+
+    def _restart_proxy(self) -> int | None:
+        from local.data_plane.proxy_child import SupervisedProxy
+
+        old = self.proxy
+        old.stop(timeout=1)  # reaps it and closes its pipe
+        config = dataclasses.replace(old.config, listen_port=old.port, stats_port=old.stats_port or 0)
+        self.proxy = SupervisedProxy(config).start(timeout=_PROXY_START_TIMEOUT_S)
+        self._record("rdsproxy", self.proxy.pid)
+        return self.proxy.pid
 
     def stop(self) -> None:
         """Stop front to back so no request reaches a component that is already gone."""
+        if self.supervisor is not None:
+            self.supervisor.pause()  # no restarts while shutting down; its thread must outlive its children
         for name in ("api", "runtime"):
             component = getattr(self, name)
             setattr(self, name, None)
@@ -187,14 +271,36 @@ class LocalDataPlane:
         if self.db is not None:
             self.db.stop()
             self.db = None
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            self.supervisor = None
+        if self.instance is not None:
+            self.instance.children.path.unlink(missing_ok=True)
+            self.instance.release()
+            self.instance = None
 
     def describe(self) -> str:
+        db = self.db
         lines = [
             f"settings from: {self.stack.source}",
             f"function: {self.stack.function.function_name} ({self.stack.function.handler}), "
             f"timeout {self.stack.function.timeout_s}s, up to {self.max_concurrency} containers",
-            f"database: MariaDB 127.0.0.1:{self.db.port if self.db else '?'} max_connections={self.config.db_max_connections}",
+            f"database: MariaDB 127.0.0.1:{db.port if db else '?'} max_connections={self.config.db_max_connections}",
         ]
+        persistent = self.config.persistent_db
+        if persistent is not None and self.instance is not None:
+            instance = persistent.instance
+            lines.append(
+                f"database instance: {instance.identifier} (db {instance.db_name}, master user "
+                f"{self.instance.username} from its secret), data kept in {self.instance.directory}; "
+                f"deployed port {instance.port}, local port {db.port if db else '?'}"
+            )
+            applied = ", ".join(option.lstrip("-") for option in self.instance.options) or "none"
+            lines.append(f"parameter group applied: {applied}")
+            if self.instance.not_honoured:
+                lines.append("parameters not honoured locally: " + "; ".join(map(str, self.instance.not_honoured)))
+        else:
+            lines.append("database instance: throw-away (data removed when this process stops)")
         if self.proxy is not None:
             pool = self.stack.pool
             lines.append(
@@ -204,52 +310,20 @@ class LocalDataPlane:
             )
         else:
             lines.append("proxy: none (handler connects directly to the DB)")
-        lines.append("local overrides of the deployed environment: "
-                     + ", ".join(f"{k}={v}" for k, v in sorted(self.overrides.items())))
+        lines.append(
+            "local overrides of the deployed environment: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(self.overrides.items()))
+        )
         return "\n".join(lines)
 
-    def __enter__(self) -> "LocalDataPlane":
+    def __enter__(self) -> LocalDataPlane:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack", default=deployed.DEFAULT_STACK, help="CDKTF stack name (default: local)")
-    parser.add_argument("--settings-from-synth", action="store_true",
-                        help="read settings from cdktf.out/stacks/<stack>/cdk.tf.json instead of the deployed state")
-    parser.add_argument("--max-connections", type=int, default=DEFAULT_DB_MAX_CONNECTIONS,
-                        help="the local DB's max_connections (default 65, like a db.t2.micro)")
-    parser.add_argument("--max-concurrency", type=int, default=None,
-                        help=f"most containers (default: reserved concurrency, else {DEFAULT_LOCAL_CONCURRENCY})")
-
-
-def configure_serve(parser: argparse.ArgumentParser) -> None:
-    """Options of `python -m local serve`."""
-    add_settings_arguments(parser)
-    parser.add_argument("--http-port", type=int, default=0, help="HTTP port (default: a free one)")
-    parser.add_argument("--direct", action="store_true", help="connect the handler directly to the DB (no proxy)")
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """`python -m local serve`: run the app locally until Ctrl-C or SIGTERM."""
-    try:
-        stack = deployed.load(args.stack, settings_from_synth=args.settings_from_synth)
-    except deployed.DeployedStateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    config = DataPlaneConfig(via_proxy=not args.direct, db_max_connections=args.max_connections,
-                             max_concurrency=args.max_concurrency, http_port=args.http_port)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with LocalDataPlane(stack, config) as plane:
-        print(plane.describe())
-        print(f"serving {plane.url}/  (Ctrl-C stops everything)", flush=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-        print("stopping...", flush=True)
-    return 0
+def _exit_text(pid: int | None, code: int | None) -> str:
+    if code is None:
+        return f"pid {pid}"
+    return f"pid {pid}, killed by signal {-code}" if code < 0 else f"pid {pid}, exit status {code}"

@@ -3,9 +3,10 @@
 The reference run is a db.t2.micro with max_connections 65, 100 users and 10,000 requests.
 
 Each path gets a fresh data plane (fresh MariaDB, cold containers, fresh proxy), so neither run
-inherits connections or warm containers from the other. While locust runs (headless, in its own
-process), a sampler reads the server's connection count over MariaDB's extra port (outside the
-`max_connections` slots it measures) and the proxy's /stats. Results: a table on stdout,
+inherits connections or warm containers from the other. Its MariaDB is a throw-away one of its own, never the
+stack's persistent local DB instance, so the numbers do not depend on what a user stored there. While locust
+runs (headless, in its own process), a sampler reads the server's connection count over MariaDB's extra
+port (outside the `max_connections` slots it measures) and the proxy's /stats. Results: a table on stdout,
 `<out>/experiment.json` and `<out>/experiment.png`.
 """
 
@@ -25,7 +26,8 @@ from typing import Any
 
 from local.data_plane import deployed
 from modules.project import REPO_ROOT
-from local.data_plane.plane import DataPlaneConfig, LocalDataPlane, add_settings_arguments
+from local.data_plane.plane import DataPlaneConfig, LocalDataPlane
+from local.data_plane.serve import add_settings_arguments
 
 LOCUSTFILE = REPO_ROOT / "bench" / "locustfile.py"
 PATHS = ("direct", "proxy")

@@ -1,0 +1,136 @@
+"""``python -m local serve``: run the deployed app locally until Ctrl-C or SIGTERM.
+
+The DB is the deployed instance's persistent local DB instance (its data kept under
+``.local/db-instances/<identifier>/``) when the state has an ``aws_db_instance``; with ``--settings-from-synth``
+(nothing deployed) it is a throw-away one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from local.data_plane import db_instance, deployed
+from local.data_plane.db_instance import DbInstanceError
+from local.data_plane.local_instance import PersistentDb, ProxyAuthError
+from local.data_plane.mariadb_config import MariaDBError
+from local.data_plane.plane import (
+    DEFAULT_DB_MAX_CONNECTIONS,
+    DEFAULT_LOCAL_CONCURRENCY,
+    DataPlaneConfig,
+    LocalDataPlane,
+)
+from local.data_plane.secrets import SecretError
+from modules.project import emulator_state_dir, local_state_dir
+
+_EMULATOR_RECORD = "emulator.json"
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", default=deployed.DEFAULT_STACK, help="CDKTF stack name (default: local)")
+    parser.add_argument(
+        "--settings-from-synth",
+        action="store_true",
+        help="read settings from cdktf.out/stacks/<stack>/cdk.tf.json instead of the deployed state",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_DB_MAX_CONNECTIONS,
+        help="the local DB's max_connections (default 65, like a db.t2.micro)",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help=f"most containers (default: reserved concurrency, else {DEFAULT_LOCAL_CONCURRENCY})",
+    )
+
+
+def configure_serve(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m local serve`."""
+    add_settings_arguments(parser)
+    parser.add_argument("--http-port", type=int, default=0, help="HTTP port (default: a free one)")
+    parser.add_argument("--direct", action="store_true", help="connect the handler directly to the DB (no proxy)")
+    parser.add_argument("--state-file", type=Path, default=None, help="the deployed stack's Terraform state file")
+    parser.add_argument(
+        "--local-state-dir",
+        type=Path,
+        default=None,
+        help="where the local DB instance keeps its data (default: .local in the checkout)",
+    )
+    parser.add_argument(
+        "--aws-endpoint",
+        default=None,
+        help="the emulator holding the deployed secret (default: LOCAL_AWS_ENDPOINT, else the running emulator)",
+    )
+
+
+def emulator_endpoint(explicit: str | None) -> str:
+    """The emulator endpoint: the option, else LOCAL_AWS_ENDPOINT, else the running emulator's record."""
+    if explicit or os.environ.get("LOCAL_AWS_ENDPOINT"):
+        return explicit or os.environ["LOCAL_AWS_ENDPOINT"]
+    from local.control_plane.emulator import Emulator, EmulatorConfig
+
+    emulator = Emulator(EmulatorConfig(state_dir=emulator_state_dir()))
+    if not emulator.is_running():
+        raise DbInstanceError(
+            "the local AWS emulator is not running, and the deployed DB secret lived only in it: the deployed "
+            "stack is gone. Run `python -m local deploy` (it sets the stale state aside and deploys afresh)."
+        )
+    return emulator.endpoint
+
+
+def _load(args: argparse.Namespace) -> deployed.DeployedStack:
+    if args.state_file is not None:
+        return deployed.parse_state(json.loads(args.state_file.read_text()), source=str(args.state_file))
+    return deployed.load(args.stack, settings_from_synth=args.settings_from_synth)
+
+
+def _persistent_db(args: argparse.Namespace, stack: deployed.DeployedStack) -> PersistentDb | None:
+    if args.settings_from_synth:
+        return None
+    instance = db_instance.from_state_file(Path(stack.source))
+    if instance is None:
+        return None
+    return PersistentDb(
+        instance=instance,
+        local_state_dir=(args.local_state_dir or local_state_dir()).resolve(),
+        secrets_endpoint=emulator_endpoint(args.aws_endpoint),
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """`python -m local serve`: run the app locally until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stack = _load(args)
+        config = DataPlaneConfig(
+            via_proxy=not args.direct,
+            db_max_connections=args.max_connections,
+            max_concurrency=args.max_concurrency,
+            http_port=args.http_port,
+            persistent_db=_persistent_db(args, stack),
+        )
+        plane = LocalDataPlane(stack, config).start()
+    except (deployed.DeployedStateError, DbInstanceError, SecretError, ProxyAuthError, MariaDBError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, deployed.DeployedStateError) else 1
+    try:
+        print(plane.describe())
+        print(f"serving {plane.url}/  (Ctrl-C stops everything)", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        print("stopping...", flush=True)
+    finally:
+        plane.stop()
+    return 0
