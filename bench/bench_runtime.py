@@ -1,11 +1,13 @@
 """Per-invocation overhead of the local runtime and HTTP API (prints numbers; not a test).
 
-    python bench/bench_runtime.py [--invocations 3000]
+    python bench/bench_runtime.py [--invocations 3000] [--cold-starts 20]
 
 Uses a trivial handler so only our plumbing is measured: runtime.invoke (pipe + JSON to a warm
 container and back), the same through the HTTP API over one keep-alive connection (client in this process,
 then in another process as locust is), throughput with concurrent keep-alive clients in another process,
-and cold starts.
+and cold starts: 99 at once, then one at a time for a handler that signs an RDS IAM token with boto3 and its
+container's role credentials (the production auth path): nothing preloaded in the zygote, boto3 imported there,
+and boto3 imported and its RDS client model parsed there (`WARM_BOTO3`).
 """
 
 import argparse
@@ -14,6 +16,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,8 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from local.data_plane.auth.authenticator import RuntimeCredentials  # noqa: E402
+from local.data_plane.auth.credentials import CredentialIssuer, IssuerSettings  # noqa: E402
 from local.data_plane.http_api import HttpApi  # noqa: E402
 from local.data_plane.runtime import LambdaRuntime, RuntimeConfig  # noqa: E402
+from local.data_plane.runtime_worker import WARM_BOTO3  # noqa: E402
 
 HANDLERS = str(ROOT / "tests" / "runtime_handlers")
 
@@ -71,12 +77,53 @@ def remote_clients(url: str, clients: int, per_client: int) -> tuple[float, list
 
 def report(label: str, samples: list[float]) -> None:
     q = statistics.quantiles(samples, n=100)
-    print(f"{label:<38} median {statistics.median(samples):8.0f} us   p99 {q[98]:8.0f} us   n={len(samples)}")
+    print(f"{label:<46} median {statistics.median(samples):8.0f} us   p99 {q[98]:8.0f} us   n={len(samples)}")
+
+
+ENDPOINT = "sms-local-proxy.proxy-abcdefghijkl.ap-northeast-1.rds.amazonaws.com"
+TOKEN_EVENT = {"action": "token", "host": ENDPOINT, "port": 3306, "user": "app_admin"}
+
+
+def sequential_cold_starts(preload: tuple[str, ...], event: dict, count: int) -> tuple[float, list[float]]:
+    """(zygote start s, per-invocation us) with a fresh container for every invocation.
+
+    A tiny `max_container_age_s` retires each container when its invocation returns, so every call is cold.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        issuer = CredentialIssuer(IssuerSettings(key_path=Path(scratch) / "issuer.key"))
+        credentials = RuntimeCredentials(issuer, "arn:aws:iam::123456789012:role/sms-local-api-exec", "bench")
+        config = RuntimeConfig(
+            handler="probe_app.lambda_handler",
+            code_dir=HANDLERS,
+            timeout_s=30,
+            region="ap-northeast-1",
+            preload_modules=preload,
+            address_overrides=(f"{ENDPOINT}:3306=127.0.0.1:3306",),
+            max_container_age_s=0.001,
+        )
+        with LambdaRuntime(config, container_environment=credentials.environment) as runtime:
+            started = time.perf_counter()
+            runtime._get_zygote()  # the one-off cost, outside the per-container numbers
+            zygote_s = time.perf_counter() - started
+            samples = timed(lambda: runtime.invoke(event), count)
+            assert runtime.stats().cold_starts == count
+    return zygote_s, samples
+
+
+def cold_start_report(count: int) -> None:
+    imported = ("boto3", "mysql.connector.plugins.mysql_clear_password")
+    variants = (("nothing preloaded", ()), ("boto3 imported", imported), ("boto3 warmed", (*imported, WARM_BOTO3)))
+    for label, event in (("cold start + RDS token", TOKEN_EVENT), ("cold start, no boto3 use", {})):
+        for preload_label, preload in variants:
+            zygote_s, samples = sequential_cold_starts(preload, event, count)
+            report(f"{label}, {preload_label}", samples)
+            print(f"{'  zygote start (once per runtime)':<46} {zygote_s * 1000:8.0f} ms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--invocations", type=int, default=3000)
+    parser.add_argument("--cold-starts", type=int, default=20)
     args = parser.parse_args()
     config = RuntimeConfig(
         handler="sample_app.lambda_handler",
@@ -104,8 +151,8 @@ def main() -> None:
         seconds, latencies = remote_clients(api.url, 10, per_client)
         cpu_us = (time.process_time() - cpu_started) * 1e6 / len(latencies)
         report("HTTP GET, 10 concurrent clients", latencies)
-        print(f"{'  throughput, 10 concurrent clients':<38} {len(latencies) / seconds:8.0f} requests/s")
-        print(f"{'  server CPU (API + runtime parent)':<38} {cpu_us:8.0f} us/request")
+        print(f"{'  throughput, 10 concurrent clients':<46} {len(latencies) / seconds:8.0f} requests/s")
+        print(f"{'  server CPU (API + runtime parent)':<46} {cpu_us:8.0f} us/request")
         started = time.perf_counter()
         threads = [
             threading.Thread(target=runtime.invoke, args=({"action": "sleep", "seconds": 0.5},)) for _ in range(99)
@@ -117,9 +164,10 @@ def main() -> None:
         elapsed = time.perf_counter() - started - 0.5
         stats = runtime.stats()
         print(
-            f"{'cold starts (99 concurrent)':<38} {stats.cold_starts - 1} new containers in ~{elapsed:.2f} s "
+            f"{'cold starts (99 concurrent)':<46} {stats.cold_starts - 1} new containers in ~{elapsed:.2f} s "
             f"(handler import median {statistics.median(runtime.init_durations_ms):.1f} ms)"
         )
+    cold_start_report(args.cold_starts)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,28 @@
-"""The Lambda-like runtime: warm reuse, on-demand containers up to the limit, LIFO, errors, timeouts."""
+"""The Lambda-like runtime: warm reuse, on-demand containers up to the limit, LIFO, errors, timeouts, and the
+production auth path's needs (per-container role credentials, region, endpoint name resolution, retirement)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import socket
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from local.data_plane.auth.authenticator import RuntimeCredentials
+from local.data_plane.auth.credentials import CredentialIssuer, IssuerSettings
+from local.data_plane.auth.local_ca import LocalCa, LocalCaSettings
+from local.data_plane.auth.rds_token import TokenCheckSettings, verify_token
 from local.data_plane.runtime import (
     ContainerCrashed,
     FunctionError,
@@ -21,6 +31,9 @@ from local.data_plane.runtime import (
     RuntimeConfig,
     Throttled,
 )
+from local.data_plane.runtime_worker import WARM_BOTO3, ContainerSpec
+from modules.validation import SettingsError
+from tests.auth_support import DB_USER, ENDPOINT, REGION, ROLE_ARN
 
 HANDLERS = str(Path(__file__).parent / "runtime_handlers")
 
@@ -206,9 +219,193 @@ def test_concurrent_invocations_are_thread_safe(runtime):
         ("memory_mb", 64, "memory_mb=64: must be in 128..10240"),
         ("environment", {"A": 1}, "environment={'A': 1}"),
         ("cpu_niceness", 20, "cpu_niceness=20: must be in 0..19"),
+        ("region", "Tokyo", "invalid setting region='Tokyo'"),
+        ("preload_modules", ["not a module"], "invalid setting preload_modules='not a module'"),
+        ("address_overrides", ["db.example.com=127.0.0.1:1"], "invalid setting address_override="),
+        ("address_overrides", ["db.example.com:3306=localhost:1"], "invalid setting target_host='localhost'"),
+        ("max_container_age_s", 0, "invalid setting max_container_age_s=0: allowed seconds in (0, 43200]"),
+        ("max_container_age_s", 43201, "invalid setting max_container_age_s=43201"),
     ],
 )
 def test_config_errors_name_field_value_and_range(field, value, message):
     with pytest.raises(ValueError) as error:
         config(**{field: value})
     assert message in str(error.value)
+
+
+# --- the production auth path: role credentials, region, endpoint names, retirement ----------------------------
+
+
+def probe(**overrides) -> RuntimeConfig:
+    return config(**{"handler": "probe_app.lambda_handler", "environment": {"PROBE_VALUE": "function"}, **overrides})
+
+
+@pytest.fixture
+def issuer(tmp_path) -> CredentialIssuer:
+    return CredentialIssuer(IssuerSettings(key_path=tmp_path / "issuer.key"))
+
+
+@contextlib.contextmanager
+def line_server(line: bytes, tls: ssl.SSLContext | None = None):
+    """A loopback listener that answers every connection with `line` (over TLS when given); yields its port."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            try:
+                with tls.wrap_socket(conn, server_side=True) if tls else conn as peer:
+                    peer.sendall(line + b"\n")
+                    peer.recv(1)  # until the client closes
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close() alone does not on Linux)
+        server.close()
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_each_container_gets_its_own_role_credentials_from_container_environment(issuer):
+    credentials = RuntimeCredentials(issuer, ROLE_ARN, "sms-local-api")
+    with LambdaRuntime(probe(), container_environment=credentials.environment) as rt:
+        with ThreadPoolExecutor(2) as pool:
+            seen = list(pool.map(lambda _: rt.invoke({"action": "sleep", "seconds": 0.4}), range(2)))
+        again = rt.invoke({})
+    assert len({s["pid"] for s in seen}) == 2
+    keys = {s["env"]["AWS_ACCESS_KEY_ID"] for s in seen}
+    assert len(keys) == 2, "every container has fresh keys"
+    for s in seen:
+        env = s["env"]
+        issued = issuer.resolve(env["AWS_ACCESS_KEY_ID"], env["AWS_SESSION_TOKEN"])
+        assert issued.role_arn == ROLE_ARN and issued.secret_access_key == env["AWS_SECRET_ACCESS_KEY"]
+        assert env["PROBE_VALUE"] == "function"  # the function's own variables are still there
+    assert again["env"]["AWS_ACCESS_KEY_ID"] in keys  # a warm container keeps the keys it started with
+
+
+@pytest.mark.parametrize("preload", [(), ("boto3", WARM_BOTO3)], ids=["cold-boto3", "warmed-boto3"])
+def test_container_credentials_sign_an_rds_token_the_proxy_accepts(issuer, preload):
+    """Also with boto3 warmed in the zygote: each container still signs with its own keys and region."""
+    credentials = RuntimeCredentials(issuer, ROLE_ARN, "sms-local-api")
+    config = probe(region=REGION, timeout_s=10.0, preload_modules=preload)
+    event = {"action": "token", "host": ENDPOINT, "port": 3306, "user": DB_USER, "seconds": 0.3}
+    with LambdaRuntime(config, container_environment=credentials.environment) as rt, ThreadPoolExecutor(2) as pool:
+        signed = list(pool.map(lambda _: rt.invoke(event), range(2)))
+    assert {s["session_was_warm"] for s in signed} == {bool(preload)}
+    assert len({s["key"] for s in signed}) == 2
+    checks = TokenCheckSettings(ENDPOINT, 3306, REGION)
+    for s in signed:
+        verified = verify_token(s["token"], DB_USER, checks, issuer).credentials
+        assert (verified.role_arn, verified.access_key_id) == (ROLE_ARN, s["key"])
+
+
+def test_container_environment_values_must_be_strings_and_are_not_echoed():
+    with LambdaRuntime(probe(), container_environment=lambda: {"AWS_SESSION_TOKEN": b"secret-bytes"}) as rt:
+        with pytest.raises(SettingsError) as error:
+            rt.invoke({})
+        assert "AWS_SESSION_TOKEN" in str(error.value) and "secret-bytes" not in str(error.value)
+        stats = rt.stats()
+        assert (stats.busy_containers, stats.live_containers) == (0, 0)
+
+
+def test_container_spec_keeps_the_environment_out_of_its_repr():
+    spec = probe().container_spec({"AWS_SECRET_ACCESS_KEY": "not-for-logs"})
+    assert "not-for-logs" not in repr(spec)
+    assert ContainerSpec.from_json(spec.to_json()) == spec
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    environment=st.dictionaries(st.text(), st.text()),
+    overrides=st.lists(st.text()),
+    log_path=st.none() | st.text(),
+    niceness=st.integers(0, 19),
+)
+def test_container_spec_survives_the_zygote_wire_format(environment, overrides, log_path, niceness):
+    spec = ContainerSpec("m.f", "/code", "fn", 128, REGION, environment, tuple(overrides), log_path, niceness)
+    decoded = ContainerSpec.from_json(spec.to_json().encode())
+    assert decoded == spec and dict(decoded.environment) == environment
+
+
+@pytest.mark.parametrize(
+    "region, environment, expected",
+    [
+        (REGION, {}, REGION),
+        (REGION, {"AWS_REGION": "eu-west-1"}, REGION),  # the function's region wins, as Lambda's own variable
+        (None, {"AWS_REGION": "eu-west-1"}, "eu-west-1"),
+        (None, {}, "us-east-1"),
+    ],
+)
+def test_containers_get_the_functions_region(region, environment, expected):
+    with LambdaRuntime(probe(region=region, environment=environment)) as rt:
+        seen = rt.invoke({})
+    assert seen["env"]["AWS_REGION"] == seen["env"]["AWS_DEFAULT_REGION"] == expected
+    assert seen["arn"].startswith(f"arn:aws:lambda:{expected}:")
+
+
+def test_address_override_routes_the_deployed_endpoint_to_a_local_listener_before_import():
+    with line_server(b"hello from the stand-in") as port:
+        override = f"{ENDPOINT.upper()}:3306=127.0.0.1:{port}"
+        environment = {"PROBE_HOST": ENDPOINT, "PROBE_PORT": "3306"}
+        with LambdaRuntime(probe(address_overrides=[override], environment=environment)) as rt:
+            assert rt.config.address_overrides == (f"{ENDPOINT}:3306=127.0.0.1:{port}",)
+            seen = rt.invoke({})
+            read = rt.invoke({"action": "connect", "host": ENDPOINT, "port": 3306})["read"]
+    assert seen["resolved_at_import"] == ["127.0.0.1", port]
+    assert read == "hello from the stand-in"
+
+
+def test_tls_through_an_override_verifies_the_deployed_name(tmp_path):
+    ca = LocalCa(LocalCaSettings(directory=tmp_path / "ca"))
+    with line_server(b"tls ok", tls=ca.server_ssl_context((ENDPOINT,))) as port:
+        overrides = (f"{ENDPOINT}:3306=127.0.0.1:{port}",)
+        with LambdaRuntime(probe(address_overrides=overrides)) as rt:
+            seen = rt.invoke({"action": "tls", "host": ENDPOINT, "port": 3306, "ca": str(ca.ca_bundle_path)})
+            with pytest.raises(FunctionError) as error:  # without the override the name does not resolve here
+                rt.invoke({"action": "tls", "host": "other." + ENDPOINT, "port": 3306, "ca": str(ca.ca_bundle_path)})
+    assert seen["read"] == "tls ok" and ENDPOINT in seen["peer_names"]
+    assert error.value.error_type == "gaierror"
+
+
+def wait_gone(pid: int) -> bool:
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not os.path.exists(f"/proc/{pid}") or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def test_an_idle_container_past_its_age_is_replaced_with_fresh_credentials(issuer):
+    credentials = RuntimeCredentials(issuer, ROLE_ARN, "sms-local-api")
+    with LambdaRuntime(probe(max_container_age_s=0.5), container_environment=credentials.environment) as rt:
+        first = rt.invoke({})
+        time.sleep(0.6)
+        second = rt.invoke({})
+        stats = rt.stats()
+    assert second["pid"] != first["pid"]
+    assert second["env"]["AWS_ACCESS_KEY_ID"] != first["env"]["AWS_ACCESS_KEY_ID"]
+    assert (stats.retired, stats.cold_starts, stats.live_containers) == (1, 2, 1)
+    assert wait_gone(first["pid"])
+
+
+def test_a_container_that_ages_out_during_an_invocation_finishes_it_then_retires():
+    with LambdaRuntime(probe(max_container_age_s=0.5)) as rt:
+        finished = rt.invoke({"action": "sleep", "seconds": 0.6})
+        stats = rt.stats()
+        assert (stats.retired, stats.live_containers, stats.errors) == (1, 0, 0)
+        assert wait_gone(finished["pid"])
+        assert rt.invoke({})["pid"] != finished["pid"]
+
+
+def test_a_failed_boto3_warm_up_does_not_stop_the_runtime(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")  # the zygote inherits it; boto3 then refuses to start
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
+    with LambdaRuntime(probe(preload_modules=("boto3", WARM_BOTO3))) as rt:
+        assert rt.invoke({})["env"]["PROBE_VALUE"] == "function"

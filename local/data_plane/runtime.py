@@ -5,35 +5,39 @@ real Lambda containers are separate processes that keep module state (one DB con
 between invocations. That module state is exactly what exhausts `max_connections` in the experiment,
 so each "container" here is a process that imports the handler once and then serves invocations.
 
-Containers are created on demand up to `max_concurrency` and reused LIFO when idle (as Lambda
-does). Above the limit an invocation is throttled, not queued. Containers are forked from a small
-"zygote" process that has the heavy, function-independent modules (the MySQL driver) preloaded,
-so a cold start costs a fork plus the handler's own import rather than a fresh interpreter.
+Containers are created on demand up to `max_concurrency`, reused LIFO when idle and retired at
+`max_container_age_s` (as Lambda does). Above the limit an invocation is throttled, not queued.
+Containers are forked from a small "zygote" process that has the heavy, function-independent
+modules (the MySQL driver, boto3) preloaded, so a cold start costs a fork plus the handler's own
+import rather than a fresh interpreter.
 The zygote is our own and not multiprocessing's forkserver, because the forkserver re-runs the
-caller's __main__ (pytest, a CLI) in every child and is one global per interpreter.
+caller's __main__ (pytest, a CLI) in every child and is one global per interpreter. The zygote and
+the containers are in `runtime_worker`; this module is the parent side.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
+import re
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any
 
-from local.processes import pid_alive
+from local.data_plane.auth.resolver_shim import AddressOverride
+from local.data_plane.runtime_worker import (
+    RESOLVER_SHIM_MODULE,
+    ContainerProcess,
+    ContainerSpec,
+    Zygote,
+    ZygoteGone,
+)
+from modules.validation import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,12 @@ MAX_CONCURRENCY = 1000
 MEMORY_RANGE_MB = (128, 10240)
 INIT_TIMEOUT_S = 10.0  # Lambda's init phase limit.
 _SHUTDOWN_GRACE_S = 2.0
-_ZYGOTE_START_TIMEOUT_S = 30.0
+DEFAULT_REGION = "us-east-1"
+DEFAULT_MAX_CONTAINER_AGE_S = 11.5 * 3600
+"""A bit under the 12 h the execution role's credentials last (`auth.credentials.IssuerSettings.lifetime_s`)."""
+MAX_CONTAINER_AGE_S = 12 * 3600.0
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+_PRELOAD = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$")
 
 
 @dataclass(frozen=True)
@@ -60,13 +69,22 @@ class RuntimeConfig:
     timeout_s: float = 3.0
     memory_mb: int = 128
     function_name: str = "local-function"
-    region: str = "us-east-1"
+    region: str | None = None
+    """The function's region, set as AWS_REGION/AWS_DEFAULT_REGION in containers (Lambda sets them itself);
+    None: the environment's AWS_REGION, else us-east-1."""
     preload_modules: tuple[str, ...] = ()
+    """Imported once in the zygote; `module:function` also calls the function there (`runtime_worker.WARM_BOTO3`)."""
     log_path: str | None = None
     """Where containers write stdout/stderr (Lambda's CloudWatch log group); None inherits ours."""
     cpu_niceness: int = 5
     """Containers run at a lower CPU priority than the shared DB and proxy: on AWS they are on other hosts,
     so one laptop's 100 busy containers must not starve the single proxy/DB processes both paths share."""
+    address_overrides: tuple[str, ...] = ()
+    """Encoded `resolver_shim.AddressOverride`s (`host:port=ip:port`) installed in each container before the
+    handler is imported: the deployed endpoint names reach local listeners, TLS still sees those names."""
+    max_container_age_s: float = DEFAULT_MAX_CONTAINER_AGE_S
+    """Containers are retired at this age (on their next use), as Lambda recycles execution environments
+    before the role credentials they were given expire."""
 
     def __post_init__(self) -> None:
         module, _, func = self.handler.rpartition(".")
@@ -88,6 +106,27 @@ class RuntimeConfig:
             raise ValueError(f"environment={bad!r}: keys and values must be strings")
         object.__setattr__(self, "environment", MappingProxyType(dict(self.environment)))
         object.__setattr__(self, "preload_modules", tuple(self.preload_modules))
+        for entry in self.preload_modules:
+            if not isinstance(entry, str) or not _PRELOAD.match(entry):
+                raise SettingsError("preload_modules", entry, "dotted module names, optionally :function")
+        if self.region is not None and not (isinstance(self.region, str) and _REGION.match(self.region)):
+            raise SettingsError("region", self.region, "an AWS region name such as ap-northeast-1, or None")
+        if isinstance(self.address_overrides, str):
+            raise SettingsError("address_overrides", self.address_overrides, "a list of host:port=ip:port")
+        overrides = tuple(AddressOverride.decode(text).encode() for text in self.address_overrides)
+        object.__setattr__(self, "address_overrides", overrides)
+        age = self.max_container_age_s
+        if isinstance(age, bool) or not isinstance(age, (int, float)) or not 0 < age <= MAX_CONTAINER_AGE_S:
+            raise SettingsError("max_container_age_s", age, f"seconds in (0, {MAX_CONTAINER_AGE_S:.0f}]")
+
+    @property
+    def effective_region(self) -> str:
+        return self.region or self.environment.get("AWS_REGION", DEFAULT_REGION)
+
+    def container_spec(self, environment: Mapping[str, str]) -> ContainerSpec:
+        """What one container runs: these settings with `environment` (the function's plus its own)."""
+        shared = {name: getattr(self, name) for name in ContainerSpec.__dataclass_fields__}
+        return ContainerSpec(**{**shared, "region": self.effective_region, "environment": dict(environment)})
 
 
 class InvocationError(Exception):
@@ -126,236 +165,99 @@ class RuntimeStats:
     errors: int
     throttles: int
     timeouts: int
+    retired: int
+    """Containers retired at `max_container_age_s`."""
     live_containers: int
     busy_containers: int
     peak_concurrency: int
 
 
-class _LambdaContext:
-    """The subset of Lambda's context object that handlers commonly use."""
-
-    def __init__(self, name: str, memory_mb: int, region: str, request_id: str, deadline: float):
-        self.function_name = name
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = memory_mb
-        self.invoked_function_arn = f"arn:aws:lambda:{region}:000000000000:function:{name}"
-        self.aws_request_id = request_id
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = "local"
-        self._deadline = deadline
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.time()) * 1000))
-
-
-def _error_payload(exc: BaseException) -> dict[str, Any]:
-    return {
-        "errorMessage": str(exc),
-        "errorType": type(exc).__name__,
-        "stackTrace": traceback.format_exception(exc)[-5:],
-    }
-
-
-def _container_main(conn: Connection, config: RuntimeConfig, environment: dict[str, str]) -> None:
-    """Body of one container process: init once, then serve invocations until the pipe closes."""
-    if config.log_path:
-        log_fd = os.open(config.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        os.close(log_fd)
-    os.environ.update(environment)
-    os.environ.update(
-        AWS_LAMBDA_FUNCTION_NAME=config.function_name,
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(config.memory_mb),
-        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
-        AWS_REGION=config.region,
-        AWS_DEFAULT_REGION=config.region,
-        LAMBDA_TASK_ROOT=config.code_dir,
-    )
-    sys.path.insert(0, config.code_dir)
-    module_name, _, func_name = config.handler.rpartition(".")
-    started = time.perf_counter()
-    try:
-        func = getattr(importlib.import_module(module_name), func_name)
-    except BaseException as exc:  # noqa: BLE001 - any init failure (incl. SystemExit) is reported to the parent
-        conn.send_bytes(json.dumps({"init_error": _error_payload(exc)}).encode())
-        return
-    conn.send_bytes(json.dumps({"ready_ms": (time.perf_counter() - started) * 1000}).encode())
-    while True:
-        try:
-            raw = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        request = json.loads(raw)
-        context = _LambdaContext(
-            config.function_name, config.memory_mb, config.region, request["id"], request["deadline"]
-        )
-        try:
-            reply = {"result": func(request["event"], context)}
-            data = json.dumps(reply).encode()
-        except Exception as exc:  # noqa: BLE001 - the handler's (or JSON's) failure becomes Lambda's error document
-            data = json.dumps({"error": _error_payload(exc)}).encode()
-        conn.send_bytes(data)
-
-
-class _Container:
-    __slots__ = ("pid", "conn", "invocations")
-
-    def __init__(self, pid: int, conn: Connection):
-        self.pid = pid
-        self.conn = conn
-        self.invocations = 0
-
-    def alive(self) -> bool:
-        return pid_alive(self.pid)
-
-    def kill(self) -> None:
-        self.conn.close()
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _zygote_main() -> None:
-    """The zygote: preload modules, then fork one container per request on the control socket.
-
-    Requests arrive as one JSON line with one passed file descriptor (the container's end of its
-    socketpair); the reply is the child's pid. Children are reaped automatically (SIGCHLD ignored),
-    and the zygote exits when its control socket closes.
-    """
-    spec = json.loads(sys.argv[1])
-    control = socket.socket(fileno=spec["fd"])
-    for name in spec["preload"]:
-        importlib.import_module(name)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    # Ctrl-C reaches the whole process group; the parent shuts containers down in order instead.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    control.sendall(b"ready\n")
-    while True:
-        try:
-            message, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 1)
-        except OSError:
-            return
-        if not message:
-            return
-        request = json.loads(message)
-        pid = os.fork()
-        if pid == 0:  # the container
-            control.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            code = 0
-            try:
-                config = RuntimeConfig(**{**request["config"], "environment": {}})
-                os.nice(config.cpu_niceness)
-                _container_main(Connection(fds[0]), config, request["environment"])
-            except BaseException:  # noqa: BLE001 - a container must never return into the zygote loop
-                traceback.print_exc()
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(fds[0])
-        control.sendall(f"{pid}\n".encode())
-
-
-class _Zygote:
-    """Parent side of the zygote: one per runtime, started lazily, serialised by a lock."""
-
-    def __init__(self, preload: list[str]):
-        self._lock = threading.Lock()
-        ours, theirs = socket.socketpair()
-        self._control = ours
-        self._reader = ours.makefile("rb")
-        spec = json.dumps({"preload": preload, "fd": theirs.fileno()})
-        path = [p for p in sys.path if p]
-        code = f"import sys; sys.path[:0] = {path!r}; from local.data_plane.runtime import _zygote_main; _zygote_main()"
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code, spec], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL
-        )
-        theirs.close()
-        ours.settimeout(_ZYGOTE_START_TIMEOUT_S)
-        if self._reader.readline() != b"ready\n":
-            self.close()
-            raise RuntimeError("the runtime's zygote process failed to start (see stderr)")
-        ours.settimeout(None)
-
-    def fork(self, config: RuntimeConfig, environment: dict[str, str]) -> _Container:
-        parent_end, child_end = socket.socketpair()
-        fields = {name: getattr(config, name) for name in config.__dataclass_fields__ if name != "environment"}
-        request = json.dumps({"config": fields, "environment": environment}).encode()
-        try:
-            with self._lock:
-                socket.send_fds(self._control, [request], [child_end.fileno()])
-                line = self._reader.readline()
-        finally:
-            child_end.close()
-        if not line:
-            parent_end.close()
-            raise ContainerCrashed({"errorType": "Runtime.ExitError", "errorMessage": "the zygote process is gone"})
-        return _Container(int(line), Connection(parent_end.detach()))
-
-    def close(self) -> None:
-        self._reader.close()
-        self._control.close()  # EOF: the zygote exits
-        try:
-            self.process.wait(_SHUTDOWN_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(_SHUTDOWN_GRACE_S)
-
-
 class LambdaRuntime:
     """Thread-safe `invoke(event) -> result` over a pool of warm containers. Use as a context manager."""
 
-    def __init__(self, config: RuntimeConfig):
+    def __init__(
+        self, config: RuntimeConfig, container_environment: Callable[[], Mapping[str, str]] | None = None
+    ) -> None:
+        """`container_environment` gives each new container its own variables on top of the function's, as
+        Lambda gives each execution environment the execution role's temporary credentials."""
         self.config = config
-        self._preload = ["local.data_plane.runtime", *config.preload_modules]
-        self._zygote: _Zygote | None = None
+        self._container_environment = container_environment
+        shim = [RESOLVER_SHIM_MODULE] if config.address_overrides else []
+        self._preload = list(dict.fromkeys([*config.preload_modules, *shim]))
+        self._zygote: Zygote | None = None
         self._zygote_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._idle: list[_Container] = []  # LIFO: the most recently used container is reused first
-        self._all: set[_Container] = set()
+        self._idle: list[ContainerProcess] = []  # LIFO: the most recently used container is reused first
+        self._all: set[ContainerProcess] = set()
         self._reserved = 0  # slots held by containers being created
         self._closed = False
-        self._counts = dict(containers_created=0, cold_starts=0, invocations=0, errors=0, throttles=0, timeouts=0)
+        self._counts = dict(
+            containers_created=0, cold_starts=0, invocations=0, errors=0, throttles=0, timeouts=0, retired=0
+        )
         self._peak = 0
         self._busy = 0
         self.init_durations_ms: list[float] = []
 
     # --- pool management -------------------------------------------------------------------
-    def _acquire(self) -> tuple[_Container | None, bool]:
-        """Return (idle container, False), or (None, True) with a slot reserved for a cold start."""
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("runtime is closed")
-            if self._idle:
-                container = self._idle.pop()
+    def _acquire(self) -> tuple[ContainerProcess | None, bool]:
+        """Return (idle container, False), or (None, True) with a slot reserved for a cold start.
+
+        Idle containers past `max_container_age_s` are retired on the way, so their slots go to new ones.
+        """
+        retired: list[ContainerProcess] = []
+        try:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("runtime is closed")
+                while self._idle:
+                    container = self._idle.pop()
+                    if container.age_s() < self.config.max_container_age_s:
+                        self._note_busy(+1)
+                        return container, False
+                    retired.append(container)
+                    self._all.discard(container)
+                    self._counts["retired"] += 1
+                if len(self._all) + self._reserved >= self.config.max_concurrency:
+                    self._counts["throttles"] += 1
+                    raise Throttled(
+                        {
+                            "errorType": "TooManyRequestsException",
+                            "errorMessage": f"Rate Exceeded: all {self.config.max_concurrency} containers busy",
+                        }
+                    )
+                self._reserved += 1
                 self._note_busy(+1)
-                return container, False
-            if len(self._all) + self._reserved >= self.config.max_concurrency:
-                self._counts["throttles"] += 1
-                raise Throttled(
-                    {
-                        "errorType": "TooManyRequestsException",
-                        "errorMessage": f"Rate Exceeded: all {self.config.max_concurrency} containers busy",
-                    }
-                )
-            self._reserved += 1
-            self._note_busy(+1)
-            return None, True
+                return None, True
+        finally:
+            for container in retired:
+                container.kill()
 
     def _note_busy(self, delta: int) -> None:
         self._busy += delta
         self._peak = max(self._peak, self._busy)
 
-    def _get_zygote(self) -> _Zygote:
+    def _get_zygote(self) -> Zygote:
         with self._zygote_lock:
             if self._zygote is None:
-                self._zygote = _Zygote(self._preload)
+                self._zygote = Zygote(self._preload)
             return self._zygote
 
-    def _create(self) -> _Container:
-        container = self._get_zygote().fork(self.config, dict(self.config.environment))
+    def _new_environment(self) -> dict[str, str]:
+        """The function's variables plus this container's own (never logged: they hold credentials)."""
+        environment = dict(self.config.environment)
+        if self._container_environment is not None:
+            own = dict(self._container_environment())
+            bad = sorted(repr(k) for k, v in own.items() if not isinstance(k, str) or not isinstance(v, str))
+            if bad:
+                raise SettingsError("container_environment", bad, "string values for these variables")
+            environment.update(own)
+        return environment
+
+    def _create(self) -> ContainerProcess:
+        try:
+            container = self._get_zygote().fork(self.config.container_spec(self._new_environment()))
+        except ZygoteGone as exc:
+            raise ContainerCrashed({"errorType": "Runtime.ExitError", "errorMessage": str(exc)}) from exc
         parent_end = container.conn
         try:
             if not parent_end.poll(INIT_TIMEOUT_S):
@@ -376,7 +278,7 @@ class LambdaRuntime:
             self.init_durations_ms.append(message["ready_ms"])
         return container
 
-    def _release(self, container: _Container | None, healthy: bool, was_cold: bool) -> None:
+    def _release(self, container: ContainerProcess | None, healthy: bool, was_cold: bool) -> None:
         with self._lock:
             self._note_busy(-1)
             if was_cold:
@@ -384,11 +286,13 @@ class LambdaRuntime:
                 if container is not None:
                     self._all.add(container)
             if healthy and container is not None and not self._closed:
-                self._idle.append(container)
-                return
+                if container.age_s() < self.config.max_container_age_s:
+                    self._idle.append(container)
+                    return
+                self._counts["retired"] += 1
             if container is not None:
                 self._all.discard(container)
-        if container is not None and (not healthy or self._closed):
+        if container is not None:  # failed, retired, or the runtime is closing
             container.kill()
 
     # --- public API ------------------------------------------------------------------------
@@ -422,7 +326,7 @@ class LambdaRuntime:
         finally:
             self._release(container, healthy, cold)
 
-    def _run(self, container: _Container, event: Mapping[str, Any], request_id: str) -> Any:
+    def _run(self, container: ContainerProcess, event: Mapping[str, Any], request_id: str) -> Any:
         started = time.time()
         deadline = started + self.config.timeout_s
         container.invocations += 1
