@@ -33,8 +33,11 @@ def measure(label: str, cmd: list[str], env: dict[str, str], runs: int) -> None:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     samples = [timed(cmd, env) for _ in range(runs)]
     peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    print(f"{label:<38} median {statistics.median(samples):6.2f} s   min {min(samples):6.2f} s   "
-          f"(runs={runs}, peak RSS so far {peak:,.0f} MB)", flush=True)
+    print(
+        f"{label:<38} median {statistics.median(samples):6.2f} s   min {min(samples):6.2f} s   "
+        f"(runs={runs}, peak RSS so far {peak:,.0f} MB)",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -48,8 +51,12 @@ def main() -> None:
         print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
         measure("python main.py (fast loader)", [sys.executable, "main.py"], env, args.runs)
         measure("cdktf synth (CLI, fast loader)", cdktf_command() + ["synth", "--output", out], env, args.runs)
-        measure("python main.py (plain import)", [sys.executable, "main.py"],
-                dict(env, SMS_PLAIN_PROVIDER_IMPORT="1"), max(1, args.runs // 2))
+        measure(
+            "python main.py (plain import)",
+            [sys.executable, "main.py"],
+            dict(env, SMS_PLAIN_PROVIDER_IMPORT="1"),
+            max(1, args.runs // 2),
+        )
 
 
 if __name__ == "__main__":

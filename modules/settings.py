@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from handler.app_contract import TABLE_NAME_MAX_LENGTH
 from modules.engine import (
     DEFAULT_ENGINE_VERSION,
     DEFAULT_INSTANCE_CLASS,
@@ -22,7 +23,6 @@ from modules.engine import (
     check_instance_class,
     estimated_max_connections,
 )
-from handler.app_contract import TABLE_NAME_MAX_LENGTH
 from modules.pool_rules import ConnectionPoolRules
 from modules.validation import SettingsError, check_choice, check_pattern, check_range
 

@@ -8,36 +8,63 @@ import urllib.request
 
 import pytest
 
-from local.data_plane.plane import DataPlaneConfig, LocalDataPlane, local_environment
 from local.data_plane.deployed import DeployedStack, DeployedStateError, FunctionSettings, PoolSettings
 from local.data_plane.mariadb import mariadbd_available
+from local.data_plane.plane import DataPlaneConfig, LocalDataPlane, local_environment
 
-DEPLOYED_ENV = {"DB_HOST": "sms-local-proxy.proxy-x.rds.amazonaws.com", "DB_PORT": "3306", "DB_NAME": "app",
-                "DB_USER": "app_admin", "DB_TABLE": "access_times", "DB_AUTH": "iam", "RESPONSE_LIMIT": "5",
-                "DB_SSL_CA": "/etc/pki/tls/certs/ca-bundle.crt"}
+DEPLOYED_ENV = {
+    "DB_HOST": "sms-local-proxy.proxy-x.rds.amazonaws.com",
+    "DB_PORT": "3306",
+    "DB_NAME": "app",
+    "DB_USER": "app_admin",
+    "DB_TABLE": "access_times",
+    "DB_AUTH": "iam",
+    "RESPONSE_LIMIT": "5",
+    "DB_SSL_CA": "/etc/pki/tls/certs/ca-bundle.crt",
+}
 
 
 def stack(**function_overrides) -> DeployedStack:
-    values = dict(function_name="sms-local-api", handler="app.lambda_handler", environment=DEPLOYED_ENV,
-                  memory_mb=256, timeout_s=10)
+    values = dict(
+        function_name="sms-local-api",
+        handler="app.lambda_handler",
+        environment=DEPLOYED_ENV,
+        memory_mb=256,
+        timeout_s=10,
+    )
     values.update(function_overrides)
-    return DeployedStack(function=FunctionSettings(**values), pool=PoolSettings(max_connections_percent=70),
-                         route_keys=("ANY /",), source="test")
+    return DeployedStack(
+        function=FunctionSettings(**values),
+        pool=PoolSettings(max_connections_percent=70),
+        route_keys=("ANY /",),
+        source="test",
+    )
 
 
 def test_only_the_unavoidable_variables_are_overridden_and_each_is_reported():
     env, overrides = local_environment(stack(), "127.0.0.1", 4000, "secret")
-    assert (env["DB_HOST"], env["DB_PORT"], env["DB_AUTH"], env["DB_PASSWORD"]) == ("127.0.0.1", "4000", "password", "secret")
+    assert (env["DB_HOST"], env["DB_PORT"], env["DB_AUTH"], env["DB_PASSWORD"]) == (
+        "127.0.0.1",
+        "4000",
+        "password",
+        "secret",
+    )
     assert "DB_SSL_CA" not in env
     unchanged = {k: v for k, v in DEPLOYED_ENV.items() if k not in overrides}
-    assert unchanged == {k: env[k] for k in unchanged} and set(unchanged) == {"DB_NAME", "DB_USER", "DB_TABLE", "RESPONSE_LIMIT"}
+    assert unchanged == {k: env[k] for k in unchanged} and set(unchanged) == {
+        "DB_NAME",
+        "DB_USER",
+        "DB_TABLE",
+        "RESPONSE_LIMIT",
+    }
     assert set(overrides) == {"DB_HOST", "DB_PORT", "DB_AUTH", "DB_PASSWORD", "DB_SSL_CA"}
     assert "secret" not in json.dumps(overrides)
 
 
 def test_unresolved_synth_references_that_are_not_overridden_fail_clearly():
-    unresolved = DeployedStack(function=stack().function, pool=PoolSettings(), source="cdk.tf.json",
-                               unresolved=("DB_HOST", "DB_TABLE"))
+    unresolved = DeployedStack(
+        function=stack().function, pool=PoolSettings(), source="cdk.tf.json", unresolved=("DB_HOST", "DB_TABLE")
+    )
     with pytest.raises(DeployedStateError, match=r"\['DB_TABLE'\].*python -m local deploy"):
         local_environment(unresolved, "127.0.0.1", 1, "p")
 
@@ -50,8 +77,9 @@ def test_config_errors_name_the_field():
 @pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")
 @pytest.mark.parametrize("via_proxy", [False, True], ids=["direct", "proxy"])
 def test_the_real_handler_answers_through_the_local_stack(via_proxy, tmp_path):
-    config = DataPlaneConfig(via_proxy=via_proxy, db_max_connections=20, max_concurrency=3,
-                             function_log=str(tmp_path / "function.log"))
+    config = DataPlaneConfig(
+        via_proxy=via_proxy, db_max_connections=20, max_concurrency=3, function_log=str(tmp_path / "function.log")
+    )
     with LocalDataPlane(stack(), config) as plane:
         bodies = []
         for _ in range(3):

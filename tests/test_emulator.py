@@ -266,9 +266,7 @@ def test_managed_master_secret_holds_the_master_user_and_a_random_password(emula
             ManageMasterUserPassword=True,
             AllocatedStorage=20,
         )["DBInstance"]
-        secret = json.loads(
-            secrets.get_secret_value(SecretId=created["MasterUserSecret"]["SecretArn"])["SecretString"]
-        )
+        secret = json.loads(secrets.get_secret_value(SecretId=created["MasterUserSecret"]["SecretArn"])["SecretString"])
         assert secret["username"] == "app_admin"
         passwords.append(secret["password"])
     assert len(set(passwords)) == 2 and all(len(p) >= 24 and p != "P@55w0rd!" for p in passwords)

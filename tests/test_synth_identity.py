@@ -15,10 +15,13 @@ def _synth(outdir: Path, plain: bool) -> dict[str, bytes]:
     env.update(CDKTF_OUTDIR=str(outdir), JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
     if plain:
         env["SMS_PLAIN_PROVIDER_IMPORT"] = "1"
-    code = ("import sys, runpy; sys.argv = ['main.py']; runpy.run_path('main.py', run_name='__main__');"
-            "print(len([m for m in sys.modules if m.startswith('cdktf_cdktf_provider_aws.')]))")
-    run = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                         timeout=600)
+    code = (
+        "import sys, runpy; sys.argv = ['main.py']; runpy.run_path('main.py', run_name='__main__');"
+        "print(len([m for m in sys.modules if m.startswith('cdktf_cdktf_provider_aws.')]))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     files = {str(p.relative_to(outdir)): p.read_bytes() for p in sorted(outdir.rglob("*")) if p.is_file()}
     files["#provider submodules loaded"] = run.stdout.strip().splitlines()[-1].encode()

@@ -1,10 +1,12 @@
 """The local data plane: HTTP API -> Lambda-like runtime -> (RDS Proxy stand-in) -> MariaDB.
 
 Everything the function and the proxy are configured with comes from the deployed stack
-(`local.data_plane.deployed`); only what cannot be the same on one machine is overridden, and every override
-is listed in `overrides` so callers can print it:
-  - DB_HOST/DB_PORT point at the local proxy or MariaDB instead of the cloud endpoints,
-  - DB_AUTH=password with the local DB user's password (no IAM or TLS locally; DB_SSL_CA is dropped).
+(`local.data_plane.deployed`); only what cannot be the same on one machine differs, and every difference is
+listed in `overrides` so callers can print it. Through the proxy of a deployed stack whose proxy requires IAM auth,
+the function runs the cloud's path (`production_auth`): an IAM token over verified TLS, the endpoint name resolved
+to the local stand-in and ``DB_SSL_CA`` pointing at the local CA are the only differences. Otherwise (``--direct``,
+password mode, or settings from synth, which know no ``prx-`` id yet): DB_HOST/DB_PORT point at the local proxy or
+MariaDB and DB_AUTH=password with the local DB user's password.
 
 With `DataPlaneConfig.persistent_db` the DB is the stack's persistent local DB instance
 (`local.data_plane.local_instance`); without it, a throw-away server (tests, the load experiment).
@@ -23,7 +25,9 @@ from local.data_plane.deployed import DeployedStack
 from local.data_plane.http_api import HttpApi, HttpApiConfig
 from local.data_plane.local_instance import OpenedInstance, PersistentDb, open_instance, proxy_credentials
 from local.data_plane.mariadb import MariaDBConfig, MariaDBServer
+from local.data_plane.production_auth import ProductionAuth
 from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
+from local.data_plane.runtime_worker import WARM_BOTO3
 from local.data_plane.supervisor import Child, Supervisor, stderr_log
 from modules.project import HANDLER_DIR_NAME, REPO_ROOT
 
@@ -38,6 +42,9 @@ _DRIVER_MODULES = (
     "mysql.connector",
     "mysql.connector.plugins.mysql_native_password",
     "mysql.connector.plugins.caching_sha2_password",
+    "mysql.connector.plugins.mysql_clear_password",
+    "boto3",
+    WARM_BOTO3,  # one RDS client built in the zygote: a cold start that signs a token costs ~15 ms, not ~100
     "encodings.idna",
     "json",
     "dataclasses",
@@ -60,6 +67,8 @@ class DataPlaneConfig:
     """The deployed instance's persistent local DB; None: a throw-away DB of this data plane's own."""
     supervise: bool = True
     """Restart a DB or proxy child that dies (and log it)."""
+    production_auth: bool = True
+    """Through the proxy: IAM token + verified TLS as deployed; False: password mode (for comparisons)."""
 
     def __post_init__(self) -> None:
         if not 10 <= self.db_max_connections <= 100_000:
@@ -97,6 +106,7 @@ def proxy_config(
     client_user: str,
     client_password: str,
     backend: tuple[str, str] | None = None,
+    **client_auth: object,
 ):
     """The RDS Proxy stand-in's settings: the deployed pool settings in front of the local DB."""
     from local.data_plane.rdsproxy.config import ProxyConfig  # the proxy package is optional for the direct path
@@ -118,6 +128,7 @@ def proxy_config(
         init_query=pool.init_query or "",
         session_pinning_filters=frozenset(pool.session_pinning_filters),
         stats_port=0,
+        **client_auth,
     )
 
 
@@ -137,6 +148,7 @@ class LocalDataPlane:
         self.supervisor: Supervisor | None = None
         self.instance: OpenedInstance | None = None
         self.overrides: dict[str, str] = {}
+        self.auth: ProductionAuth | None = None
 
     @property
     def url(self) -> str:
@@ -183,22 +195,36 @@ class LocalDataPlane:
         if self.config.via_proxy:
             from local.data_plane.proxy_child import SupervisedProxy
 
+            if self.config.production_auth:
+                self.auth = ProductionAuth.for_stack(self.stack)
             master = (self.db.app_user, self.db.app_password)
             backend = proxy_credentials(persistent, master) if persistent is not None else master
+            client_auth = self.auth.proxy_fields() if self.auth is not None else {}
             config = proxy_config(
-                self.stack, self.db, self.config.db_max_connections, client_user, self.db.app_password, backend
+                self.stack,
+                self.db,
+                self.config.db_max_connections,
+                client_user,
+                self.db.app_password,
+                backend,
+                **client_auth,
             )
             self.proxy = SupervisedProxy(config).start(timeout=_PROXY_START_TIMEOUT_S)
             self._record("rdsproxy", self.proxy.pid)
             port = self.proxy.port
-        direct_user = None if self.config.via_proxy else self.db.app_user
-        environment, self.overrides = local_environment(self.stack, host, port, self.db.app_password, direct_user)
+        if self.auth is not None:
+            environment, self.overrides = self.auth.function_environment()
+            self.overrides.update(self.auth.host_difference(port))
+        else:
+            direct_user = None if self.config.via_proxy else self.db.app_user
+            environment, self.overrides = local_environment(self.stack, host, port, self.db.app_password, direct_user)
         self._start_function(environment)
         if self.config.supervise:
             self._supervise()
 
     def _start_function(self, environment: dict[str, str]) -> None:
         function = self.stack.function
+        auth, proxy_port = self.auth, self.proxy.port if self.proxy is not None else 0
         self.runtime = LambdaRuntime(
             RuntimeConfig(
                 handler=function.handler,
@@ -208,10 +234,12 @@ class LocalDataPlane:
                 timeout_s=float(function.timeout_s),
                 memory_mb=function.memory_mb,
                 function_name=function.function_name,
-                region=environment.get("AWS_REGION", "us-east-1"),
+                region=auth.region if auth is not None else environment.get("AWS_REGION", "us-east-1"),
                 preload_modules=_DRIVER_MODULES,
                 log_path=self.config.function_log,
-            )
+                address_overrides=(auth.address_override(proxy_port).encode(),) if auth is not None else (),
+            ),
+            container_environment=auth.container_environment() if auth is not None else None,
         )
         self.api = HttpApi(
             self.runtime.invoke, HttpApiConfig(port=self.config.http_port, route_keys=self.stack.route_keys)
@@ -310,10 +338,12 @@ class LocalDataPlane:
             )
         else:
             lines.append("proxy: none (handler connects directly to the DB)")
-        lines.append(
-            "local overrides of the deployed environment: "
-            + ", ".join(f"{k}={v}" for k, v in sorted(self.overrides.items()))
-        )
+        if self.auth is not None:
+            lines.append(
+                "client auth: IAM token signed with the function role's credentials, verified TLS (as deployed)"
+            )
+        lines.append("differences from the cloud:")
+        lines.extend(f"  {name}: {value}" for name, value in sorted(self.overrides.items()))
         return "\n".join(lines)
 
     def __enter__(self) -> LocalDataPlane:

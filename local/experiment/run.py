@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from local.data_plane import deployed
-from modules.project import REPO_ROOT
 from local.data_plane.plane import DataPlaneConfig, LocalDataPlane
 from local.data_plane.serve import add_settings_arguments
+from local.experiment.report import format_table, plot
+from modules.project import REPO_ROOT
 
 LOCUSTFILE = REPO_ROOT / "bench" / "locustfile.py"
 PATHS = ("direct", "proxy")
@@ -90,7 +91,7 @@ class Sampler:
                 self.errors += 1
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -103,15 +104,34 @@ def run_locust(url: str, config: ExperimentConfig, workdir: Path) -> dict[str, A
     """Run locust headless as a subprocess and return the per-request records its locustfile wrote."""
     results_file = workdir / "locust-records.json"
     command = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-        "-u", str(config.users), "-r", str(config.spawn_rate), "--host", url,
-        "--requests", str(config.requests), "--results-file", str(results_file),
-        "--run-time", f"{int(config.run_timeout_s)}s", "--stop-timeout", "10",
-        "--only-summary", "--loglevel", "WARNING",
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        str(config.users),
+        "-r",
+        str(config.spawn_rate),
+        "--host",
+        url,
+        "--requests",
+        str(config.requests),
+        "--results-file",
+        str(results_file),
+        "--run-time",
+        f"{int(config.run_timeout_s)}s",
+        "--stop-timeout",
+        "10",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
     ]
     with open(workdir / "locust.log", "wb") as log:
-        completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT),
-                                   timeout=config.run_timeout_s + 60)
+        completed = subprocess.run(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT), timeout=config.run_timeout_s + 60
+        )
     if not results_file.is_file():
         tail = (workdir / "locust.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"locust exited with {completed.returncode} and wrote no results:\n{tail}")
@@ -126,7 +146,9 @@ def percentile(values: list[float], pct: int) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
-def summarize(path: str, records: list[dict[str, Any]], samples: list[dict[str, Any]], plane_info: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    path: str, records: list[dict[str, Any]], samples: list[dict[str, Any]], plane_info: dict[str, Any]
+) -> dict[str, Any]:
     """Turn raw records and samples into the numbers the experiment reports."""
     starts = [r["t"] for r in records]
     ends = [r["t"] + r["latency_ms"] / 1000 for r in records]
@@ -144,7 +166,11 @@ def summarize(path: str, records: list[dict[str, Any]], samples: list[dict[str, 
         index = min(n_bins - 1, int((r["t"] + r["latency_ms"] / 1000 - t0) // BIN_S))
         (ok_bins if r["ok"] else err_bins)[index] += 1
     db_series = [[round(s["t"] - t0, 3), s["db_connections"]] for s in samples]
-    proxy_series = [[round(s["t"] - t0, 3), s.get("proxy_clients"), s.get("proxy_backends")] for s in samples if "proxy_clients" in s]
+    proxy_series = [
+        [round(s["t"] - t0, 3), s.get("proxy_clients"), s.get("proxy_backends")]
+        for s in samples
+        if "proxy_clients" in s
+    ]
     return {
         "path": path,
         "requests": len(records),
@@ -180,10 +206,15 @@ def _max_used_connections(plane: LocalDataPlane) -> int:
         conn.close()
 
 
-def run_path(path: str, stack: deployed.DeployedStack, config: ExperimentConfig, workdir: Path, log=print) -> dict[str, Any]:
-    plane_config = DataPlaneConfig(via_proxy=(path == "proxy"), db_max_connections=config.db_max_connections,
-                                   max_concurrency=config.max_concurrency,
-                                   function_log=str(Path(config.out_dir) / f"function-{path}.log"))
+def run_path(
+    path: str, stack: deployed.DeployedStack, config: ExperimentConfig, workdir: Path, log=print
+) -> dict[str, Any]:
+    plane_config = DataPlaneConfig(
+        via_proxy=(path == "proxy"),
+        db_max_connections=config.db_max_connections,
+        max_concurrency=config.max_concurrency,
+        function_log=str(Path(config.out_dir) / f"function-{path}.log"),
+    )
     Path(plane_config.function_log).unlink(missing_ok=True)
     with LocalDataPlane(stack, plane_config) as plane:
         log(f"[{path}] " + plane.describe().replace("\n", f"\n[{path}] "))
@@ -237,74 +268,6 @@ def evaluate(results: dict[str, dict[str, Any]], total_s: float) -> dict[str, bo
     return checks
 
 
-def format_table(results: dict[str, dict[str, Any]]) -> str:
-    rows = [
-        ("requests", "requests"), ("failed", "failed"), ("failures by cause", "failures_by_cause"),
-        ("throughput req/s", "throughput_rps"), ("successful req/s", "successful_rps"),
-        ("latency p50 ms", ("latency_ms", "p50")), ("latency p95 ms", ("latency_ms", "p95")),
-        ("latency p99 ms", ("latency_ms", "p99")), ("peak DB conns (sampled)", "peak_db_connections_sampled"),
-        ("DB Max_used_connections*", "db_max_used_connections"), ("pool cap", "pool_cap"),
-        ("peak proxy client conns", "peak_proxy_client_connections"), ("containers", "containers_created"),
-        ("duration s", "duration_s"),
-    ]
-    paths = list(results)
-
-    def cell(result: dict[str, Any], key: Any) -> str:
-        value = result[key[0]][key[1]] if isinstance(key, tuple) else result.get(key)
-        if isinstance(value, float):
-            return f"{value:.1f}"
-        if isinstance(value, dict):
-            return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
-        return "-" if value is None else str(value)
-
-    table = [["", *paths]] + [[label, *(cell(results[p], key) for p in paths)] for label, key in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table]
-    lines.append("* the server's own high-water mark: includes our monitoring connections on the extra port and")
-    lines.append("  sessions still closing while new ones open; the sampled count is Threads_connected.")
-    return "\n".join(lines)
-
-
-def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
-    """DB connections (top) and errors vs successes per second (bottom), one column per path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = list(results)
-    fig, axes = plt.subplots(2, len(paths), figsize=(6.5 * len(paths), 7), sharex="col", sharey="row", squeeze=False)
-    for column, name in enumerate(paths):
-        result = results[name]
-        series = result["timeseries"]
-        top, bottom = axes[0][column], axes[1][column]
-        if series["db_connections"]:
-            xs, ys = zip(*series["db_connections"])
-            top.plot(xs, ys, label="DB connections (server)", color="tab:blue")
-        if series["proxy_clients_backends"]:
-            xs = [row[0] for row in series["proxy_clients_backends"]]
-            top.plot(xs, [row[1] for row in series["proxy_clients_backends"]], label="proxy client connections",
-                     color="tab:green", linestyle="--")
-        top.axhline(result["db_max_connections"], color="tab:red", linestyle=":", label="max_connections")
-        if result.get("pool_cap"):
-            top.axhline(result["pool_cap"], color="tab:orange", linestyle="-.", label=f"pool cap ({result['pool_cap']})")
-        top.set_title(f"{name}: {result['failed']} of {result['requests']} failed, {result['successful_rps']:.0f} ok req/s")
-        top.set_ylabel("connections")
-        top.legend(loc="lower right", fontsize=8)
-        bins = range(len(series["ok_per_bin"]))
-        xs = [i * series["bin_s"] for i in bins]
-        bottom.bar(xs, series["ok_per_bin"], width=series["bin_s"], align="edge", color="tab:green", label="ok")
-        bottom.bar(xs, series["errors_per_bin"], width=series["bin_s"], align="edge", bottom=series["ok_per_bin"],
-                   color="tab:red", label="errors (1040 etc.)")
-        bottom.set_xlabel("seconds since first request")
-        bottom.set_ylabel(f"requests per {series['bin_s']:g} s")
-        bottom.legend(loc="upper right", fontsize=8)
-    fig.suptitle("Lambda -> MySQL: direct vs through the RDS Proxy stand-in")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def run(stack: deployed.DeployedStack, config: ExperimentConfig, log=print) -> dict[str, Any]:
     """Run every configured path and write the JSON and PNG; returns the JSON document."""
     out_dir = Path(config.out_dir)
@@ -319,10 +282,17 @@ def run(stack: deployed.DeployedStack, config: ExperimentConfig, log=print) -> d
             results[path] = run_path(path, stack, config, workdir, log)
     total = time.perf_counter() - started
     document = {
-        "config": {"requests": config.requests, "users": config.users, "db_max_connections": config.db_max_connections,
-                   "settings_source": stack.source, "pool": {"max_connections_percent": stack.pool.max_connections_percent,
-                   "max_idle_connections_percent": stack.pool.max_idle_connections_percent,
-                   "connection_borrow_timeout": stack.pool.connection_borrow_timeout}},
+        "config": {
+            "requests": config.requests,
+            "users": config.users,
+            "db_max_connections": config.db_max_connections,
+            "settings_source": stack.source,
+            "pool": {
+                "max_connections_percent": stack.pool.max_connections_percent,
+                "max_idle_connections_percent": stack.pool.max_idle_connections_percent,
+                "connection_borrow_timeout": stack.pool.connection_borrow_timeout,
+            },
+        },
         "total_s": round(total, 1),
         "results": results,
         "checks": evaluate(results, total),
@@ -345,9 +315,14 @@ def run_cli(args: argparse.Namespace) -> int:
     """`python -m local experiment`: both paths, the table, the checks; exit 1 if a check fails."""
     try:
         stack = deployed.load(args.stack, settings_from_synth=args.settings_from_synth)
-        config = ExperimentConfig(requests=args.requests, users=args.users, db_max_connections=args.max_connections,
-                                  max_concurrency=args.max_concurrency, out_dir=args.out,
-                                  paths=(args.only,) if args.only else PATHS)
+        config = ExperimentConfig(
+            requests=args.requests,
+            users=args.users,
+            db_max_connections=args.max_connections,
+            max_concurrency=args.max_concurrency,
+            out_dir=args.out,
+            paths=(args.only,) if args.only else PATHS,
+        )
     except (deployed.DeployedStateError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
