@@ -54,7 +54,7 @@ class Serve:
         self.log_path, self.out_path = stem.with_suffix(".log"), stem.with_suffix(".out")
         env = {**os.environ, "TMPDIR": str(d.tmpdir / "tmp"), "PYTHONUNBUFFERED": "1"}
         (d.tmpdir / "tmp").mkdir(exist_ok=True)
-        command = [sys.executable, "-m", "local", "serve", "--state-file", str(d.state_file)]
+        command = [sys.executable, "-m", "local", "serve", "--state-file", str(d.state_file), "--password-auth"]
         command += ["--local-state-dir", str(d.local_state_dir), "--aws-endpoint", d.endpoint]
         command += ["--max-connections", "20", "--max-concurrency", "4", *self.args]
         # Files, not pipes: the function's log goes to serve's stdout, and an undrained pipe would block it.

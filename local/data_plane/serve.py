@@ -27,6 +27,7 @@ from local.data_plane.plane import (
 )
 from local.data_plane.secrets import SecretError
 from modules.project import emulator_state_dir, local_state_dir
+from modules.validation import SettingsError
 
 _EMULATOR_RECORD = "emulator.json"
 
@@ -57,6 +58,11 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
     parser.add_argument("--http-port", type=int, default=0, help="HTTP port (default: a free one)")
     parser.add_argument("--direct", action="store_true", help="connect the handler directly to the DB (no proxy)")
+    parser.add_argument(
+        "--password-auth",
+        action="store_true",
+        help="through the proxy with a password and no TLS instead of the deployed IAM auth (printed as a difference)",
+    )
     parser.add_argument("--state-file", type=Path, default=None, help="the deployed stack's Terraform state file")
     parser.add_argument(
         "--local-state-dir",
@@ -117,9 +123,18 @@ def run_serve(args: argparse.Namespace) -> int:
             max_concurrency=args.max_concurrency,
             http_port=args.http_port,
             persistent_db=_persistent_db(args, stack),
+            production_auth=not args.password_auth,
         )
         plane = LocalDataPlane(stack, config).start()
-    except (deployed.DeployedStateError, DbInstanceError, SecretError, ProxyAuthError, MariaDBError, OSError) as exc:
+    except (
+        deployed.DeployedStateError,
+        DbInstanceError,
+        SecretError,
+        ProxyAuthError,
+        MariaDBError,
+        SettingsError,
+        OSError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, deployed.DeployedStateError) else 1
     try:
