@@ -297,7 +297,7 @@ class AccessTimesStore:
                 extra={
                     "connection_id": connection.connection_id,
                     "connect_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "tls": self._settings.uses_tls,
+                    "tls": bool(getattr(connection, "is_secure", False)),  # what the handshake did, not the config
                 },
             )
         return self._connection, self._cursor

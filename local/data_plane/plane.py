@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from local.data_plane import deployed
@@ -69,6 +70,8 @@ class DataPlaneConfig:
     """Restart a DB or proxy child that dies (and log it)."""
     production_auth: bool = True
     """Through the proxy: IAM token + verified TLS as deployed; False: password mode (for comparisons)."""
+    local_state_dir: str | None = None
+    """Where the local CA and credential issuer keep their files; None: the project's `.local/`."""
 
     def __post_init__(self) -> None:
         if not 10 <= self.db_max_connections <= 100_000:
@@ -196,10 +199,17 @@ class LocalDataPlane:
             from local.data_plane.proxy_child import SupervisedProxy
 
             if self.config.production_auth:
-                self.auth = ProductionAuth.for_stack(self.stack)
-            master = (self.db.app_user, self.db.app_password)
-            backend = proxy_credentials(persistent, master) if persistent is not None else master
+                state_dir = self.config.local_state_dir
+                self.auth = ProductionAuth.for_stack(self.stack, Path(state_dir) if state_dir else None)
+            backend = (self.db.app_user, self.db.app_password)
             client_auth = self.auth.proxy_fields() if self.auth is not None else {}
+            if persistent is not None:
+                # Like RDS Proxy, the stand-in reads the DB credentials from the secret its auth block names.
+                proxy_credentials(persistent, backend)  # a clear error now if that secret cannot log in
+                instance = persistent.instance
+                client_auth["backend_secret_arn"] = instance.proxy_secret_arn or instance.secret_arn
+                client_auth["secrets_endpoint"] = persistent.secrets_endpoint
+                backend = ("", "")
             config = proxy_config(
                 self.stack,
                 self.db,

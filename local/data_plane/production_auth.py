@@ -16,6 +16,8 @@ from pathlib import Path
 
 from handler import app_contract as env_names
 from local.data_plane.auth.authenticator import IamAuthenticator, IamAuthSettings, RuntimeCredentials
+from local.data_plane.auth.credentials import IssuerSettings
+from local.data_plane.auth.local_ca import LocalCaSettings
 from local.data_plane.auth.resolver_shim import AddressOverride
 from local.data_plane.deployed import DeployedStack
 
@@ -38,15 +40,22 @@ class ProductionAuth:
     state_file: Path
 
     @classmethod
-    def for_stack(cls, stack: DeployedStack) -> ProductionAuth | None:
+    def for_stack(cls, stack: DeployedStack, local_state_dir: Path | None = None) -> ProductionAuth | None:
         """None when the proxy does not require IAM auth, or when only synthesized settings are known.
 
         The synthesized config has no ``prx-`` id, role policies or endpoint name: those exist only after apply.
+        ``local_state_dir``: where the local CA and the credential issuer's key live (default: the project's).
         """
         if stack.proxy.iam_auth != IAM_REQUIRED or not _is_state_file(stack.source):
             return None
         state_file = Path(stack.source)
-        return cls(stack, IamAuthenticator(IamAuthSettings.from_state_file(state_file)), state_file)
+        places: dict[str, object] = {}
+        if local_state_dir is not None:
+            places = {
+                "ca": LocalCaSettings(directory=local_state_dir / "ca"),
+                "issuer": IssuerSettings(key_path=local_state_dir / "auth" / "issuer.key"),
+            }
+        return cls(stack, IamAuthenticator(IamAuthSettings.from_state_file(state_file, **places)), state_file)
 
     @property
     def settings(self) -> IamAuthSettings:

@@ -124,6 +124,7 @@ def run_serve(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             persistent_db=_persistent_db(args, stack),
             production_auth=not args.password_auth,
+            local_state_dir=str(args.local_state_dir) if args.local_state_dir else None,
         )
         plane = LocalDataPlane(stack, config).start()
     except (

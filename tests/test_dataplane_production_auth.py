@@ -1,0 +1,99 @@
+"""The deployed function's own auth path, run locally: an IAM token over verified TLS through the stand-in.
+
+A Terraform state like the one `python -m local deploy` leaves (proxy with `iam_auth = REQUIRED` and
+`require_tls`, the function role's `rds-db:connect` grant) drives the real data plane: HTTP API -> runtime ->
+stand-in -> MariaDB. Only the endpoint name's resolution and `DB_SSL_CA` may differ from the cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.data_plane.deployed import parse_state
+from local.data_plane.mariadb import mariadbd_available
+from local.data_plane.plane import DataPlaneConfig, LocalDataPlane
+from tests import auth_support
+
+pytestmark = pytest.mark.skipif(not mariadbd_available(), reason="needs mariadbd")
+
+
+def _deployed_state(grant: dict[str, Any]) -> dict[str, Any]:
+    """`auth_support.state` plus what the data plane reads: the pool, the route, the proxy's auth block."""
+    state = auth_support.state(inline=[grant])
+    for resource in state["resources"]:
+        attributes = resource["instances"][0]["attributes"]
+        if resource["type"] == "aws_db_proxy":
+            attributes.update(idle_client_timeout=1800, auth=[{"iam_auth": "REQUIRED", "secret_arn": ""}])
+        if resource["type"] == "aws_lambda_function":
+            attributes.update(handler="app.lambda_handler", memory_size=256, timeout=10)
+            attributes["environment"][0]["variables"].update(DB_TABLE="access_times", RESPONSE_LIMIT="5")
+    state["resources"] += [
+        auth_support._resource(
+            "aws_db_proxy_default_target_group",
+            "tg",
+            {"connection_pool_config": [{"max_connections_percent": 70, "max_idle_connections_percent": 50}]},
+        ),
+        auth_support._resource("aws_apigatewayv2_route", "route", {"route_key": "$default"}),
+    ]
+    return state
+
+
+def _plane(tmp_path: Path, grant: dict[str, Any]) -> LocalDataPlane:
+    state_file = tmp_path / "terraform.local.tfstate"
+    state_file.write_text(json.dumps(_deployed_state(grant)))
+    stack = parse_state(json.loads(state_file.read_text()), source=str(state_file))
+    config = DataPlaneConfig(
+        max_concurrency=2,
+        local_state_dir=str(tmp_path / ".local"),
+        function_log=str(tmp_path / "function.log"),
+        supervise=False,
+    )
+    return LocalDataPlane(stack, config)
+
+
+def _get(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url + "/", timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_real_handler_connects_with_an_iam_token_over_verified_tls(tmp_path):
+    with _plane(tmp_path, auth_support.grant()) as plane:
+        assert plane.auth is not None
+        first, second = _get(plane.url), _get(plane.url)
+        log = (tmp_path / "function.log").read_text()
+        stats = plane.proxy.stats()
+        differences = dict(plane.overrides)
+    assert first[0] == 200 and first[1]["count"] == 1, first
+    assert second[0] == 200 and second[1]["count"] == 2, second
+    connected = [json.loads(line) for line in log.splitlines() if '"db connected"' in line]
+    assert connected and all(entry["tls"] is True for entry in connected)
+    assert set(differences) == {"DB_HOST", "DB_SSL_CA"}  # nothing else differs from the deployed environment
+    assert auth_support.ENDPOINT in differences["DB_HOST"] and "local CA" in differences["DB_SSL_CA"]
+    assert stats["client_connections_total"] >= 1
+    assert "DB_PASSWORD" not in plane.stack.function.environment
+
+
+@pytest.mark.parametrize(
+    "grant",
+    [
+        auth_support.grant(auth_support.connect_arn(prx_id="prx-0another000000000")),
+        auth_support.grant(auth_support.connect_arn(user="someone_else")),
+        auth_support.grant(effect="Deny"),
+    ],
+    ids=["another-proxy", "another-user", "denied"],
+)
+def test_a_grant_that_does_not_cover_this_proxy_and_user_is_refused_with_1045(tmp_path, grant):
+    with _plane(tmp_path, grant) as plane:
+        status, body = _get(plane.url)
+        log = (tmp_path / "function.log").read_text()
+    assert (status, body.get("code")) == (503, 1045), body
+    assert "not authorized" in log
