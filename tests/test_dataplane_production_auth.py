@@ -78,7 +78,7 @@ def test_the_real_handler_connects_with_an_iam_token_over_verified_tls(tmp_path)
     assert connected and all(entry["tls"] is True for entry in connected)
     assert set(differences) == {"DB_HOST", "DB_SSL_CA"}  # nothing else differs from the deployed environment
     assert auth_support.ENDPOINT in differences["DB_HOST"] and "local CA" in differences["DB_SSL_CA"]
-    assert stats["client_connections_total"] >= 1
+    assert stats["tls_clients"] >= 1 and not stats["iam_auth_failures"]
     assert "DB_PASSWORD" not in plane.stack.function.environment
 
 
@@ -95,5 +95,6 @@ def test_a_grant_that_does_not_cover_this_proxy_and_user_is_refused_with_1045(tm
     with _plane(tmp_path, grant) as plane:
         status, body = _get(plane.url)
         log = (tmp_path / "function.log").read_text()
+        failures = plane.proxy.stats()["iam_auth_failures"]
     assert (status, body.get("code")) == (503, 1045), body
-    assert "not authorized" in log
+    assert "not authorized" in log and failures.get("not authorized", 0) >= 1
