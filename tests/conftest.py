@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from local.data_plane.mariadb import MariaDBConfig, MariaDBServer, mariadbd_available  # noqa: E402
+from local.data_plane.mariadb import MariaDBConfig, MariaDBServer, mariadbd_available
 
 MariaDBFactory = Callable[..., MariaDBServer]
 

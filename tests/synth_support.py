@@ -10,8 +10,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 def synth_environments(
     environ: Mapping[str, str], outdir: Path, directory: Path | None = None

@@ -33,9 +33,9 @@ from local.data_plane.auth.credentials import IssuerSettings
 from local.data_plane.auth.errors import ER_ACCESS_DENIED, SQLSTATE_ACCESS_DENIED, AuthError
 from local.data_plane.auth.local_ca import LocalCaSettings
 from local.data_plane.auth.resolver_shim import AddressOverride
+from modules.project import REPO_ROOT
 from tests.auth_support import DB_USER, ENDPOINT, REGION, ROLE_ARN, grant, state
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CLEAR_PASSWORD = "mysql_clear_password"
 # The wire format is written out here so this test depends on nothing but the auth package.
 CLIENT_SSL = 1 << 11

@@ -22,8 +22,8 @@ import pytest
 
 from handler.app_settings import LAMBDA_CA_BUNDLE, ConfigError, Settings
 from local.data_plane.mariadb import MariaDBServer
+from modules.project import REPO_ROOT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GET = {"version": "2.0", "requestContext": {"http": {"method": "GET", "path": "/"}}}
 HANDLER_ENV_VARS = (
     "DB_HOST",

@@ -19,8 +19,8 @@ import pytest
 
 from local.data_plane.mariadb import MariaDBServer
 from modules.packaging import PackagingError, build_handler_zip
+from modules.project import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 HANDLER_DIR = REPO_ROOT / "handler"
 PINNED = "26.10.0"
 

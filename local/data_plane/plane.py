@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from handler import app_contract as names
 from local.data_plane import deployed
 from local.data_plane.deployed import DeployedStack
 from local.data_plane.http_api import HttpApi, HttpApiConfig
@@ -87,12 +88,18 @@ def local_environment(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The function's deployed environment with the unavoidable local overrides; returns (env, overrides)."""
     env = dict(stack.function.environment)
-    overrides = {"DB_HOST": host, "DB_PORT": str(port), "DB_AUTH": "password", "DB_PASSWORD": "<local db password>"}
-    env.update(DB_HOST=host, DB_PORT=str(port), DB_AUTH="password", DB_PASSWORD=password)
-    if user is not None and env.get("DB_USER") != user:
-        env["DB_USER"] = overrides["DB_USER"] = user
-    if env.pop("DB_SSL_CA", None) is not None:
-        overrides["DB_SSL_CA"] = "<removed: no TLS locally>"
+    overrides = {
+        names.DB_HOST: host,
+        names.DB_PORT: str(port),
+        names.DB_AUTH: names.AUTH_PASSWORD,
+        names.DB_PASSWORD: "<local db password>",
+    }
+    env.update(overrides)
+    env[names.DB_PASSWORD] = password
+    if user is not None and env.get(names.DB_USER) != user:
+        env[names.DB_USER] = overrides[names.DB_USER] = user
+    if env.pop(names.DB_SSL_CA, None) is not None:
+        overrides[names.DB_SSL_CA] = "<removed: no TLS locally>"
     missing = [name for name in stack.unresolved if name not in overrides]
     if missing:
         raise deployed.DeployedStateError(
@@ -187,14 +194,14 @@ class LocalDataPlane:
         else:
             db_config = MariaDBConfig(
                 max_connections=self.config.db_max_connections,
-                database=env.get("DB_NAME", "app"),
-                app_user=env.get("DB_USER", "app"),
+                database=env.get(names.DB_NAME, "app"),
+                app_user=env.get(names.DB_USER, "app"),
                 die_with_parent=True,
             )
         self.db = MariaDBServer(db_config).start()
         self._record("mariadb", self.db.pid)
         host, port = self.db.host, self.db.port
-        client_user = env.get("DB_USER", self.db.app_user)
+        client_user = env.get(names.DB_USER, self.db.app_user)
         if self.config.via_proxy:
             from local.data_plane.proxy_child import SupervisedProxy
 
