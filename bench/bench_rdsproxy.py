@@ -7,17 +7,24 @@ proxy's CPU time per statement (from /proc, so client-side GIL contention does n
 Workloads, each with --threads client threads (pure-Python mysql-connector):
   persistent  one connection per thread, alternating SELECT of a row / INSERT
   per-request connect, 3 statements (SELECT, INSERT, COMMIT), close -- the Lambda pattern
+  auth        connect + SELECT + close through the proxy in password mode (mysql_native_password, no TLS)
+              and as deployed (TLS with certificate and host-name verification, a fresh boto3-signed IAM token
+              per connection sent with mysql_clear_password): p50/p95 of connect+query, connections/s and the
+              proxy's CPU per connection (--auth-requests per mode; 0 skips it)
 
-    .venv/bin/python bench/bench_rdsproxy.py [--threads 50] [--statements 100] [--requests 1000]
+    .venv/bin/python bench/bench_rdsproxy.py [--threads 50] [--statements 100] [--requests 1000] [--auth-requests 1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -113,15 +120,100 @@ def report(name, path, wall, latencies, cpu=None):
     return n / wall
 
 
+def run_auth_modes(db, base: ProxyConfig, threads: int, requests: int) -> None:
+    """Connect-per-request (connect, SELECT 1, close) in password mode and with TLS + IAM, through the proxy."""
+    from local.data_plane.auth.authenticator import IamAuthenticator, IamAuthSettings, RuntimeCredentials
+    from local.data_plane.auth.credentials import IssuerSettings
+    from local.data_plane.auth.local_ca import LocalCaSettings
+    from local.data_plane.auth.resolver_shim import AddressOverride, install
+    from tests.auth_support import DB_USER, ENDPOINT, REGION, ROLE_ARN, state
+
+    with tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp:
+        state_file = Path(tmp, "terraform.tfstate")
+        state_file.write_text(json.dumps(state()))
+        ca, key = Path(tmp, "ca"), Path(tmp, "issuer.key")
+        auth = IamAuthenticator(
+            IamAuthSettings.from_state(state(), ca=LocalCaSettings(directory=ca), issuer=IssuerSettings(key_path=key))
+        )
+        os.environ.update(RuntimeCredentials(auth.issuer, ROLE_ARN, "sms-local-api").environment())
+        import boto3
+
+        signer = boto3.client("rds", region_name=REGION)
+        iam_config = dataclasses.replace(
+            base, require_tls=True, iam_state_file=str(state_file), ca_dir=str(ca), issuer_key_path=str(key)
+        )
+        with ProxyProcess(base) as plain, ProxyProcess(iam_config) as secured:
+            install([AddressOverride(ENDPOINT, 3306, secured.port)])  # the deployed name, as in a container
+
+            def password_connect():
+                return mysql.connector.connect(
+                    host=plain.host,
+                    port=plain.port,
+                    user=CLIENT_USER,
+                    password=CLIENT_PASSWORD,
+                    database=db.database,
+                    use_pure=True,
+                    connection_timeout=30,
+                )
+
+            def iam_connect():  # what the handler does for each new connection
+                return mysql.connector.connect(
+                    host=ENDPOINT,
+                    port=3306,
+                    user=DB_USER,
+                    password=signer.generate_db_auth_token(ENDPOINT, 3306, DB_USER, REGION),
+                    database=db.database,
+                    use_pure=True,
+                    connection_timeout=30,
+                    auth_plugin="mysql_clear_password",
+                    ssl_ca=str(auth.ca_bundle_path),
+                    ssl_verify_cert=True,
+                    ssl_verify_identity=True,
+                )
+
+            def job(connect):
+                started = time.perf_counter()
+                with contextlib.closing(connect()) as conn:
+                    cur = conn.cursor()
+                    cur.execute("SELECT 1")
+                    cur.fetchall()
+                return [time.perf_counter() - started]
+
+            rates = {}
+            for name, proxy, connect in (("password", plain, password_connect), ("tls+iam", secured, iam_connect)):
+                run(connect, threads, min(threads, 20), job)  # warm-up: CA certs loaded, boto3 signer built
+                before = cpu_seconds(proxy.pid)
+                wall, latencies = run(connect, threads, requests, job)
+                cpu = cpu_seconds(proxy.pid) - before
+                latencies.sort()
+                n = len(latencies)
+                rates[name] = n / wall
+                print(
+                    f"auth {name:9s} {n:6d} connect+query {wall:6.2f} s {n / wall:7.0f} conn/s  latency "
+                    f"p50 {latencies[n // 2] * 1e3:6.2f} ms  p95 {latencies[int(n * 0.95)] * 1e3:6.2f} ms  "
+                    f"proxy CPU {cpu / n * 1e6:5.0f} us/conn",
+                    flush=True,
+                )
+            stats = secured.stats()
+            print(
+                f"auth tls+iam/password throughput: {rates['tls+iam'] / rates['password']:.0%}; "
+                f"tls clients {stats['tls_clients']}, auth failures {stats['auth_failures']}",
+                flush=True,
+            )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=50)
     parser.add_argument("--statements", type=int, default=100, help="per thread, persistent workload")
     parser.add_argument("--requests", type=int, default=1000, help="per-request workload, total")
+    parser.add_argument("--auth-requests", type=int, default=1000, help="per auth mode (0 skips the auth workload)")
     parser.add_argument("--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"))
     args = parser.parse_args()
     if not (1 <= args.threads <= 200 and 1 <= args.statements <= 10000 and 1 <= args.requests <= 100000):
         parser.error("threads 1..200, statements 1..10000, requests 1..100000")
+    if not 0 <= args.auth_requests <= 20000:
+        parser.error("auth-requests 0..20000")
 
     # room for the direct clients plus the proxy's pool (it keeps idle backends open)
     with MariaDBServer(MariaDBConfig(max_connections=2 * args.threads + 40)) as db:
@@ -189,6 +281,8 @@ def main() -> int:
                 f"client peak {stats['client_connections_peak']}, statements {stats['statements']}, "
                 f"borrow waits {stats['borrow_waits']}, pinned {stats['pinned_sessions_total']}"
             )
+        if args.auth_requests:
+            run_auth_modes(db, config, args.threads, args.auth_requests)
     return 0
 
 

@@ -3,7 +3,8 @@
 Passwords come from RDSPROXY_BACKEND_PASSWORD and RDSPROXY_CLIENT_PASSWORD, or from a
 ``--config-file`` (JSON, read once and deleted) -- never from argv, which other users can read.
 When listening, one JSON line is printed to stdout:
-{"event": "ready", "host": ..., "port": ..., "stats_port": ...}.
+{"event": "ready", "host": ..., "port": ..., "stats_port": ...}; when it cannot start,
+{"event": "error", "message": ...} (the message names the setting and the cause, never a password).
 Programs that start it use ``launcher.build_command`` and the reader it returns.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from .config import SESSION_PINNING_FILTERS, ProxyConfig, ProxyConfigError
 from .launcher import build_command  # re-exported for callers that still import it from here
 from .protocol import ProtocolError, ServerError
+from .security import ProxyStartError
 from .server import Proxy, new_event_loop
 
 
@@ -60,6 +62,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="seconds a client may leave response bytes unread before it is dropped",
     )
     parser.add_argument("--max-allowed-packet", type=int, default=64 << 20, help="largest client command (bytes)")
+    parser.add_argument("--require-tls", action="store_true", help="refuse clients that do not start TLS")
+    parser.add_argument(
+        "--iam-state-file", default="", help="Terraform state of the deployed stack: clients log in with IAM tokens"
+    )
+    parser.add_argument("--ca-dir", default="", help="local CA directory (default .local/ca); offers TLS")
+    parser.add_argument("--issuer-key-path", default="", help="runtime credential issuer key (IAM mode)")
+    parser.add_argument("--backend-secret-arn", default="", help="Secrets Manager secret with the DB credentials")
+    parser.add_argument("--secrets-endpoint", default="", help="Secrets Manager endpoint (the local emulator)")
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
 
@@ -73,11 +83,10 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
             path.unlink(missing_ok=True)
         fields["session_pinning_filters"] = frozenset(fields.get("session_pinning_filters", ()))
         return ProxyConfig(**fields)
-    missing = [
-        name
-        for name in ("backend_port", "backend_user", "client_user", "db_max_connections")
-        if getattr(args, name) is None
-    ]
+    required = ("backend_port", "client_user", "db_max_connections") + (
+        () if args.backend_secret_arn else ("backend_user",)
+    )
+    missing = [name for name in required if getattr(args, name) is None]
     if missing:
         raise ProxyConfigError(
             missing[0], None, "given (missing: " + ", ".join("--" + m.replace("_", "-") for m in missing) + ")"
@@ -85,7 +94,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
     return ProxyConfig(
         backend_host=args.backend_host,
         backend_port=args.backend_port,
-        backend_user=args.backend_user,
+        backend_user=args.backend_user or "",
         backend_password=os.environ.get("RDSPROXY_BACKEND_PASSWORD", ""),
         client_user=args.client_user,
         client_password=os.environ.get("RDSPROXY_CLIENT_PASSWORD", ""),
@@ -103,6 +112,12 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         login_timeout=args.login_timeout,
         client_write_timeout=args.client_write_timeout,
         max_allowed_packet=args.max_allowed_packet,
+        require_tls=args.require_tls,
+        iam_state_file=args.iam_state_file,
+        ca_dir=args.ca_dir,
+        issuer_key_path=args.issuer_key_path,
+        backend_secret_arn=args.backend_secret_arn,
+        secrets_endpoint=args.secrets_endpoint,
     )
 
 
@@ -134,8 +149,9 @@ def main(argv=None) -> int:
     loop = new_event_loop(config.event_loop)
     try:
         loop.run_until_complete(serve(config))
-    except (OSError, ConnectionError, ServerError, ProtocolError) as exc:
+    except (OSError, ConnectionError, ServerError, ProtocolError, ProxyStartError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
+        print(json.dumps({"event": "error", "message": str(exc)}), flush=True)  # for launcher.read_ready_line
         return 1
     finally:
         loop.close()

@@ -10,6 +10,7 @@ stand-in only adds fractional timeouts (tests use sub-second ones) and its own n
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from modules.pool_rules import (
@@ -25,6 +26,7 @@ from modules.pool_rules import (
 from modules.validation import SettingsError
 
 SESSION_PINNING_FILTERS = frozenset(_FILTER_NAMES)
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 #: MySQL's max_allowed_packet range and the RDS for MySQL 8.0 default (64 MiB).
 MAX_ALLOWED_PACKET_RANGE = (1024, 1 << 30)
@@ -96,11 +98,25 @@ class ProxyConfig:
     client_write_timeout: float = 60.0
     #: Largest command a logged-in client may send (bytes); bigger ones get error 1153 and are closed.
     max_allowed_packet: int = DEFAULT_MAX_ALLOWED_PACKET
+    #: RDS Proxy's require_tls: clients that do not start TLS are refused (error 3159) before any password.
+    require_tls: bool = False
+    #: Terraform state of the deployed stack: when set, clients log in with RDS IAM auth tokens
+    #: (mysql_clear_password, TLS required) checked against the function role's policies; else with
+    #: client_user/client_password (mysql_native_password).
+    iam_state_file: str = ""
+    #: Local CA directory ("" = .local/ca). TLS is offered when require_tls, iam_state_file or ca_dir is set.
+    ca_dir: str = ""
+    #: Key that runtime credentials are derived from ("" = .local/auth/issuer.key); IAM mode only.
+    issuer_key_path: str = ""
+    #: Secrets Manager secret holding the proxy's DB credentials (RDS Proxy's auth block); when set, they
+    #: are read at start from ``secrets_endpoint`` (the emulator) instead of backend_user/backend_password.
+    backend_secret_arn: str = ""
+    secrets_endpoint: str = ""
 
     def __post_init__(self) -> None:
         _check_text("backend_host", self.backend_host, allow_empty=False)
         _check_int("backend_port", self.backend_port, 1, 65535)
-        _check_text("backend_user", self.backend_user, allow_empty=False)
+        _check_text("backend_user", self.backend_user, allow_empty=bool(self.backend_secret_arn))
         _check_text("backend_password", self.backend_password, allow_empty=True)
         _check_text("client_user", self.client_user, allow_empty=False)
         _check_text("client_password", self.client_password, allow_empty=True)
@@ -132,6 +148,7 @@ class ProxyConfig:
         _check_range("login_timeout", self.login_timeout, *LOGIN_TIMEOUT_RANGE)
         _check_range("client_write_timeout", self.client_write_timeout, *CLIENT_WRITE_TIMEOUT_RANGE)
         _check_int("max_allowed_packet", self.max_allowed_packet, *MAX_ALLOWED_PACKET_RANGE)
+        self._check_security()
         try:
             rules = ConnectionPoolRules(
                 max_connections_percent=self.max_connections_percent,
@@ -149,6 +166,40 @@ class ProxyConfig:
                 f"a value that with max_connections_percent={self.max_connections_percent} does not give "
                 "a pool of 0 connections (need >= 1)",
             )
+
+    def _check_security(self) -> None:
+        if not isinstance(self.require_tls, bool):
+            raise ProxyConfigError("require_tls", self.require_tls, "true or false")
+        for name in ("iam_state_file", "ca_dir", "issuer_key_path", "backend_secret_arn", "secrets_endpoint"):
+            _check_text(name, getattr(self, name), allow_empty=True)
+        if self.issuer_key_path and not self.iam_state_file:
+            raise ProxyConfigError("issuer_key_path", self.issuer_key_path, "empty unless iam_state_file is set")
+        if self.backend_secret_arn and not _SECRET_ARN.match(self.backend_secret_arn):
+            raise ProxyConfigError(
+                "backend_secret_arn", self.backend_secret_arn, "a Secrets Manager ARN arn:aws:secretsmanager:..."
+            )
+        if bool(self.backend_secret_arn) != bool(self.secrets_endpoint):
+            raise ProxyConfigError(
+                "secrets_endpoint",
+                self.secrets_endpoint,
+                "set together with backend_secret_arn (an http(s):// Secrets Manager endpoint), or both empty",
+            )
+        if self.secrets_endpoint and not self.secrets_endpoint.startswith(("http://", "https://")):
+            raise ProxyConfigError("secrets_endpoint", self.secrets_endpoint, "an http:// or https:// URL")
+
+    @property
+    def iam_auth(self) -> bool:
+        """Clients log in with IAM auth tokens (RDS Proxy's auth block with iam_auth REQUIRED)."""
+        return bool(self.iam_state_file)
+
+    @property
+    def tls_required(self) -> bool:
+        """Plain-text clients are refused: require_tls, and always with IAM (a token is never sent in clear)."""
+        return self.require_tls or self.iam_auth
+
+    @property
+    def tls_offered(self) -> bool:
+        return self.tls_required or bool(self.ca_dir)
 
     @property
     def rules(self) -> ConnectionPoolRules:
@@ -176,5 +227,7 @@ class ProxyConfig:
             f"max_idle={self.max_idle}, borrow_timeout={self.connection_borrow_timeout}, "
             f"idle_client_timeout={self.idle_client_timeout}, "
             f"filters={sorted(self.session_pinning_filters)}, login_timeout={self.login_timeout}, "
-            f"client_write_timeout={self.client_write_timeout}, max_allowed_packet={self.max_allowed_packet})"
+            f"client_write_timeout={self.client_write_timeout}, max_allowed_packet={self.max_allowed_packet}, "
+            f"require_tls={self.require_tls}, iam={self.iam_state_file or None}, "
+            f"backend_secret={self.backend_secret_arn or None})"
         )

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from mysql.connector.plugins import get_auth_plugin
 from mysql.connector.protocol import MySQLProtocol
@@ -21,9 +23,19 @@ from mysql_mimic.charset import CharacterSet
 from mysql_mimic.types import Capabilities, ServerStatus
 
 from . import protocol as p
-from .client_packets import LOGIN_PACKET_LIMIT, MalformedPacket, parse_handshake_response
+from .client_packets import FIXED_PART, LOGIN_PACKET_LIMIT, MalformedPacket, parse_handshake_response
+from .tls_stream import TlsConnection
+
+if TYPE_CHECKING:
+    from local.data_plane.auth.authenticator import IamAuthenticator
 
 NATIVE = "mysql_native_password"
+CLEAR_PASSWORD = "mysql_clear_password"
+#: MySQL's ER_SECURE_TRANSPORT_REQUIRED text (error 3159, SQLSTATE HY000), naming the proxy setting.
+TLS_REQUIRED_MESSAGE = (
+    "Connections using insecure transport are prohibited while --require_secure_transport=ON. "
+    "(RDS Proxy stand-in: TLS is required; connect with TLS)"
+)
 _native = NativePasswordAuthPlugin()
 # Scramble bytes: printable ASCII without '$' (like MySQL's); os.urandom-based because
 # mysql_mimic.utils.nonce draws each byte through SystemRandom (~0.1 ms per handshake).
@@ -70,23 +82,47 @@ class ClientLogin:
     username: str
 
 
+@dataclass
+class ClientStreams:
+    """The client's streams; ``accept_client`` swaps in TLS ones when the client starts TLS."""
+
+    reader: Any
+    writer: Any
+    tls: bool = False
+
+
 class AuthFailed(Exception):
-    pass
+    """The client was refused (the ERR packet is sent); ``reason`` names the IAM check that failed, if one did."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 async def accept_client(
-    reader, writer, *, connection_id: int, server: ServerInfo, user: str, password: str
+    streams: ClientStreams,
+    *,
+    connection_id: int,
+    server: ServerInfo,
+    user: str,
+    password: str,
+    tls: ssl.SSLContext | None = None,
+    iam: IamAuthenticator | None = None,
+    tls_required: bool = False,
 ) -> ClientLogin:
-    """Greet a client, authenticate it with mysql_native_password, send OK.
+    """Greet a client, upgrade it to TLS if it asks (and ``tls`` is given), authenticate it, send OK.
 
-    Clients that answer the greeting with another plugin (caching_sha2_password, ed25519, ...)
-    are asked to switch to mysql_native_password. On failure the ERR packet (1043 bad handshake,
-    1045 access denied, 1235 TLS) is sent here and AuthFailed raised; packets above
+    Password mode (``iam`` None): mysql_native_password with ``user``/``password``; clients that answer
+    with another plugin (caching_sha2_password, ed25519, ...) are switched to it. IAM mode: the password is
+    an RDS IAM auth token sent with mysql_clear_password (clients are switched to it), checked by ``iam``.
+    A plain-text client is refused before its password is looked at when ``tls_required`` (error 3159).
+    On failure the ERR packet is sent here and AuthFailed raised (its text says why); packets above
     LOGIN_PACKET_LIMIT are refused without being read.
     """
     scramble = new_scramble()
+    capabilities = p.PROXY_CAPABILITIES | (p.CLIENT_SSL if tls is not None else 0)
     greeting = mimic_packets.make_handshake_v10(
-        capabilities=Capabilities(p.PROXY_CAPABILITIES),
+        capabilities=Capabilities(capabilities),
         server_charset=CharacterSet.utf8mb4,
         server_version=server.version,
         connection_id=connection_id,
@@ -96,43 +132,78 @@ async def accept_client(
     )
     # mysql_mimic writes utf8mb4's id; advertise the backend's default collation instead
     greeting = _with_greeting_charset(greeting, server.charset)
-    writer.write(p.packet(0, greeting))
-    seq, data = await _read_login_packet(reader, writer)
+    streams.writer.write(p.packet(0, greeting))
+    seq, data = await _read_login_packet(streams)
     if len(data) >= 4 and int.from_bytes(data[:4], "little") & p.CLIENT_SSL:
-        _send_error(writer, seq + 1, p.ER_NOT_SUPPORTED, "The RDS Proxy stand-in does not support TLS", "08004")
-        raise AuthFailed("client asked for TLS")
+        if tls is None:
+            _send_error(streams, seq + 1, p.ER_NOT_SUPPORTED, "The RDS Proxy stand-in does not offer TLS", "08004")
+            raise AuthFailed("client asked for TLS, which is not configured")
+        if len(data) != FIXED_PART:  # CLIENT_SSL in a full response: the client skipped the TLS upgrade
+            _send_error(streams, seq + 1, p.ER_HANDSHAKE_ERROR, "Bad handshake", "08S01")
+            raise AuthFailed("CLIENT_SSL set in a handshake response that is not an SSLRequest")
+        await _start_tls(streams, tls)
+        seq, data = await _read_login_packet(streams)
+    elif tls_required:
+        _send_error(streams, seq + 1, p.ER_SECURE_TRANSPORT_REQUIRED, TLS_REQUIRED_MESSAGE, "HY000")
+        raise AuthFailed("plain-text client refused: TLS is required")
     try:
-        parsed = parse_handshake_response(data, p.PROXY_CAPABILITIES)
+        parsed = parse_handshake_response(data, p.PROXY_CAPABILITIES)  # CLIENT_SSL never reaches the backend
     except MalformedPacket as exc:
-        _send_error(writer, seq + 1, p.ER_HANDSHAKE_ERROR, "Bad handshake", "08S01")
+        _send_error(streams, seq + 1, p.ER_HANDSHAKE_ERROR, "Bad handshake", "08S01")
         raise AuthFailed(f"malformed handshake response: {exc}") from None
+    wanted = CLEAR_PASSWORD if iam is not None else NATIVE
     token = parsed.auth_response
-    if (parsed.client_plugin or NATIVE) != NATIVE:
+    if (parsed.client_plugin or NATIVE) != wanted:
         seq += 1
-        writer.write(
-            p.packet(seq, mimic_packets.make_auth_switch_request(CharacterSet.utf8mb4, NATIVE, scramble + b"\x00"))
+        switch_data = b"" if iam is not None else scramble + b"\x00"
+        streams.writer.write(
+            p.packet(seq, mimic_packets.make_auth_switch_request(CharacterSet.utf8mb4, wanted, switch_data))
         )
-        seq, token = await _read_login_packet(reader, writer)
-    if parsed.username != user or not _password_matches(password, token, scramble):
+        seq, token = await _read_login_packet(streams)
+    if iam is not None:
+        _check_iam(streams, seq, iam, parsed.username, token)
+    elif parsed.username != user or not _password_matches(password, token, scramble):
         _send_error(
-            writer,
+            streams,
             seq + 1,
             p.ER_ACCESS_DENIED,
             f"Access denied for user '{parsed.username}' (using password: {'YES' if token else 'NO'})",
             "28000",
         )
         raise AuthFailed(f"access denied for {parsed.username!r}")
-    writer.write(p.packet(seq + 1, p.ok_payload()))
+    streams.writer.write(p.packet(seq + 1, p.ok_payload()))
     return ClientLogin(
         capabilities=parsed.capabilities, charset=parsed.charset, database=parsed.database, username=parsed.username
     )
 
 
-async def _read_login_packet(reader, writer) -> tuple[int, bytes]:
+async def _start_tls(streams: ClientStreams, context: ssl.SSLContext) -> None:
+    """Upgrade after an SSLRequest; errors in the TLS handshake (ssl.SSLError) are the client's failure."""
+    await streams.writer.drain()
+    connection = TlsConnection(streams.reader, streams.writer, context)
+    streams.reader, streams.writer = connection.reader, connection.writer
+    await connection.handshake()
+    streams.tls = True
+
+
+def _check_iam(streams: ClientStreams, seq: int, iam: IamAuthenticator, username: str, token: bytes) -> None:
+    from local.data_plane.auth.authenticator import clear_text_password
+    from local.data_plane.auth.errors import AuthError
+
+    ssl_object = streams.writer.get_extra_info("ssl_object")
+    server_name = getattr(ssl_object, "sni", None)
     try:
-        return await read_packet(reader, LOGIN_PACKET_LIMIT)
+        iam.check(username, clear_text_password(token), host=server_name)
+    except AuthError as exc:
+        _send_error(streams, seq + 1, p.ER_ACCESS_DENIED, exc.client_message(username), "28000")
+        raise AuthFailed(f"IAM authentication failed for {username!r}: {exc}", exc.reason) from None
+
+
+async def _read_login_packet(streams: ClientStreams) -> tuple[int, bytes]:
+    try:
+        return await read_packet(streams.reader, LOGIN_PACKET_LIMIT)
     except PacketTooLarge as exc:
-        _send_error(writer, exc.seq + 1, p.ER_HANDSHAKE_ERROR, "Bad handshake", "08S01")
+        _send_error(streams, exc.seq + 1, p.ER_HANDSHAKE_ERROR, "Bad handshake", "08S01")
         raise AuthFailed(f"login packet too large: {exc}") from None
 
 
@@ -150,8 +221,8 @@ def _with_greeting_charset(greeting: bytes, charset: int) -> bytes:
     return greeting[:offset] + bytes((charset,)) + greeting[offset + 1 :]
 
 
-def _send_error(writer, seq: int, code: int, message: str, sqlstate: str) -> None:
-    writer.write(p.packet(seq, p.err_payload(code, message, sqlstate)))
+def _send_error(streams: ClientStreams, seq: int, code: int, message: str, sqlstate: str) -> None:
+    streams.writer.write(p.packet(seq, p.err_payload(code, message, sqlstate)))
 
 
 @dataclass

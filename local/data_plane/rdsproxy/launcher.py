@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import ProxyConfig
+from .security import ProxyStartError
 
 PortsReader = Callable[[subprocess.Popen, float], tuple[int, "int | None"]]
 
@@ -46,7 +47,10 @@ def build_command(config: ProxyConfig, python: str = sys.executable) -> tuple[li
 
 
 def read_ready_line(process: subprocess.Popen, timeout: float) -> tuple[int, int | None]:
-    """(port, stats_port) from the child's first stdout line; fails if it exits or is silent for ``timeout`` s."""
+    """(port, stats_port) from the child's first stdout line; fails if it exits or is silent for ``timeout`` s.
+
+    A child that cannot start prints ``{"event": "error", "message": ...}`` instead: ProxyStartError with it.
+    """
     deadline = time.monotonic() + timeout
     stream = process.stdout
     buffer = b""
@@ -61,4 +65,7 @@ def read_ready_line(process: subprocess.Popen, timeout: float) -> tuple[int, int
                 raise RuntimeError(f"proxy exited before it was ready (exit code {process.wait(5)})")
             buffer += chunk
     message = json.loads(buffer.split(b"\n", 1)[0])
+    if message.get("event") == "error":
+        process.wait(5)
+        raise ProxyStartError(f"proxy did not start: {message.get('message')}")
     return int(message["port"]), message.get("stats_port")

@@ -44,7 +44,8 @@ CLIENT_DEPRECATE_EOF = 1 << 24
 
 #: Capabilities the proxy offers clients. Left out on purpose: COMPRESS, LOCAL_FILES (LOAD DATA
 #: LOCAL), SESSION_TRACK and QUERY_ATTRIBUTES (they change packet formats in ways a shared backend
-#: cannot serve per client), SSL (no TLS), and MariaDB's extended capabilities.
+#: cannot serve per client), and MariaDB's extended capabilities. SSL is added to the greeting when TLS
+#: is configured; it is the client link's business and never asked of a backend.
 PROXY_CAPABILITIES = (
     CLIENT_LONG_PASSWORD
     | CLIENT_FOUND_ROWS
@@ -100,6 +101,7 @@ ER_UNKNOWN_COM = 1047
 ER_SERVER_SHUTDOWN = 1053  # the database cannot be reached (SQLSTATE 08S01)
 ER_NET_PACKET_TOO_LARGE = 1153  # command above max_allowed_packet (SQLSTATE 08S01), then close
 ER_NOT_SUPPORTED = 1235
+ER_SECURE_TRANSPORT_REQUIRED = 3159  # plain-text client while TLS is required (SQLSTATE HY000)
 ER_CONNECTION_KILLED = 1927  # the database connection was lost mid-command (SQLSTATE 70100)
 ER_BORROW_TIMEOUT = 9501  # what RDS Proxy returns when no DB connection frees up in time
 

@@ -19,6 +19,7 @@ from .config import ProxyConfig
 from .handshake import ServerInfo
 from .launcher import build_command
 from .pool import IDLE_GRACE, BackendPool
+from .security import client_security, with_backend_secret
 from .session import ClientSession, SessionContext
 from .stats import Stats, serve_stats
 
@@ -58,13 +59,20 @@ class Proxy:
         self._next_id = 0
 
     async def start(self) -> None:
-        """Check the backend and credentials (one connection, closed again), then listen."""
+        """Set up TLS/IAM and the backend credentials, check them (one connection, closed again), then listen.
+
+        ProxyStartError when the TLS, IAM or secret settings cannot be used.
+        """
+        security = await asyncio.to_thread(client_security, self.config)
+        if self.config.backend_secret_arn:
+            self.config = await asyncio.to_thread(with_backend_secret, self.config)
+            self.pool = BackendPool(self.config, self.stats)  # nothing opened yet: start over with the credentials
         probe = await self.pool.open(None, None)
         self.server_info = ServerInfo(probe.info.version, probe.info.charset)
         probe.close()
         self.stats.backend_connections -= 1
         self._context = SessionContext(
-            config=self.config, pool=self.pool, stats=self.stats, server_info=self.server_info
+            config=self.config, pool=self.pool, stats=self.stats, server_info=self.server_info, security=security
         )
         cfg = self.config
         self._server = await asyncio.start_server(self._accept, cfg.listen_host, cfg.listen_port, backlog=1024)
@@ -82,6 +90,8 @@ class Proxy:
             max_idle=self.config.max_idle,
             idle_backends=self.pool.idle_count,
             event_loop=_loop_name(),
+            require_tls=self.config.tls_required,
+            iam_auth=self.config.iam_auth,
         )
         return data
 

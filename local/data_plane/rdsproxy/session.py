@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass
 
 from . import protocol as p
 from .classify import PIN, TRACK, USE, apply_tracked, classify
 from .client_io import CommandTooLarge, close_now, linger, read_command
 from .config import ProxyConfig
-from .handshake import AuthFailed, ServerInfo, accept_client
+from .handshake import ClientLogin, ClientStreams, ServerInfo
+from .login import log_in
 from .pool import BackendPool, BorrowTimeout
+from .security import ClientSecurity
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ class SessionContext:
     pool: BackendPool
     stats: Stats
     server_info: ServerInfo
+    security: ClientSecurity = ClientSecurity()
 
 
 class ClientStalled(Exception):
@@ -55,6 +59,7 @@ class ClientSession:
         self, context: SessionContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection_id: int
     ):
         self.config = context.config
+        self.security = context.security
         self.server_info = context.server_info
         self.pool = context.pool
         self.stats = context.stats
@@ -78,31 +83,13 @@ class ClientSession:
     async def run(self) -> None:
         self.stats.client_opened()
         try:
-            try:
-                login = await asyncio.wait_for(
-                    accept_client(
-                        self.reader,
-                        self.writer,
-                        connection_id=self.connection_id,
-                        server=self.server_info,
-                        user=self.config.client_user,
-                        password=self.config.client_password,
-                    ),
-                    self.config.login_timeout,
-                )
-            except TimeoutError:
-                self.stats.login_timeouts += 1
-                log.debug("client %d did not log in within %s s", self.connection_id, self.config.login_timeout)
-                return
-            except (AuthFailed, asyncio.IncompleteReadError, ConnectionError) as exc:
-                self.stats.auth_failures += 1
-                log.debug("client %d failed to log in: %s", self.connection_id, exc)
-                await self._flush()
+            login = await self._login()
+            if login is None:
                 return
             self.key = (login.capabilities & p.SESSION_CAPABILITIES, login.charset)
             self.db = self.initial_db = login.database
             await self._serve()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         except p.ProtocolError as exc:
             log.debug("client %d: protocol error: %s", self.connection_id, exc)
@@ -112,6 +99,21 @@ class ClientSession:
             await self._detach()
             self.stats.client_connections -= 1
             self.close()
+
+    async def _login(self) -> ClientLogin | None:
+        streams = ClientStreams(self.reader, self.writer)
+        try:
+            return await log_in(
+                streams,
+                connection_id=self.connection_id,
+                config=self.config,
+                security=self.security,
+                stats=self.stats,
+                server_info=self.server_info,
+                flush=self._flush,
+            )
+        finally:  # from here on the session talks through TLS if the client started it
+            self.reader, self.writer = streams.reader, streams.writer
 
     def close_idle(self) -> None:
         """Idle client timeout: drop the connection (the read loop then ends)."""

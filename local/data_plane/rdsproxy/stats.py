@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass
@@ -35,12 +35,23 @@ class Stats:
     oversized_packets: int = 0
     #: backends the database closed while a client held them for a transaction (client disconnected)
     held_backends_lost: int = 0
+    #: clients that completed a TLS handshake (counted whether or not they then logged in)
+    tls_clients: int = 0
+    #: clients whose TLS handshake failed (garbage, wrong protocol, untrusted certificate on their side)
+    tls_handshake_failures: int = 0
+    #: refused IAM logins by the check that failed ("expired", "not authorized", ...)
+    iam_auth_failures: dict[str, int] = field(default_factory=dict)
 
     def client_opened(self) -> None:
         self.client_connections += 1
         self.client_connections_total += 1
         if self.client_connections > self.client_connections_peak:
             self.client_connections_peak = self.client_connections
+
+    def auth_failed(self, reason: str) -> None:
+        self.auth_failures += 1
+        if reason:
+            self.iam_auth_failures[reason] = self.iam_auth_failures.get(reason, 0) + 1
 
     def backend_opened(self) -> None:
         self.backend_connections += 1

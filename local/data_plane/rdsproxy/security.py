@@ -1,0 +1,86 @@
+"""What the stand-in sets up once at start for RDS Proxy's security: TLS, IAM auth, the DB secret.
+
+- TLS: a server certificate from the local CA for the deployed endpoint name and loopback (the function
+  verifies it against ``DB_SSL_CA``, as it verifies RDS Proxy's certificate in AWS).
+- IAM: ``auth.IamAuthenticator`` built from the deployed Terraform state (endpoint, DB user, role policies).
+- Backend credentials: read from the Secrets Manager secret named in the proxy's auth block, through the
+  emulator, as RDS Proxy reads it with its role. The password never leaves memory.
+
+The ``auth`` package (and so moto, trustme, botocore) is imported only when one of these is configured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import ProxyConfig
+from .tls_stream import remember_server_name
+
+if TYPE_CHECKING:
+    from local.data_plane.auth.authenticator import IamAuthenticator
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1")
+
+
+class ProxyStartError(RuntimeError):
+    """The stand-in cannot start as configured; the message names the setting and the cause (never a secret)."""
+
+
+@dataclass(frozen=True)
+class ClientSecurity:
+    """How clients must log in: the TLS context (None: TLS not offered), the IAM checker (None: password mode)."""
+
+    tls: ssl.SSLContext | None = None
+    iam: IamAuthenticator | None = None
+    tls_required: bool = False
+
+
+def client_security(config: ProxyConfig) -> ClientSecurity:
+    """Build the TLS context and IAM authenticator ``config`` asks for; ProxyStartError if it cannot."""
+    if not config.tls_offered:
+        return ClientSecurity()
+    try:
+        from local.data_plane.auth.local_ca import LocalCa, LocalCaSettings
+
+        ca_settings = LocalCaSettings(directory=Path(config.ca_dir)) if config.ca_dir else LocalCaSettings()
+        iam = _authenticator(config, ca_settings) if config.iam_auth else None
+        context = (
+            iam.server_ssl_context() if iam is not None else LocalCa(ca_settings).server_ssl_context(LOOPBACK_NAMES)
+        )
+    except ProxyStartError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # SettingsError is a ValueError
+        raise ProxyStartError(f"cannot set up TLS with the local CA in {config.ca_dir or '.local/ca'}: {exc}") from None
+    context.sni_callback = remember_server_name
+    return ClientSecurity(tls=context, iam=iam, tls_required=config.tls_required)
+
+
+def _authenticator(config: ProxyConfig, ca_settings) -> IamAuthenticator:
+    from local.data_plane.auth.authenticator import IamAuthenticator, IamAuthSettings
+    from local.data_plane.auth.credentials import IssuerSettings
+
+    issuer = IssuerSettings(key_path=Path(config.issuer_key_path)) if config.issuer_key_path else IssuerSettings()
+    try:
+        settings = IamAuthSettings.from_state_file(Path(config.iam_state_file), ca=ca_settings, issuer=issuer)
+        return IamAuthenticator(settings)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProxyStartError(
+            f"iam_state_file={config.iam_state_file!r}: cannot set up IAM auth from this Terraform state: {exc}"
+        ) from None
+
+
+def with_backend_secret(config: ProxyConfig) -> ProxyConfig:
+    """``config`` with backend_user/backend_password from its secret (unchanged when no secret is named)."""
+    if not config.backend_secret_arn:
+        return config
+    from local.data_plane.secrets import SecretError, read_db_secret
+
+    try:
+        user, password = read_db_secret(config.secrets_endpoint, config.backend_secret_arn)
+    except SecretError as exc:
+        raise ProxyStartError(f"backend_secret_arn: {exc}") from None
+    return dataclasses.replace(config, backend_user=user, backend_password=password)
