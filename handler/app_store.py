@@ -231,8 +231,9 @@ class AccessTimesStore:
             replayed = True
         execute(self._select_sql, (self._settings.response_limit,))
         rows = list(cursor.fetchall())
+        apply_deadline(connection, deadline)  # raises before sending when no time is left: then nothing was sent
         progress.commit_sent = True
-        execute("COMMIT")
+        cursor.execute("COMMIT")
         total = int(rows[0][1]) if rows else 0
         return AccessSnapshot(
             inserted_at=created_at.replace(tzinfo=UTC),
