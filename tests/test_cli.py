@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.synth_support import REPO_ROOT
+from modules.project import REPO_ROOT
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,8 @@ import pytest
 from handler import app_contract
 from modules.function import Function, FunctionProps
 from modules.packaging import build_handler_zip
-from tests.synth_support import REPO_ROOT, TEST_KEY_ARN, only, synth_construct
+from modules.project import REPO_ROOT
+from tests.synth_support import TEST_KEY_ARN, only, synth_construct
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import sys
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.synth_support import REPO_ROOT
+from modules.project import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "plan_summary.py"
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "plan_proxy_replaced.json"

@@ -124,7 +124,7 @@ def test_mysql_80_is_accepted_only_explicitly_with_an_extended_support_warning(t
     import sys
 
     from modules.engine import warn_extended_support
-    from tests.synth_support import REPO_ROOT
+    from modules.project import REPO_ROOT
 
     envs, out = tmp_path / "envs", tmp_path / "out"
     envs.mkdir()
@@ -265,7 +265,7 @@ def test_s3_backend_is_synthesized_with_locking(tmp_path):
 def test_every_setting_is_documented_in_the_readme():
     import dataclasses
 
-    from tests.synth_support import REPO_ROOT
+    from modules.project import REPO_ROOT
 
     readme = (REPO_ROOT / "README.md").read_text()
     undocumented = [f.name for f in dataclasses.fields(StackSettings) if f"| `{f.name}` |" not in readme]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.synth_support import REPO_ROOT
+from modules.project import REPO_ROOT
 
 
 def _synth(outdir: Path, plain: bool) -> dict[str, bytes]:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from local.control_plane.toolchain import terraform_env
-from tests.synth_support import REPO_ROOT, default_synth
+from modules.project import REPO_ROOT
+from tests.synth_support import default_synth
 
 CHECKOV = REPO_ROOT / "tools" / "checkov" / ".venv" / "bin" / "checkov"
 SKIP = re.compile(r"^checkov:skip=([A-Z0-9_]+):(.+)$")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.synth_support import REPO_ROOT
+from modules.project import REPO_ROOT
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "ci.yml"
 
