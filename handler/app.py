@@ -106,13 +106,14 @@ def _request_id(event: dict[str, Any], context: Any) -> str | None:
     return invocation_id if isinstance(invocation_id, str) and invocation_id else None
 
 
-def _iso_utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _iso_utc(naive_utc: datetime) -> str:
+    # isoformat is twice as fast as strftime, and a response formats up to RESPONSE_LIMIT of these.
+    return naive_utc.isoformat(timespec="microseconds") + "Z"
 
 
 def _snapshot_body(snapshot: AccessSnapshot) -> dict[str, Any]:
     return {
-        "inserted": _iso_utc(snapshot.inserted_at),
+        "inserted": _iso_utc(snapshot.inserted_at.replace(tzinfo=None)),
         "count": snapshot.total,
         "limit": SETTINGS.response_limit,
         "times": [_iso_utc(moment) for moment in snapshot.newest],

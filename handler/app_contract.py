@@ -27,7 +27,8 @@ AUTH_MODES = (AUTH_IAM, AUTH_PASSWORD)
 
 DEFAULT_PORT = 3306
 DEFAULT_TABLE = "access_times"
-#: The handler also creates ``<table>_count`` and ``<table>_schema``; MySQL identifiers end at 64 characters.
+#: The handler also creates ``<table>_count``, ``<table>_schema`` and the procedure ``<table>_record``; MySQL
+#: identifiers end at 64 characters.
 TABLE_NAME_MAX_LENGTH = 56
 RESPONSE_LIMIT_DEFAULT = 100
 RESPONSE_LIMIT_RANGE = (1, 1000)

@@ -1,8 +1,9 @@
 """Versioned, idempotent schema migrations of the access-times tables, applied once per database.
 
-Tables (``<t>`` is ``DB_TABLE``):
+Objects (``<t>`` is ``DB_TABLE``):
   ``<t>``         one row per request: ``id`` (PK), ``created_at``, ``request_id`` (v2, UNIQUE, NULL for v1 rows)
   ``<t>_count``   (v2) the exact row count, split over ``COUNTER_SHARDS`` rows; total = SUM(n)
+  ``<t>_record``  (v3) the stored procedure a request calls: the whole write and read in one round trip
   ``<t>_schema``  one row per applied migration version
 
 How a container gets a current schema: on its first request it reads ``MAX(version)`` over its new connection
@@ -17,7 +18,8 @@ one database connection at any time, which matters when connecting directly to a
 
 Each step is safe to repeat if an earlier attempt died half-way: DDL is guarded by information_schema checks
 (and "already exists" errors count as done, since MySQL 8 has no ``ADD COLUMN IF NOT EXISTS``), and the step
-that writes data records its version in the same transaction.
+that writes data records its version in the same transaction. An object dropped by hand is noticed at the next
+cold start (the version check fails or finds the procedure missing) and its migration runs again.
 
 Adding a migration: append a ``Migration(version=N + 1, description=..., apply=...)`` to ``MIGRATIONS``, where
 ``apply(cursor, names)`` is idempotent as above (never edit a released one); the request path picks up the new
@@ -26,8 +28,9 @@ ahead of the deploy with ``python -m handler.app_schema`` (``python -m app_schem
 the handler's environment variables, because a request only waits for it as long as its invocation deadline
 allows (a request that times out leaves the lock to the next one; the steps are idempotent). Keep each release
 working on the schema of the release before it (add first, remove a release later), since old and new containers
-overlap during a deploy. For v2 that overlap has a cost: a row stored by a still-running v1 container after the
-migration is not counted (Lambda sends new invocations to the new code once the deploy finishes).
+overlap during a deploy: a changed procedure gets a new name, and the old one is dropped a release later. For v2
+that overlap has a cost: a row stored by a still-running v1 container after the migration is not counted (Lambda
+sends new invocations to the new code once the deploy finishes). v2 and v3 containers count the same way.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ else:  # top level of the Lambda zip
 COUNTER_SHARDS = 32
 """Counter rows: concurrent requests update a random one, so they rarely wait for each other's commit."""
 
-_ALREADY_DONE_ERRNOS = frozenset({1050, 1060, 1061})  # table exists, duplicate column, duplicate key name
+_ALREADY_DONE_ERRNOS = frozenset({1050, 1060, 1061, 1304})  # table, column, key name, procedure exists
 _NO_SUCH_TABLE = 1146
+_RECORD_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,14 @@ class TableNames:
     @property
     def versions(self) -> str:
         return f"`{self.table}_schema`"
+
+    @property
+    def record_procedure_name(self) -> str:
+        return f"{self.table}_record"
+
+    @property
+    def record_procedure(self) -> str:
+        return f"`{self.record_procedure_name}`"
 
     @property
     def lock_name(self) -> str:
@@ -120,9 +132,45 @@ def _v2_request_ids_and_counter(cursor: Any, names: TableNames) -> None:
     cursor.execute(f"INSERT INTO {names.counter} (shard, n) VALUES {values}")
 
 
+def _v3_record_procedure(cursor: Any, names: TableNames) -> None:
+    # One CALL does a request's work on the server: no round trip between its statements, and RDS Proxy does not
+    # pin a session for calling a stored procedure. It leaves the transaction open: the caller's COMMIT is the
+    # only step whose loss leaves the outcome unknown, exactly as with separate statements. The first result set
+    # is (created_at of the request's row, replayed, total), the second the newest rows. A request id that is
+    # already stored (an earlier attempt whose reply was lost) adds nothing and reports the stored row. The
+    # shard is the new id modulo COUNTER_SHARDS: concurrent inserts get consecutive ids, so different shards.
+    # SQL SECURITY INVOKER: it does nothing its caller could not do directly. FORCE INDEX: MariaDB re-runs a cached
+    # procedure statement with a plan (full scan and sort) that grows with the table; the index is always right.
+    _ddl(
+        cursor,
+        f"CREATE PROCEDURE {names.record_procedure}("
+        "IN p_request_id VARCHAR(64) CHARACTER SET ascii, IN p_created_at DATETIME(6), IN p_limit INT UNSIGNED) "
+        "MODIFIES SQL DATA SQL SECURITY INVOKER "
+        "BEGIN "
+        "DECLARE v_replayed BOOLEAN DEFAULT FALSE; "
+        "DECLARE v_created_at DATETIME(6) DEFAULT p_created_at; "
+        "DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; "
+        "START TRANSACTION; "
+        "BEGIN "
+        "DECLARE CONTINUE HANDLER FOR 1062 SET v_replayed = TRUE; "
+        f"INSERT INTO {names.rows} (created_at, request_id) VALUES (p_created_at, p_request_id); "
+        "END; "
+        "IF v_replayed THEN "
+        f"SELECT created_at INTO v_created_at FROM {names.rows} WHERE request_id = p_request_id LOCK IN SHARE MODE; "
+        "ELSE "
+        f"UPDATE {names.counter} SET n = n + 1 WHERE shard = LAST_INSERT_ID() % {COUNTER_SHARDS}; "
+        "END IF; "
+        f"SELECT v_created_at, v_replayed, (SELECT SUM(n) FROM {names.counter}); "
+        f"SELECT created_at FROM {names.rows} FORCE INDEX (idx_created_at) "
+        "ORDER BY created_at DESC, id DESC LIMIT p_limit; "
+        "END",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "access-times table (id, created_at)", _v1_create_rows),
     Migration(2, "request_id UNIQUE; sharded exact row counter", _v2_request_ids_and_counter),
+    Migration(_RECORD_VERSION, "procedure recording one access in one round trip", _v3_record_procedure),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -145,9 +193,9 @@ def _has_column(cursor: Any, names: TableNames, table: str, column: str) -> bool
 
 
 def current_version(cursor: Any, names: TableNames) -> int:
-    """Highest applied version; 0 when nothing was recorded (a v1 table of the first release included) or
-    when one of the tables is missing (dropped by hand, or v2 not applied yet): ``migrate`` then re-runs
-    every migration, which are idempotent."""
+    """Highest applied version whose objects all exist; 0 when nothing was recorded (a v1 table of the first
+    release included) or when one of the tables is missing (dropped by hand, or v2 not applied yet): ``migrate``
+    then re-runs every migration after the returned version, which are idempotent. Takes raw cursors too."""
     try:
         # The empty subqueries cost nothing but make the statement fail with 1146 when a table is missing.
         cursor.execute(
@@ -159,7 +207,19 @@ def current_version(cursor: Any, names: TableNames) -> int:
             return 0
         raise
     (version,) = cursor.fetchone()
-    return int(version or 0)
+    version = int(version or 0)
+    if version >= _RECORD_VERSION and not _has_procedure(cursor, names):
+        return _RECORD_VERSION - 1  # dropped by hand: only its own migration runs again
+    return version
+
+
+def _has_procedure(cursor: Any, names: TableNames) -> bool:
+    cursor.execute(
+        "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s AND ROUTINE_NAME = %s "
+        "AND ROUTINE_TYPE = 'PROCEDURE'",
+        (names.database, names.record_procedure_name),
+    )
+    return int(cursor.fetchone()[0]) > 0
 
 
 def _recorded_version(cursor: Any, names: TableNames) -> int:
@@ -187,10 +247,9 @@ def migrate(connection: Any, names: TableNames, deadline: Deadline) -> list[int]
             f"CREATE TABLE IF NOT EXISTS {names.versions} (version INT UNSIGNED NOT NULL PRIMARY KEY, "
             "description VARCHAR(200) NOT NULL, applied_at DATETIME(6) NOT NULL) ENGINE=InnoDB",
         )
-        if current_version(cursor, names) == 0:
-            # Nothing recorded, or a recorded table was dropped: run every migration again (each is idempotent;
-            # the counter is recounted from the rows that exist).
-            cursor.execute(f"DELETE FROM {names.versions}")
+        # Versions whose objects are gone (a table or the procedure dropped by hand) run again; each migration is
+        # idempotent, and the counter is recounted from the rows that exist when v2 runs again.
+        cursor.execute(f"DELETE FROM {names.versions} WHERE version > %s", (current_version(cursor, names),))
         applied = []
         for migration in MIGRATIONS:
             if migration.version <= _recorded_version(cursor, names):

@@ -1,11 +1,9 @@
 """The access-times table and the one connection a Lambda container keeps to it (through RDS Proxy).
 
-One request is one transaction on the kept autocommit connection:
+One request is one transaction on the kept autocommit connection, in two round trips:
 
-    START TRANSACTION
-    INSERT INTO <t> (created_at, request_id) VALUES (...)         -- request_id UNIQUE
-    UPDATE <t>_count SET n = n + 1 WHERE shard = <random 0..31>
-    SELECT created_at, (SELECT SUM(n) FROM <t>_count) FROM <t> ORDER BY created_at DESC, id DESC LIMIT N
+    CALL <t>_record(request_id, created_at, N)    -- INSERT (request_id UNIQUE), +1 on a counter shard,
+                                                  -- SELECT (row, total), SELECT newest N; leaves the trx open
     COMMIT
 
 Why this shape:
@@ -13,20 +11,25 @@ Why this shape:
   the total is instead kept as a counter in the same transaction as the row, so it stays exact, and read as a
   SUM over 32 rows. The newest rows come from a backward scan of ``idx_created_at`` (whose entries end with the
   primary key), which stops after N entries at any table size.
-- No hot row. A single counter row would serialize every writer on its row lock from the UPDATE until COMMIT:
-  100 concurrent requests (at most the proxy's pool of them at once in the database) would queue behind each
-  other. A random one of 32 shards makes two writers wait for each other only when they pick the same shard,
-  and then only for one short transaction. The UPDATE is the only locking step after the INSERT (whose
-  insert-intention locks do not conflict) and the SELECT is a consistent read, so there is no lock cycle.
+- No hot row. A single counter row would serialize every writer on its row lock from the UPDATE until COMMIT.
+  The shard is the new row's id modulo 32, so concurrent requests (consecutive ids) update different rows. The
+  UPDATE is the only locking step after the INSERT (whose insert-intention locks do not conflict) and the reads
+  are consistent reads, so there is no lock cycle.
+- Few round trips. The statements run inside the database (``app_schema`` creates the procedure), so a request
+  costs the proxy, the database and this container two statements instead of five (START TRANSACTION, INSERT,
+  UPDATE, SELECT, COMMIT), with the same transaction and the same failure semantics.
 - Exactly one row per request. The request id (API Gateway's ``requestContext.requestId``, else the Lambda
   ``aws_request_id``) is stored under a UNIQUE key. If the connection drops after COMMIT but before its OK
-  arrives, the retry's INSERT fails with a duplicate key (or waits for the first transaction's outcome, then
-  does): the retry then bumps nothing and answers with the row already stored.
-- A 503 means nothing was stored: the commit is the last statement, after the read. A dropped connection
-  before COMMIT makes the server roll the transaction back.
+  arrives, the retry's INSERT meets the duplicate key (or waits for the first transaction's outcome, then
+  does): the procedure then bumps nothing and answers with the row already stored.
+- A 503 means nothing was stored: the COMMIT is sent last, after the read. A dropped connection before COMMIT
+  makes the server roll the transaction back.
 - RDS Proxy multiplexing: autocommit, plain (client-side interpolated) statements, no prepared statements, no
   SET of our own, no advisory locks or temporary tables on this connection (schema migrations use their own,
-  see ``app_schema``). RDS Proxy keeps the database connection only from START TRANSACTION to COMMIT.
+  see ``app_schema``). Calling a stored procedure does not pin; RDS Proxy keeps the database connection only
+  while the transaction is open, from the CALL to the COMMIT.
+- Cheap decoding: a raw cursor returns the columns as bytes, converted here (``datetime.fromisoformat``) instead
+  of by the driver's per-value converters, which cost more than the rest of the request.
 - Deadline: every socket wait is bounded by the invocation's time left (``app_db.Deadline``).
 """
 
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -57,7 +59,7 @@ if __package__:
         still_connected,
     )
     from .app_iam import password_provider_for
-    from .app_schema import COUNTER_SHARDS, LATEST_VERSION, TableNames, current_version, migrate_and_close
+    from .app_schema import LATEST_VERSION, TableNames, current_version, migrate_and_close
     from .app_settings import Settings
 else:  # top level of the Lambda zip
     from app_db import (  # type: ignore[no-redef]
@@ -72,13 +74,7 @@ else:  # top level of the Lambda zip
         still_connected,
     )
     from app_iam import password_provider_for  # type: ignore[no-redef]
-    from app_schema import (  # type: ignore[no-redef]
-        COUNTER_SHARDS,
-        LATEST_VERSION,
-        TableNames,
-        current_version,
-        migrate_and_close,
-    )
+    from app_schema import LATEST_VERSION, TableNames, current_version, migrate_and_close  # type: ignore[no-redef]
     from app_settings import Settings  # type: ignore[no-redef]
 
 __all__ = ["AccessSnapshot", "AccessTimesStore", "DatabaseUnavailable", "Deadline", "OutcomeUnknown", "request_key"]
@@ -98,12 +94,11 @@ class _Progress:
     commit_sent: bool = False
 
 
-_DUPLICATE_KEY = 1062
 _NO_SUCH_TABLE = 1146
+_NO_SUCH_PROCEDURE = 1305
 _KEY_MAX = 64
 _TOO_MANY_CONNECTIONS = 1040
 _SLOT_WAITS = (0.01, 0.02, 0.05, 0.1, 0.2, None)  # about 0.4 s in all
-_shards = random.Random()
 
 
 def request_key(request_id: str | None) -> str:
@@ -113,6 +108,11 @@ def request_key(request_id: str | None) -> str:
     if len(request_id) <= _KEY_MAX and request_id.isascii() and request_id.isprintable():
         return request_id
     return hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _datetime(text: bytes | bytearray) -> datetime:
+    """A DATETIME(6) as the text protocol sends it (``2026-11-24 10:00:00.123456``), naive UTC."""
+    return datetime.fromisoformat(text.decode("ascii"))
 
 
 @dataclass(frozen=True)
@@ -142,14 +142,7 @@ class AccessTimesStore:
         self._cursor: Any = None
         self._schema_ready = False
         self.names = TableNames(settings.database, settings.table)  # validated as safe identifiers in Settings
-        n = self.names
-        self._insert_sql = f"INSERT INTO {n.rows} (created_at, request_id) VALUES (%s, %s)"
-        self._count_sql = f"UPDATE {n.counter} SET n = n + 1 WHERE shard = %s"
-        self._stored_sql = f"SELECT created_at FROM {n.rows} WHERE request_id = %s"
-        self._select_sql = (
-            f"SELECT created_at, (SELECT SUM(n) FROM {n.counter}) FROM {n.rows} "
-            "ORDER BY created_at DESC, id DESC LIMIT %s"
-        )
+        self._call_sql = f"CALL {self.names.record_procedure}(%s, %s, %s)"
 
     @property
     def connection_id(self) -> int | None:
@@ -196,7 +189,7 @@ class AccessTimesStore:
                 if exc.errno in TRANSACTION_RETRY_ERRNOS and attempt == 1:
                     self._logger.warning("transaction rolled back, retrying", extra={"errno": exc.errno})
                     continue
-                if exc.errno == _NO_SUCH_TABLE:  # dropped behind our back; migrate again next time
+                if exc.errno in (_NO_SUCH_TABLE, _NO_SUCH_PROCEDURE):  # dropped behind our back; migrate next time
                     self._schema_ready = False
                 raise
             except Exception:
@@ -214,32 +207,21 @@ class AccessTimesStore:
     def _transaction(
         self, connection: Any, cursor: Any, created_at: datetime, key: str, deadline: Deadline, progress: _Progress
     ) -> AccessSnapshot:
-        def execute(sql: str, params: tuple[Any, ...] = ()) -> None:
-            apply_deadline(connection, deadline)  # each wait gets only what is left of the budget
-            cursor.execute(sql, params)
-
-        execute("START TRANSACTION")
-        replayed = False
-        try:
-            execute(self._insert_sql, (created_at, key))
-            execute(self._count_sql, (_shards.randrange(COUNTER_SHARDS),))
-        except mysql_errors.IntegrityError as exc:
-            if exc.errno != _DUPLICATE_KEY:
-                raise
-            execute(self._stored_sql, (key,))  # committed by an attempt whose reply was lost
-            (created_at,) = cursor.fetchone()
-            replayed = True
-        execute(self._select_sql, (self._settings.response_limit,))
-        rows = list(cursor.fetchall())
+        apply_deadline(connection, deadline)  # each wait gets only what is left of the budget
+        cursor.execute(self._call_sql, (key, created_at, self._settings.response_limit))
+        ((stored_at, replayed, total),) = cursor.fetchall()
+        cursor.nextset()
+        newest = [_datetime(value) for (value,) in cursor.fetchall()]
+        while cursor.nextset():  # the CALL's own final status
+            pass
         apply_deadline(connection, deadline)  # raises before sending when no time is left: then nothing was sent
         progress.commit_sent = True
         cursor.execute("COMMIT")
-        total = int(rows[0][1]) if rows else 0
         return AccessSnapshot(
-            inserted_at=created_at.replace(tzinfo=UTC),
-            total=total,
-            newest=[row[0] for row in rows],
-            replayed=replayed,
+            inserted_at=_datetime(stored_at).replace(tzinfo=UTC),
+            total=int(total),
+            newest=newest,
+            replayed=replayed == b"1",
         )
 
     def _ensure_schema(self, connection: Any, cursor: Any, deadline: Deadline) -> tuple[Any, Any]:
@@ -288,7 +270,7 @@ class AccessTimesStore:
             started = time.perf_counter()
             connection = connect(self._settings, self._password_provider, deadline)
             try:
-                self._cursor = connection.cursor()
+                self._cursor = connection.cursor(raw=True)
             except mysql_errors.Error as exc:
                 close_quietly(connection)
                 raise DatabaseUnavailable(f"connect failed: {exc.msg}", exc.errno) from exc

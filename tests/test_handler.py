@@ -143,6 +143,7 @@ def test_table_schema_and_no_session_state_per_request(db: MariaDBServer, load_h
             "Com_update",
             "Com_begin",
             "Com_commit",
+            "Com_call_procedure",
         )
         rows = db._query_as_monitor(
             f"SHOW GLOBAL STATUS WHERE Variable_name IN ({', '.join(['%s'] * len(names))})", names
@@ -154,11 +155,13 @@ def test_table_schema_and_no_session_state_per_request(db: MariaDBServer, load_h
         assert invoke(app)[0] == 200
     after = counters()
     delta = {name: after[name] - before[name] for name in before}
-    # Warm requests: one transaction each (INSERT, counter UPDATE, SELECT); no SET, no prepared statement,
-    # no CREATE TABLE (the schema is checked once per container).
+    # Warm requests: one CALL and one COMMIT each; the server counts the procedure's statements too (INSERT,
+    # counter UPDATE, two SELECTs). No SET, no prepared statement, no CREATE TABLE (the schema is checked once
+    # per container).
     expected = {
+        "Com_call_procedure": 4,
         "Com_insert": 4,
-        "Com_select": 4,
+        "Com_select": 8,
         "Com_set_option": 0,
         "Com_stmt_prepare": 0,
         "Com_create_table": 0,
@@ -439,7 +442,7 @@ def test_logs_are_json_lines_with_request_id_and_latency_and_no_secret(
     # A fresh schema: the first connection migrates it and is closed, the second one is kept.
     assert len(connected) == 2 and connected[-1]["connection_id"] == app.STORE.connection_id
     (schema,) = [line for line in lines if line["message"] == "schema checked"]
-    assert (schema["found_version"], schema["applied_versions"]) == (0, [1, 2])
+    assert (schema["found_version"], schema["applied_versions"]) == (0, [1, 2, 3])
 
 
 def test_503_is_logged_with_errno(load_handler: Loader, capsys: pytest.CaptureFixture[str]) -> None:

@@ -171,14 +171,12 @@ def test_lost_commit_reply_leaves_exactly_one_row(server: MariaDBServer, relay: 
         store.close()
 
 
-def test_lost_insert_reply_before_commit_leaves_exactly_one_row(
-    server: MariaDBServer, relay: ReplyCuttingRelay
-) -> None:
+def test_lost_call_reply_before_commit_leaves_exactly_one_row(server: MariaDBServer, relay: ReplyCuttingRelay) -> None:
     table = f"t_{uuid.uuid4().hex[:12]}"
     store = make_store(server, relay.port, table)
     try:
         store.record_access(now(), "warm-up")
-        relay.arm("INSERT", "cut")  # the server rolls the open transaction back when the connection drops
+        relay.arm("CALL", "cut")  # the server rolls the open transaction back when the connection drops
         snapshot = store.record_access(now(), "req-lost-insert")
 
         assert relay.fired == 1 and snapshot.replayed is False and snapshot.total == 2
@@ -204,7 +202,7 @@ def test_failed_read_gives_503_and_stores_nothing(server: MariaDBServer, relay: 
     store = make_store(server, relay.port, table)
     try:
         store.record_access(now(), "warm-up")
-        relay.arm("SELECT created_at, (SELECT SUM", "cut", times=2)  # the read fails on both attempts
+        relay.arm("CALL", "cut", times=2)  # the write-and-read fails on both attempts, before COMMIT
         with pytest.raises(DatabaseUnavailable):
             store.record_access(now(), "req-no-read")
         assert relay.fired == 2
@@ -241,7 +239,7 @@ def test_stalled_reply_gives_503_before_the_deadline_and_stores_nothing(
     store = make_store(server, relay.port, table)
     try:
         store.record_access(now(), "warm-up")
-        relay.arm("SELECT created_at, (SELECT SUM", "stall")
+        relay.arm("CALL", "stall")
         started = time.monotonic()
         deadline = Deadline(started + 2.5)
         with pytest.raises(DatabaseUnavailable) as error:

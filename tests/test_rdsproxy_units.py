@@ -217,7 +217,10 @@ def test_lenenc_round_trip():
         ("LOCK TABLES t WRITE", PIN),
         ("FLUSH TABLES WITH READ LOCK", PIN),
         ("PREPARE s FROM 'SELECT 1'", PIN),
-        ("CALL p()", PIN),
+        ("CALL p()", PLAIN),  # RDS Proxy: calling a stored procedure does not pin
+        ("call `t_record`('id', '2026-11-24 10:00:00.000001', 100)", PLAIN),
+        ("CALL p(@out)", PIN),
+        ("CALL p('@not a variable')", PLAIN),
         ("XA START 'x'", PIN),
         ("/*!40101 SET NAMES utf8 */", PIN),
         ("FROBNICATE", PIN),

@@ -68,7 +68,6 @@ _PIN_KEYWORDS = {
     b"lock": "lock tables",
     b"handler": "handler",
     b"xa": "xa transaction",
-    b"call": "stored procedure",
     b"backup": "backup lock",
 }
 
@@ -129,10 +128,20 @@ def classify(query: bytes, exclude_variable_sets: bool = False) -> Statement:
         if _CREATE_TEMPORARY.match(query):
             return Statement(PIN, "temporary table")
         return _check_patterns(query)
+    if keyword == b"call":
+        return _classify_call(query)
     if keyword == b"flush":
         return Statement(PIN, "read lock") if _READ_LOCK.search(query) else PLAIN_STATEMENT
     reason = _PIN_KEYWORDS.get(keyword)
     return Statement(PIN, reason or f"unclassified statement {keyword.decode()!r}")
+
+
+def _classify_call(query: bytes) -> Statement:
+    """RDS Proxy does not pin for calling a stored routine (it does not see what the routine does), but an
+    OUT/INOUT argument bound to ``@var`` leaves a user variable in the session."""
+    if any(kind == "word" and text.startswith(b"@") for kind, text, _, _ in _tokens(query)):
+        return Statement(PIN, "user variable")
+    return _check_patterns(query)
 
 
 def _check_patterns(query: bytes) -> Statement:
