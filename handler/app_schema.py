@@ -50,7 +50,8 @@ else:  # top level of the Lambda zip
     from app_db import DatabaseUnavailable, Deadline, apply_deadline, close_quietly  # type: ignore[no-redef]
 
 COUNTER_SHARDS = 32
-"""Counter rows: concurrent requests update a random one, so they rarely wait for each other's commit."""
+"""Counter rows: a request updates shard ``id % COUNTER_SHARDS`` of its new row, so concurrent requests (consecutive
+ids) rarely wait for each other's commit."""
 
 _ALREADY_DONE_ERRNOS = frozenset({1050, 1060, 1061, 1304})  # table, column, key name, procedure exists
 _NO_SUCH_TABLE = 1146

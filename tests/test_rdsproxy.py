@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
+import logging
 import os
 import shutil
 import subprocess
@@ -15,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import mysql.connector
 import pytest
 
+from handler.app_settings import Settings
+from handler.app_store import AccessTimesStore
 from local.data_plane.rdsproxy import EXCLUDE_VARIABLE_SETS, ProxyConfig, ProxyProcess, ProxyServer
 
 CLIENT_USER = "lambda"
@@ -325,6 +328,42 @@ def test_transaction_keeps_one_backend_and_is_released_at_commit(db):
             # outside transactions, both clients share backends
             assert len({connection_id(a), connection_id(b), connection_id(a)}) == 1
         assert proxy.stats()["pinned_sessions_total"] == 0
+
+
+def test_handler_requests_multiplex_through_a_one_connection_pool_without_pinning(db):
+    """The handler's CALL (which leaves its transaction open) and COMMIT: a backend is held only in between, so
+    three kept client connections share one database connection, as RDS Proxy does for stored procedures."""
+    config = proxy_config(db, db_max_connections=10, max_connections_percent=10)  # cap 1
+    table = "proxy_calls"
+    with ProxyServer(config) as proxy:
+        stores = [
+            AccessTimesStore(
+                Settings(
+                    host=proxy.host,
+                    port=proxy.port,
+                    database=db.database,
+                    user=CLIENT_USER,
+                    auth="password",
+                    password=CLIENT_PASSWORD,
+                    table=table,
+                ),
+                logging.getLogger("test_rdsproxy"),
+            )
+            for _ in range(3)
+        ]
+        try:
+            totals = [
+                store.record_access(datetime.datetime.now(datetime.UTC), f"r{i}-{n}").total
+                for i in range(4)
+                for n, store in enumerate(stores)
+            ]
+        finally:
+            for store in stores:
+                store.close()
+        stats = proxy.stats()
+    assert totals == list(range(1, 13))
+    assert stats["pinned_sessions_total"] == 1  # the one schema migration (GET_LOCK), on its own connection
+    assert stats["backend_connections_peak"] == 1 and stats["client_connections_peak"] >= 3
 
 
 @pytest.mark.parametrize(
