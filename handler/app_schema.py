@@ -198,29 +198,24 @@ def current_version(cursor: Any, names: TableNames) -> int:
     release included) or when one of the tables is missing (dropped by hand, or v2 not applied yet): ``migrate``
     then re-runs every migration after the returned version, which are idempotent. Takes raw cursors too."""
     try:
-        # The empty subqueries cost nothing but make the statement fail with 1146 when a table is missing.
+        # One round trip per cold start. The empty subqueries cost nothing but make the statement fail with 1146
+        # when a table is missing; the second column says whether the procedure exists.
         cursor.execute(
-            f"SELECT MAX(version) FROM {names.versions} WHERE NOT EXISTS (SELECT 1 FROM {names.rows} WHERE 1 = 0) "
-            f"AND NOT EXISTS (SELECT 1 FROM {names.counter} WHERE 1 = 0)"
+            f"SELECT MAX(version), (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s "
+            f"AND ROUTINE_NAME = %s AND ROUTINE_TYPE = 'PROCEDURE') FROM {names.versions} "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {names.rows} WHERE 1 = 0) "
+            f"AND NOT EXISTS (SELECT 1 FROM {names.counter} WHERE 1 = 0)",
+            (names.database, names.record_procedure_name),
         )
     except mysql_errors.Error as exc:
         if exc.errno == _NO_SUCH_TABLE:
             return 0
         raise
-    (version,) = cursor.fetchone()
+    (version, procedures) = cursor.fetchone()
     version = int(version or 0)
-    if version >= _RECORD_VERSION and not _has_procedure(cursor, names):
+    if version >= _RECORD_VERSION and not int(procedures):
         return _RECORD_VERSION - 1  # dropped by hand: only its own migration runs again
     return version
-
-
-def _has_procedure(cursor: Any, names: TableNames) -> bool:
-    cursor.execute(
-        "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s AND ROUTINE_NAME = %s "
-        "AND ROUTINE_TYPE = 'PROCEDURE'",
-        (names.database, names.record_procedure_name),
-    )
-    return int(cursor.fetchone()[0]) > 0
 
 
 def _recorded_version(cursor: Any, names: TableNames) -> int:

@@ -39,7 +39,7 @@ class Network(Construct):
 
     def __init__(self, scope: Construct, id_: str, props: NetworkProps):
         super().__init__(scope, id_)
-        prefix = props.name_prefix
+        prefix = self._prefix = props.name_prefix
         self.vpc = aws("vpc").Vpc(
             self,
             "vpc",
@@ -54,32 +54,8 @@ class Network(Construct):
         )
         self._flow_logs(props)
 
-        subnet = aws("subnet").Subnet
-        zones = props.availability_zones
-        self.lambda_subnet_ids = [
-            subnet(
-                self,
-                f"lambda-subnet-{i}",
-                vpc_id=self.vpc.id,
-                cidr_block=cidr,
-                availability_zone=zones[i],
-                map_public_ip_on_launch=False,
-                tags={"Name": f"{prefix}-lambda-{zones[i]}"},
-            ).id
-            for i, cidr in enumerate(props.lambda_subnet_cidrs)
-        ]
-        self.db_subnet_ids = [
-            subnet(
-                self,
-                f"db-subnet-{i}",
-                vpc_id=self.vpc.id,
-                cidr_block=cidr,
-                availability_zone=zones[i],
-                map_public_ip_on_launch=False,
-                tags={"Name": f"{prefix}-db-{zones[i]}"},
-            ).id
-            for i, cidr in enumerate(props.db_subnet_cidrs)
-        ]
+        self.lambda_subnet_ids = self._private_subnets("lambda", props.lambda_subnet_cidrs, props.availability_zones)
+        self.db_subnet_ids = self._private_subnets("db", props.db_subnet_cidrs, props.availability_zones)
 
         self.lambda_sg = self._security_group("lambda-sg", f"{prefix}-lambda", "Lambda ENIs: egress to the proxy only")
         self.proxy_sg = self._security_group("proxy-sg", f"{prefix}-proxy", "RDS Proxy: from Lambda, to the DB")
@@ -88,6 +64,22 @@ class Network(Construct):
         port = props.db_port
         self._allow("lambda-to-proxy", self.lambda_sg, self.proxy_sg, port, "Lambda connects to RDS Proxy")
         self._allow("proxy-to-db", self.proxy_sg, self.db_sg, port, "RDS Proxy connects to the DB instance")
+
+    def _private_subnets(self, role: str, cidrs: tuple[str, ...], zones: tuple[str, ...]) -> list[str]:
+        """One subnet per CIDR, the i-th in the i-th zone, never assigning public IPs; returns their ids."""
+        subnet = aws("subnet").Subnet
+        return [
+            subnet(
+                self,
+                f"{role}-subnet-{i}",
+                vpc_id=self.vpc.id,
+                cidr_block=cidr,
+                availability_zone=zones[i],
+                map_public_ip_on_launch=False,
+                tags={"Name": f"{self._prefix}-{role}-{zones[i]}"},
+            ).id
+            for i, cidr in enumerate(cidrs)
+        ]
 
     def _security_group(self, id_: str, name: str, description: str):
         # Rules are separate resources (one per rule, each with its own description); none inline.

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
+from typing import Any
 
 from local.data_plane.rdsproxy import ProxyProcess
 from local.processes import die_with_parent
-from modules.project import REPO_ROOT
 
 
 class SupervisedProxy(ProxyProcess):
@@ -15,24 +14,11 @@ class SupervisedProxy(ProxyProcess):
     It runs in its own process group, so a Ctrl-C in the terminal reaches only ``serve``, which stops it in order.
     """
 
-    def start(self, timeout: float = 30) -> SupervisedProxy:
-        from local.data_plane.rdsproxy.__main__ import build_command
-
-        command, read_ports = build_command(self.config, self._python)
-        self._process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            preexec_fn=die_with_parent,
-            process_group=0,  # no terminal Ctrl-C: serve stops it in order (else the supervisor restarts it)
-        )
-        try:
-            self.port, self.stats_port = read_ports(self._process, timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def _popen_options(self) -> dict[str, Any]:
+        return {
+            "preexec_fn": die_with_parent,
+            "process_group": 0,  # no terminal Ctrl-C: serve stops it in order (else the supervisor restarts it)
+        }
 
     @property
     def running(self) -> bool:

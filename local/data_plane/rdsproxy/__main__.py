@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 from .config import SESSION_PINNING_FILTERS, ProxyConfig, ProxyConfigError
-from .launcher import build_command  # re-exported for callers that still import it from here
 from .protocol import ProtocolError, ServerError
 from .security import ProxyStartError
 from .server import Proxy, new_event_loop
@@ -158,7 +157,7 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["build_command", "main"]
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

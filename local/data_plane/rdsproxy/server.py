@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from typing import Any
 
 from modules.project import REPO_ROOT
 
@@ -256,13 +257,19 @@ class ProxyProcess:
 
     def start(self, timeout: float = 30) -> ProxyProcess:
         command, read_ports = build_command(self.config, self._python)
-        self._process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        self._process = subprocess.Popen(
+            command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, **self._popen_options()
+        )
         try:
             self.port, self.stats_port = read_ports(self._process, timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _popen_options(self) -> dict[str, Any]:
+        """Extra ``subprocess.Popen`` arguments for the child (subclasses add supervision)."""
+        return {}
 
     def stats(self) -> dict:
         with urllib.request.urlopen(f"http://{self.host}:{self.stats_port}/stats", timeout=5) as r:
