@@ -20,6 +20,20 @@ DB_DEADLINE_MARGIN_MS = "DB_DEADLINE_MARGIN_MS"  # optional: time kept back from
 RESPONSE_LIMIT = "RESPONSE_LIMIT"
 LOG_LEVEL = "LOG_LEVEL"
 AWS_REGION = "AWS_REGION"  # set by the Lambda runtime itself
+APP_DB_USER = "APP_DB_USER"  # migrator only: the application DB user it creates and grants
+APP_DB_SECRET_ARN = "APP_DB_SECRET_ARN"  # migrator only: the secret holding that user's password
+
+#: Lambda handler strings: the request path and the schema migrator ship in one zip, as one package.
+REQUEST_HANDLER = "handler.app.lambda_handler"
+MIGRATOR_HANDLER = "handler.migrator.lambda_handler"
+
+#: The routes the request function implements: path -> methods. The API may expose any of them; a path it does
+#: not know gets 404 and a method it does not implement 405, as API Gateway answers.
+ROUTES: dict[str, tuple[str, ...]] = {"/": ("GET",), "/times": ("GET",)}
+
+#: The schema version this release's request path needs (the newest migration); the deploy's migrator brings the
+#: database to it before the new code serves requests.
+SCHEMA_VERSION = 4
 
 AUTH_IAM = "iam"
 AUTH_PASSWORD = "password"
