@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from handler import app_contract as names
-from local.data_plane import deployed
-from local.data_plane.deployed import DeployedStack
+from local.common.ports import LocalPorts, require_free
+from local.data_plane import deployed, plane_report
+from local.data_plane.deployed import DeployedStack, ThrottleSettings
 from local.data_plane.http_api import HttpApi, HttpApiConfig
 from local.data_plane.local_instance import OpenedInstance, PersistentDb, open_instance, proxy_credentials
 from local.data_plane.mariadb import MariaDBConfig, MariaDBServer
@@ -61,7 +62,10 @@ class DataPlaneConfig:
     db_max_connections: int = DEFAULT_DB_MAX_CONNECTIONS
     max_concurrency: int | None = None
     """None: the function's reserved concurrency if deployed with one, else DEFAULT_LOCAL_CONCURRENCY."""
-    http_port: int = 0
+    ports: LocalPorts | None = None
+    """Fixed loopback ports (``serve``: `local.common.ports.stack_ports`); None: free ones (tests, the experiment)."""
+    throttling: ThrottleSettings | None = None
+    """The HTTP API's token bucket; None: the deployed ``$default`` stage's limits (the account quota if unset)."""
     handler_dir: str = str(HANDLER_DIR)
     function_log: str | None = None
     """File for the function's stdout/stderr (its CloudWatch log group); None prints them to ours."""
@@ -79,8 +83,6 @@ class DataPlaneConfig:
             raise ValueError(f"db_max_connections={self.db_max_connections}: must be in 10..100000")
         if self.max_concurrency is not None and not 1 <= self.max_concurrency <= 1000:
             raise ValueError(f"max_concurrency={self.max_concurrency}: must be in 1..1000")
-        if not 0 <= self.http_port <= 65535:
-            raise ValueError(f"http_port={self.http_port}: must be in 0..65535 (0 picks a free port)")
 
 
 def local_environment(
@@ -175,6 +177,10 @@ class LocalDataPlane:
     def pool_cap(self) -> int:
         return self.stack.pool.pool_cap(self.config.db_max_connections)
 
+    @property
+    def throttling(self) -> ThrottleSettings:
+        return self.config.throttling or self.stack.throttling
+
     def start(self) -> LocalDataPlane:
         try:
             self._start()
@@ -187,7 +193,7 @@ class LocalDataPlane:
         env = self.stack.function.environment
         persistent = self.config.persistent_db
         if persistent is not None:
-            self.instance = open_instance(persistent, self.log)
+            self.instance = open_instance(persistent, self.log)  # ends what a killed serve left on our ports
             for note in self.instance.notes:
                 self.log(f"[db] {note}")
             db_config = self.instance.mariadb_config(persistent.instance, self.config.db_max_connections)
@@ -198,6 +204,11 @@ class LocalDataPlane:
                 app_user=env.get(names.DB_USER, "app"),
                 die_with_parent=True,
             )
+        ports = self.config.ports
+        if ports is not None:
+            used = ("http", "db", "db_extra") + (("proxy", "proxy_stats") if self.config.via_proxy else ())
+            require_free(ports, used)
+            db_config = dataclasses.replace(db_config, port=ports.db, extra_port=ports.db_extra)
         self.db = MariaDBServer(db_config).start()
         self._record("mariadb", self.db.pid)
         host, port = self.db.host, self.db.port
@@ -226,6 +237,8 @@ class LocalDataPlane:
                 backend,
                 **client_auth,
             )
+            if ports is not None:
+                config = dataclasses.replace(config, listen_port=ports.proxy, stats_port=ports.proxy_stats)
             self.proxy = SupervisedProxy(config).start(timeout=_PROXY_START_TIMEOUT_S)
             self._record("rdsproxy", self.proxy.pid)
             port = self.proxy.port
@@ -258,9 +271,14 @@ class LocalDataPlane:
             ),
             container_environment=auth.container_environment() if auth is not None else None,
         )
-        self.api = HttpApi(
-            self.runtime.invoke, HttpApiConfig(port=self.config.http_port, route_keys=self.stack.route_keys)
+        throttling = self.throttling
+        http = HttpApiConfig(
+            port=self.config.ports.http if self.config.ports is not None else 0,
+            route_keys=self.stack.route_keys,
+            throttling_rate_limit=throttling.rate_limit,
+            throttling_burst_limit=throttling.burst_limit,
         )
+        self.api = HttpApi(self.runtime.invoke, http)
         self.api.start()
 
     def _record(self, name: str, pid: int | None) -> None:
@@ -325,43 +343,8 @@ class LocalDataPlane:
             self.instance = None
 
     def describe(self) -> str:
-        db = self.db
-        lines = [
-            f"settings from: {self.stack.source}",
-            f"function: {self.stack.function.function_name} ({self.stack.function.handler}), "
-            f"timeout {self.stack.function.timeout_s}s, up to {self.max_concurrency} containers",
-            f"database: MariaDB 127.0.0.1:{db.port if db else '?'} max_connections={self.config.db_max_connections}",
-        ]
-        persistent = self.config.persistent_db
-        if persistent is not None and self.instance is not None:
-            instance = persistent.instance
-            lines.append(
-                f"database instance: {instance.identifier} (db {instance.db_name}, master user "
-                f"{self.instance.username} from its secret), data kept in {self.instance.directory}; "
-                f"deployed port {instance.port}, local port {db.port if db else '?'}"
-            )
-            applied = ", ".join(option.lstrip("-") for option in self.instance.options) or "none"
-            lines.append(f"parameter group applied: {applied}")
-            if self.instance.not_honoured:
-                lines.append("parameters not honoured locally: " + "; ".join(map(str, self.instance.not_honoured)))
-        else:
-            lines.append("database instance: throw-away (data removed when this process stops)")
-        if self.proxy is not None:
-            pool = self.stack.pool
-            lines.append(
-                f"proxy: 127.0.0.1:{self.proxy.port} pool cap {self.pool_cap} "
-                f"({pool.max_connections_percent}% of {self.config.db_max_connections}), "
-                f"borrow timeout {pool.connection_borrow_timeout}s, idle client timeout {pool.idle_client_timeout}s"
-            )
-        else:
-            lines.append("proxy: none (handler connects directly to the DB)")
-        if self.auth is not None:
-            lines.append(
-                "client auth: IAM token signed with the function role's credentials, verified TLS (as deployed)"
-            )
-        lines.append("differences from the cloud:")
-        lines.extend(f"  {name}: {value}" for name, value in sorted(self.overrides.items()))
-        return "\n".join(lines)
+        """What runs where, with every difference from the cloud (``serve`` and the experiment print it)."""
+        return plane_report.describe(self)
 
     def __enter__(self) -> LocalDataPlane:
         return self.start()
