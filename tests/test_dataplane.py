@@ -8,7 +8,13 @@ import urllib.request
 
 import pytest
 
-from local.data_plane.deployed import DeployedStack, DeployedStateError, FunctionSettings, PoolSettings
+from local.data_plane.deployed import (
+    DeployedStack,
+    DeployedStateError,
+    FunctionSettings,
+    PoolSettings,
+    ThrottleSettings,
+)
 from local.data_plane.mariadb import mariadbd_available
 from local.data_plane.plane import DataPlaneConfig, LocalDataPlane, local_environment
 
@@ -98,3 +104,30 @@ def test_the_real_handler_answers_through_the_local_stack(via_proxy, tmp_path):
             assert proxy_stats["client_connections"] == 1
             assert 1 <= proxy_stats["backend_connections_peak"] <= plane.pool_cap == 14
     assert (tmp_path / "function.log").read_text().count('"status":200') == 3
+
+
+@pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")
+def test_the_deployed_stage_limits_throttle_before_the_function_is_invoked(tmp_path):
+    throttled = DeployedStack(
+        function=stack().function,
+        pool=PoolSettings(max_connections_percent=70),
+        route_keys=("ANY /",),
+        source="test",
+        throttling=ThrottleSettings(rate_limit=0.01, burst_limit=2, from_stage=True),
+    )
+    config = DataPlaneConfig(via_proxy=False, db_max_connections=20, max_concurrency=2, supervise=False)
+    with LocalDataPlane(throttled, config) as plane:
+        statuses, bodies = [], []
+        for _ in range(5):
+            try:
+                with urllib.request.urlopen(plane.url + "/", timeout=15) as response:
+                    statuses.append(response.status)
+            except urllib.error.HTTPError as error:
+                statuses.append(error.code)
+                bodies.append(error.read())
+        invocations = plane.runtime.stats().invocations
+        described = plane.describe()
+    assert statuses == [200, 200, 429, 429, 429]
+    assert set(bodies) == {b'{"message":"Too Many Requests"}'}
+    assert invocations == 2  # the three throttled requests never reached the function
+    assert "throttling: burst 2, rate 0.01/s (the $default stage's)" in described

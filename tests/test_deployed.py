@@ -253,5 +253,11 @@ def test_stage_throttling_is_read_and_absent_limits_mean_the_account_quota():
     assert limited.throttling == deployed.ThrottleSettings(rate_limit=100.5, burst_limit=200, from_stage=True)
     unlimited = parse_state(_with_migrator_and_stage(state_fixture()))
     assert unlimited.throttling == deployed.ThrottleSettings(10_000.0, 5_000, from_stage=False)
+    provider_zeros = {"throttling_burst_limit": 0, "throttling_rate_limit": 0, "detailed_metrics_enabled": False}
+    assert not parse_state(_with_migrator_and_stage(state_fixture(), **provider_zeros)).throttling.from_stage
+    blocked = parse_state(
+        _with_migrator_and_stage(state_fixture(), **{**provider_zeros, "detailed_metrics_enabled": True})
+    ).throttling
+    assert (blocked.burst_limit, blocked.rate_limit, blocked.from_stage) == (0, 0.0, True)  # API Gateway: all 429
     with pytest.raises(DeployedStateError, match=r"throttling_burst_limit=-1: allowed an integer from 0"):
         parse_state(_with_migrator_and_stage(state_fixture(), throttling_burst_limit=-1, throttling_rate_limit=1))

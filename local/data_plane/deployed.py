@@ -213,11 +213,21 @@ def _functions(items: list[tuple[str, dict[str, Any]]], source: str) -> tuple[di
     return requests[0], migrators[0] if migrators else None
 
 
+_UNSET_ROUTE_SETTINGS = {"data_trace_enabled": False, "detailed_metrics_enabled": False, "logging_level": ""}
+
+
 def _throttling(stages: list[tuple[str, dict[str, Any]]]) -> ThrottleSettings:
+    """The ``$default`` stage's limits; the account quota when the stage sets none.
+
+    The provider writes ``default_route_settings`` with 0/0 limits into the state of a stage whose configuration
+    has no such block (terraform-provider-aws #27674): an all-default block means "not configured". A block that
+    sets anything else with 0/0 limits is what API Gateway then enforces: every request gets 429.
+    """
     stage = next((attrs for _, attrs in stages if attrs.get("name") == "$default"), stages[0][1] if stages else {})
     routes = _block(stage.get("default_route_settings"))
     burst, rate = routes.get("throttling_burst_limit"), routes.get("throttling_rate_limit")
-    if burst is None and rate is None:
+    others = {key: routes.get(key, default) or default for key, default in _UNSET_ROUTE_SETTINGS.items()}
+    if (burst is None and rate is None) or (not burst and not rate and others == _UNSET_ROUTE_SETTINGS):
         return ThrottleSettings()
     try:
         return ThrottleSettings(

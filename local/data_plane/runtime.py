@@ -17,6 +17,7 @@ the containers are in `runtime_worker`; this module is the parent side.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,14 @@ from types import MappingProxyType
 from typing import Any
 
 from local.data_plane.auth.resolver_shim import AddressOverride
+from local.data_plane.runtime_outcomes import (
+    ContainerCrashed,
+    FunctionError,
+    FunctionTimeout,
+    InvocationError,
+    RuntimeStats,
+    Throttled,
+)
 from local.data_plane.runtime_worker import (
     RESOLVER_SHIM_MODULE,
     ContainerProcess,
@@ -40,6 +49,16 @@ from local.data_plane.runtime_worker import (
 from modules.validation import SettingsError
 
 log = logging.getLogger(__name__)
+__all__ = [
+    "ContainerCrashed",
+    "FunctionError",
+    "FunctionTimeout",
+    "InvocationError",
+    "LambdaRuntime",
+    "RuntimeConfig",
+    "RuntimeStats",
+    "Throttled",
+]
 
 # Bounds taken from Lambda's own limits.
 MAX_TIMEOUT_S = 900.0
@@ -51,6 +70,8 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_MAX_CONTAINER_AGE_S = 11.5 * 3600
 """A bit under the 12 h the execution role's credentials last (`auth.credentials.IssuerSettings.lifetime_s`)."""
 MAX_CONTAINER_AGE_S = 12 * 3600.0
+DEFAULT_CONCURRENT_COLD_STARTS = 2 * (os.cpu_count() or 1)
+"""Cold starts (init + first invocation) that run at once: what this machine can run, see `RuntimeConfig`."""
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _PRELOAD = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$")
 
@@ -85,6 +106,11 @@ class RuntimeConfig:
     max_container_age_s: float = DEFAULT_MAX_CONTAINER_AGE_S
     """Containers are retired at this age (on their next use), as Lambda recycles execution environments
     before the role credentials they were given expire."""
+    max_concurrent_cold_starts: int = DEFAULT_CONCURRENT_COLD_STARTS
+    """Cold starts (a container's init and its first invocation, which opens its DB connection) that run at once;
+    the others wait their turn, each for its own new container (one request per container, as on Lambda). On AWS
+    every cold start has its own host; here 100 starting at once share the machine's cores and all finish late,
+    while a few at a time finish early and serve warm requests while the rest start. Default: 2 x CPU cores."""
 
     def __post_init__(self) -> None:
         module, _, func = self.handler.rpartition(".")
@@ -118,6 +144,9 @@ class RuntimeConfig:
         age = self.max_container_age_s
         if isinstance(age, bool) or not isinstance(age, (int, float)) or not 0 < age <= MAX_CONTAINER_AGE_S:
             raise SettingsError("max_container_age_s", age, f"seconds in (0, {MAX_CONTAINER_AGE_S:.0f}]")
+        cold = self.max_concurrent_cold_starts
+        if isinstance(cold, bool) or not isinstance(cold, int) or not 1 <= cold <= MAX_CONCURRENCY:
+            raise SettingsError("max_concurrent_cold_starts", cold, f"an integer from 1 to {MAX_CONCURRENCY}")
 
     @property
     def effective_region(self) -> str:
@@ -127,49 +156,6 @@ class RuntimeConfig:
         """What one container runs: these settings with `environment` (the function's plus its own)."""
         shared = {name: getattr(self, name) for name in ContainerSpec.__dataclass_fields__}
         return ContainerSpec(**{**shared, "region": self.effective_region, "environment": dict(environment)})
-
-
-class InvocationError(Exception):
-    """An invocation that produced no function result; `payload` is Lambda's error document."""
-
-    def __init__(self, payload: dict[str, Any]):
-        super().__init__(payload.get("errorMessage", "invocation failed"))
-        self.payload = payload
-
-    @property
-    def error_type(self) -> str:
-        return str(self.payload.get("errorType", type(self).__name__))
-
-
-class FunctionError(InvocationError):
-    """The handler raised, or its init failed, or its result was not JSON (Lambda's 'Unhandled')."""
-
-
-class FunctionTimeout(InvocationError):
-    """The handler ran past the function timeout; the container was killed, as Lambda does."""
-
-
-class ContainerCrashed(InvocationError):
-    """The worker process died during the invocation (e.g. os._exit, segfault, OOM kill)."""
-
-
-class Throttled(InvocationError):
-    """All `max_concurrency` containers are busy (Lambda's 429 TooManyRequestsException)."""
-
-
-@dataclass(frozen=True)
-class RuntimeStats:
-    containers_created: int
-    cold_starts: int
-    invocations: int
-    errors: int
-    throttles: int
-    timeouts: int
-    retired: int
-    """Containers retired at `max_container_age_s`."""
-    live_containers: int
-    busy_containers: int
-    peak_concurrency: int
 
 
 class LambdaRuntime:
@@ -197,6 +183,9 @@ class LambdaRuntime:
         self._peak = 0
         self._busy = 0
         self.init_durations_ms: list[float] = []
+        self._cold_start_slots = threading.BoundedSemaphore(config.max_concurrent_cold_starts)
+        self._first_invocation_at: float | None = None
+        self._last_cold_start_done_at: float | None = None
 
     # --- pool management -------------------------------------------------------------------
     def _acquire(self) -> tuple[ContainerProcess | None, bool]:
@@ -297,19 +286,32 @@ class LambdaRuntime:
 
     # --- public API ------------------------------------------------------------------------
     def invoke(self, event: Mapping[str, Any], request_id: str | None = None) -> Any:
-        """Run the handler on `event` in a container; return its JSON result or raise InvocationError."""
+        """Run the handler on `event` in a container; return its JSON result or raise InvocationError.
+
+        A cold start (no idle container) waits for one of `max_concurrent_cold_starts` slots and holds it through
+        the init and the first invocation; a warm invocation never waits.
+        """
+        with self._lock:
+            if self._first_invocation_at is None:
+                self._first_invocation_at = time.time()
         container, cold = self._acquire()
         healthy = False
         try:
-            if cold:
+            with self._cold_start_slots if cold else contextlib.nullcontext():
+                if cold:
+                    with self._lock:
+                        self._counts["cold_starts"] += 1
+                    container = self._create()
+                    with self._lock:
+                        self._counts["containers_created"] += 1
                 with self._lock:
-                    self._counts["cold_starts"] += 1
-                container = self._create()
-                with self._lock:
-                    self._counts["containers_created"] += 1
-            with self._lock:
-                self._counts["invocations"] += 1
-            result = self._run(container, event, request_id or str(uuid.uuid4()))
+                    self._counts["invocations"] += 1
+                try:
+                    result = self._run(container, event, request_id or str(uuid.uuid4()))
+                finally:
+                    if cold:
+                        with self._lock:
+                            self._last_cold_start_done_at = time.time()
             healthy = True
             return result
         except FunctionError:
@@ -373,6 +375,8 @@ class LambdaRuntime:
                 live_containers=len(self._all),
                 busy_containers=self._busy,
                 peak_concurrency=self._peak,
+                first_invocation_at=self._first_invocation_at,
+                last_cold_start_done_at=self._last_cold_start_done_at,
             )
 
     def close(self) -> None:

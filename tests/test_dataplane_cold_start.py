@@ -1,0 +1,75 @@
+"""Cold starts are scheduled: at most `max_concurrent_cold_starts` run at once (init + first invocation), each
+waiting invocation gets a container of its own (Lambda's one request per container), and a warm invocation never
+waits behind them."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
+from modules.validation import SettingsError
+
+HANDLERS = str(Path(__file__).parent / "dataplane_handlers")
+
+
+def _runtime(log_dir: Path, slots: int, containers: int = 10) -> LambdaRuntime:
+    return LambdaRuntime(
+        RuntimeConfig(
+            handler="cold_start_app.lambda_handler",
+            code_dir=HANDLERS,
+            environment={"COLD_START_LOG_DIR": str(log_dir)},
+            max_concurrency=containers,
+            timeout_s=10,
+            max_concurrent_cold_starts=slots,
+        )
+    )
+
+
+def _most_at_once(intervals: list[tuple[float, float]]) -> int:
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, step in edges:  # an end sorts before a start at the same instant
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_no_more_cold_starts_run_at_once_than_the_slots_and_each_gets_its_own_container(tmp_path):
+    with _runtime(tmp_path, slots=2) as runtime, ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: runtime.invoke({"seconds": 0.3}), range(8)))
+        stats = runtime.stats()
+    assert all(result["call"] == 1 for result in results)  # every waiting invocation got a new container
+    assert len({result["pid"] for result in results}) == 8 and stats.cold_starts == stats.containers_created == 8
+    cold_starts = [(r["imported"], r["end"]) for r in results]
+    assert _most_at_once(cold_starts) <= 2, cold_starts
+    assert stats.first_invocation_at <= min(r["imported"] for r in results)
+    assert stats.last_cold_start_done_at >= max(r["end"] for r in results)
+
+
+def _wait_busy(runtime: LambdaRuntime, count: int) -> None:
+    while runtime.stats().busy_containers < count:
+        threading.Event().wait(0.005)
+
+
+def test_a_warm_invocation_does_not_wait_behind_a_cold_start(tmp_path):
+    with _runtime(tmp_path, slots=1) as runtime, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(runtime.invoke, {"seconds": 0.5})  # cold: holds the only slot for 0.5 s
+        _wait_busy(runtime, 1)
+        second = pool.submit(runtime.invoke, {"seconds": 3.0})  # cold too: waits for the slot, then holds it 3 s
+        _wait_busy(runtime, 2)
+        first_result = first.result(timeout=30)
+        warm = runtime.invoke({})  # the first container is idle now: taken at once, not queued behind the second
+        second_result = second.result(timeout=30)
+    assert warm["pid"] == first_result["pid"] and warm["call"] == 2
+    assert second_result["pid"] != first_result["pid"] and second_result["call"] == 1
+    assert warm["end"] < second_result["end"], "the warm invocation waited for a cold start"
+
+
+@pytest.mark.parametrize("value", [0, 1001, True, 2.5])
+def test_the_cold_start_bound_names_the_setting_and_range(value):
+    with pytest.raises(SettingsError, match=r"max_concurrent_cold_starts"):
+        RuntimeConfig(handler="cold_start_app.lambda_handler", code_dir=HANDLERS, max_concurrent_cold_starts=value)
