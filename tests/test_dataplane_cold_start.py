@@ -4,12 +4,15 @@ waits behind them."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from local.data_plane.http_api import HttpApi, HttpApiConfig
 from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
 from modules.validation import SettingsError
 
@@ -27,6 +30,17 @@ def _runtime(log_dir: Path, slots: int, containers: int = 10) -> LambdaRuntime:
             max_concurrent_cold_starts=slots,
         )
     )
+
+
+def _get(api: HttpApi, target: str) -> tuple[int, dict]:
+    host, port = api.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", target)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
 
 
 def _most_at_once(intervals: list[tuple[float, float]]) -> int:
@@ -67,6 +81,24 @@ def test_a_warm_invocation_does_not_wait_behind_a_cold_start(tmp_path):
     assert warm["pid"] == first_result["pid"] and warm["call"] == 2
     assert second_result["pid"] != first_result["pid"] and second_result["call"] == 1
     assert warm["end"] < second_result["end"], "the warm invocation waited for a cold start"
+
+
+def test_waiting_for_a_cold_start_turn_does_not_count_toward_the_integration_timeout(tmp_path):
+    api_config = HttpApiConfig(integration_timeout_s=3.0)
+    with (
+        _runtime(tmp_path, slots=1) as runtime,
+        HttpApi(runtime.invoke, api_config) as api,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        first = pool.submit(_get, api, "/?seconds=2")  # holds the only slot for 2 s
+        _wait_busy(runtime, 1)
+        second = pool.submit(_get, api, "/?seconds=2")  # waits ~2 s for its turn, then runs 2 s: 4 s in all
+        _wait_busy(runtime, 2)
+        statuses = [first.result(timeout=30)[0], second.result(timeout=30)[0]]
+    assert statuses == [200, 200]
+    with _runtime(tmp_path, slots=1) as runtime, HttpApi(runtime.invoke, api_config) as api:
+        status, body = _get(api, "/?seconds=4")  # its own cold start is longer than the timeout: API Gateway's 504
+    assert (status, body) == (504, {"message": "Service Unavailable"})
 
 
 @pytest.mark.parametrize("value", [0, 1001, True, 2.5])

@@ -225,6 +225,12 @@ class LambdaRuntime:
         self._busy += delta
         self._peak = max(self._peak, self._busy)
 
+    def prepare(self) -> LambdaRuntime:
+        """Start the zygote now, before the first request: it is this runtime's own set-up (one interpreter with the
+        driver preloaded, which Lambda does not have), so the first request's cold start pays only its container."""
+        self._get_zygote()
+        return self
+
     def _get_zygote(self) -> Zygote:
         with self._zygote_lock:
             if self._zygote is None:
@@ -285,11 +291,15 @@ class LambdaRuntime:
             container.kill()
 
     # --- public API ------------------------------------------------------------------------
-    def invoke(self, event: Mapping[str, Any], request_id: str | None = None) -> Any:
+    def invoke(
+        self, event: Mapping[str, Any], request_id: str | None = None, on_start: Callable[[], None] | None = None
+    ) -> Any:
         """Run the handler on `event` in a container; return its JSON result or raise InvocationError.
 
         A cold start (no idle container) waits for one of `max_concurrent_cold_starts` slots and holds it through
-        the init and the first invocation; a warm invocation never waits.
+        the init and the first invocation; a warm invocation never waits. `on_start` is called when the invocation
+        stops waiting for its turn: the caller's clock (API Gateway's integration timeout) starts there, because on
+        AWS a cold start never waits for another's.
         """
         with self._lock:
             if self._first_invocation_at is None:
@@ -298,6 +308,8 @@ class LambdaRuntime:
         healthy = False
         try:
             with self._cold_start_slots if cold else contextlib.nullcontext():
+                if on_start is not None:
+                    on_start()
                 if cold:
                     with self._lock:
                         self._counts["cold_starts"] += 1

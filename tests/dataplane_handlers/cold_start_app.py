@@ -16,8 +16,9 @@ def lambda_handler(event, context):
     global _CALLS
     _CALLS += 1
     started = time.time()
-    time.sleep(float(event.get("seconds", 0)) if _CALLS == 1 else 0.0)
+    seconds = event.get("seconds") or (event.get("queryStringParameters") or {}).get("seconds") or 0
+    time.sleep(float(seconds) if _CALLS == 1 else 0.0)  # only the first call: the cold start
     record = {"pid": os.getpid(), "imported": _IMPORTED_AT, "start": started, "end": time.time(), "call": _CALLS}
     with open(os.path.join(os.environ["COLD_START_LOG_DIR"], f"{os.getpid()}-{_CALLS}.json"), "w") as out:
         json.dump(record, out)
-    return record
+    return {"statusCode": 200, "body": json.dumps(record)} if "rawPath" in event else record

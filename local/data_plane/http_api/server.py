@@ -32,13 +32,16 @@ a response in the wrong format, API Gateway returns a 502"):
 - no result within the integration timeout (at most 30 s, API Gateway's quota): 504
   `{"message":"Service Unavailable"}` (https://repost.aws/knowledge-center/api-gateway-504-errors: "If an
   integration request takes longer than your ... maximum integration timeout ..., API Gateway returns an HTTP
-  504"); the function keeps running, as it does on AWS, and keeps its slot in the pool until it returns.
+  504"); the function keeps running, as it does on AWS, and keeps its slot in the pool until it returns. The
+  timeout counts from the moment the runtime starts the invocation: a cold start waiting for its turn on this
+  machine's cores (`RuntimeConfig.max_concurrent_cold_starts`) is a local wait that AWS does not have.
 The default integration timeout is the function timeout + 1 s (capped at 30 s), so a function timeout is 502.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import socket
@@ -117,6 +120,7 @@ class HttpApi:
             integration_timeout_for(function_timeout) if function_timeout else MAX_INTEGRATION_TIMEOUT_S
         )
         self.max_invocations = self.config.max_invocations or containers or DEFAULT_INVOCATIONS
+        self._reports_start = "on_start" in inspect.signature(invoke).parameters
         self.throttle = (
             TokenBucket(self.config.throttling_rate_limit, self.config.throttling_burst_limit)  # type: ignore[arg-type]
             if self.config.throttled
@@ -175,11 +179,16 @@ class HttpApi:
         headers: list[tuple[str, str]],
         body: bytes,
         source_ip: str,
+        on_start: Callable[[], None] | None = None,
     ) -> HttpResponse:
         if len(body) > self.config.max_body_bytes:
             return message_response(413, "Request Entity Too Large")
         event = build_event(self.config, route_key, method, raw_path, raw_query, headers, body, source_ip, request_id)
         try:
+            if self._reports_start:
+                return map_result(self._invoke(event, on_start=on_start))  # type: ignore[call-arg]
+            if on_start is not None:
+                on_start()
             return map_result(self._invoke(event))
         except Throttled:
             return message_response(500, "Internal Server Error")
@@ -213,10 +222,17 @@ class HttpApi:
         if throttled:  # every container is busy (some perhaps past their 504): Lambda would throttle
             return self._finish(message_response(500, "Internal Server Error"), request_id)
         loop = asyncio.get_running_loop()
+        started = asyncio.Event()
         future = loop.run_in_executor(
-            self._executor, self._dispatch, request_id, route, method, raw_path, raw_query, headers, body, source_ip
+            self._executor,
+            self._dispatch,
+            *(request_id, route, method, raw_path, raw_query, headers, body, source_ip),
+            lambda: loop.call_soon_threadsafe(started.set),
         )
         future.add_done_callback(self._invocation_done)
+        waiting = loop.create_task(started.wait())
+        await asyncio.wait((future, waiting), return_when=asyncio.FIRST_COMPLETED)  # a local wait for a cold start
+        waiting.cancel()
         try:
             async with asyncio.timeout(self.integration_timeout_s):
                 response = await asyncio.shield(future)
