@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import pwd
 import shutil
 import socket
 import stat
@@ -15,7 +16,7 @@ from pathlib import Path
 import mysql.connector
 import pytest
 
-from local.data_plane.mariadb import MariaDBConfig, MariaDBServer
+from local.data_plane.mariadb import MariaDBConfig, MariaDBError, MariaDBServer
 from tests.os_user_support import OTHER_USER, mariadb_cli_as_other_user, require_other_user, world_traversable_dir
 
 
@@ -218,6 +219,7 @@ def test_a_long_datadir_path_keeps_its_socket_in_a_private_directory(tmp_path: P
     require_other_user()
     parent = world_traversable_dir("mariadb-long-")
     deep = parent / ("d" * 60) / ("e" * 60)
+    socket_dir = Path("/nonexistent")
     try:
         with MariaDBServer(MariaDBConfig(instance_dir=str(deep), app_user="app_admin", app_password="p")) as server:
             socket_dir = server.socket_path.parent
@@ -228,8 +230,15 @@ def test_a_long_datadir_path_keeps_its_socket_in_a_private_directory(tmp_path: P
             with server.admin_connect() as admin:
                 assert admin.is_connected()
         assert not socket_dir.exists()  # removed with the server
+        socket_dir.mkdir(mode=0o755)  # another user gets there first: the name is predictable
+        os.chown(socket_dir, pwd.getpwnam(OTHER_USER).pw_uid, -1)
+        squatted = MariaDBServer(MariaDBConfig(instance_dir=str(deep), app_user="app_admin", app_password="p"))
+        with pytest.raises(MariaDBError, match=r"is not a 0700 directory of this OS user: remove it"):
+            squatted.start()
+        assert not squatted.running
     finally:
         shutil.rmtree(parent, ignore_errors=True)
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def test_a_datadir_installed_with_passwordless_root_is_closed_at_its_next_start(tmp_path: Path) -> None:

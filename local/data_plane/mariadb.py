@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import atexit
 import getpass
+import hashlib
 import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -57,6 +59,21 @@ def _remove_templates() -> None:
 
 
 atexit.register(_remove_templates)
+
+
+def _private_dir(owner: Path) -> Path:
+    """A 0700 directory of this OS user in the temp dir, named after ``owner``; refused if someone else made it."""
+    digest = hashlib.sha256(str(owner).encode()).hexdigest()[:16]
+    directory = Path(tempfile.gettempdir()) / f"mariadb-{os.getuid()}-{digest}"
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) != 0o700:
+            raise MariaDBError(
+                f"socket directory {directory} exists but is not a 0700 directory of this OS user: remove it"
+            ) from None
+    return directory
 
 
 class MariaDBServer(MariaDBConnections):
@@ -108,14 +125,14 @@ class MariaDBServer(MariaDBConnections):
     def socket_path(self) -> Path:
         """The unix socket, always inside a 0700 directory: other OS users cannot reach it.
 
-        Next to the datadir when the path fits ``sun_path``; else in a private temp directory made once per
-        server (kept across restarts, removed by ``stop``).
+        Next to the datadir when the path fits ``sun_path``; else in ``<tmp>/mariadb-<uid>-<digest of the datadir>``,
+        the same directory for the same datadir (a ``kill -9`` leaves nothing new behind), removed by ``stop``.
         """
         path = self._require_tmpdir() / "mariadb.sock"
         if len(str(path)) <= _MAX_SOCKET_PATH:
             return path
         if self._socket_dir is None:
-            self._socket_dir = Path(tempfile.mkdtemp(prefix="mariadb-sock-"))  # mode 0700
+            self._socket_dir = _private_dir(path.parent)
         return self._socket_dir / "mariadb.sock"
 
     @property
