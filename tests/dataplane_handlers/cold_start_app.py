@@ -18,6 +18,9 @@ def lambda_handler(event, context):
     started = time.time()
     seconds = event.get("seconds") or (event.get("queryStringParameters") or {}).get("seconds") or 0
     time.sleep(float(seconds) if _CALLS == 1 else 0.0)  # only the first call: the cold start
+    spin_until = time.process_time() + (float(event.get("spin", 0)) if _CALLS == 1 else 0.0)
+    while time.process_time() < spin_until:  # CPU, like a first connection's TLS set-up and token signing
+        pass
     record = {"pid": os.getpid(), "imported": _IMPORTED_AT, "start": started, "end": time.time(), "call": _CALLS}
     with open(os.path.join(os.environ["COLD_START_LOG_DIR"], f"{os.getpid()}-{_CALLS}.json"), "w") as out:
         json.dump(record, out)
