@@ -141,22 +141,22 @@ def _answer_times(runtime: LambdaRuntime, event: dict, count: int) -> list[float
 def scheduled_cold_starts(count: int, cpu_s: float) -> None:
     """`count` cold starts at once whose first call burns `cpu_s` of CPU (a TLS + IAM first connection costs
     ~0.1-0.2 s): when the first and the last answer, with the default bound on cold starts and without one."""
-    scratch = Path(tempfile.mkdtemp(prefix="bench-cold-"))
-    for label, slots in (("default bound", DEFAULT_CONCURRENT_COLD_STARTS), ("all at once", count)):
-        config = RuntimeConfig(
-            handler="cold_start_app.lambda_handler",
-            code_dir=str(ROOT / "tests" / "dataplane_handlers"),
-            environment={"COLD_START_LOG_DIR": str(scratch)},
-            max_concurrency=count,
-            timeout_s=120,
-            max_concurrent_cold_starts=slots,
-        )
-        with LambdaRuntime(config).prepare() as runtime:
-            done = _answer_times(runtime, {"spin": cpu_s}, count)
-        print(
-            f"{f'{count} cold starts of {cpu_s * 1000:.0f} ms CPU, {label} ({slots})':<46} first {done[0]:6.2f} s"
-            f"   median {statistics.median(done):6.2f} s   last {done[-1]:6.2f} s"
-        )
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as scratch:
+        for label, slots in (("default bound", DEFAULT_CONCURRENT_COLD_STARTS), ("all at once", count)):
+            config = RuntimeConfig(
+                handler="cold_start_app.lambda_handler",
+                code_dir=str(ROOT / "tests" / "dataplane_handlers"),
+                environment={"COLD_START_LOG_DIR": scratch},
+                max_concurrency=count,
+                timeout_s=120,
+                max_concurrent_cold_starts=slots,
+            )
+            with LambdaRuntime(config).prepare() as runtime:
+                done = _answer_times(runtime, {"spin": cpu_s}, count)
+            print(
+                f"{f'{count} cold starts of {cpu_s * 1000:.0f} ms CPU, {label} ({slots})':<46} first {done[0]:6.2f} s"
+                f"   median {statistics.median(done):6.2f} s   last {done[-1]:6.2f} s"
+            )
 
 
 def main() -> None:
