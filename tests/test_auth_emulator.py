@@ -25,11 +25,12 @@ from local.common.emulator_credentials import (
 )
 from local.data_plane.auth.authenticator import IamAuthenticator, IamAuthSettings
 from local.data_plane.auth.credentials import IssuerSettings
-from local.data_plane.auth.emulator_principals import EmulatorPrincipalSettings
+from local.data_plane.auth.emulator_principals import EmulatorPrincipals, EmulatorPrincipalSettings
 from local.data_plane.auth.errors import BAD_SIGNATURE, EXPIRED, NOT_AUTHORIZED, AuthError
 from local.data_plane.auth.local_ca import LocalCaSettings
+from local.data_plane.auth.rds_token import TokenCheckSettings, verify_token
 from modules.validation import SettingsError
-from tests.auth_support import ACCOUNT, DB_USER, PRX_ID, REGION, connect_arn, signed_token, state
+from tests.auth_support import ACCOUNT, DB_USER, ENDPOINT, PRX_ID, REGION, connect_arn, signed_token, state
 from tests.emulator_principals_support import (
     Keys,
     assume,
@@ -40,6 +41,8 @@ from tests.emulator_principals_support import (
     role,
     running_emulator,
 )
+
+CHECK = TokenCheckSettings(ENDPOINT, 3306, REGION)
 
 
 @pytest.fixture(scope="module")
@@ -233,16 +236,30 @@ def test_sessions_of_missing_roles_wrong_tokens_and_expired_sessions_are_refused
 # --- caching and the lookup budget --------------------------------------------------------------------
 def test_answers_are_cached_and_new_keys_are_rationed(tmp_path: Path, emulator: str) -> None:
     keys = iam_user(emulator, "cached", connect_grant())
-    auth = authenticator(tmp_path, emulator, cache_s=60, lookups_per_s=1)
-    assert auth.emulator is not None
+    now = [1000.0]  # the cache's and the budget's clock, moved by hand
+    principals = EmulatorPrincipals(
+        EmulatorPrincipalSettings(emulator, cache_s=5, lookups_per_s=2), clock=lambda: now[0]
+    )
+    token, made_up = signed_token(keys), [signed_token(Keys(f"AKIA{c * 16}", "y" * 40)) for c in "QRS"]
     for _ in range(5):
-        auth.check(DB_USER, signed_token(keys))
-    assert auth.emulator.lookups == 1
-    made_up = Keys("AKIA" + "Q" * 16, "y" * 40)
-    error = refusal(auth, signed_token(made_up))  # the one lookup of this second is spent
-    assert error.reason == BAD_SIGNATURE and "too many new keys" in str(error)
-    assert auth.check(DB_USER, signed_token(keys))  # a known key keeps working meanwhile
-    assert auth.emulator.lookups == 1
+        verify_token(token, DB_USER, CHECK, principals)
+    assert principals.lookups == 1  # cached
+    assert "was not issued by the emulator" in str(_refused(made_up[0], principals))  # the second lookup
+    assert "too many new keys" in str(_refused(made_up[1], principals))  # this second's budget (2) is spent
+    assert verify_token(token, DB_USER, CHECK, principals)  # a known key keeps working meanwhile
+    now[0] += 0.5  # half a second refills one lookup
+    assert "was not issued by the emulator" in str(_refused(made_up[2], principals))
+    assert principals.lookups == 3
+    now[0] += 5  # the cached answer is now old: asked again
+    verify_token(token, DB_USER, CHECK, principals)
+    assert principals.lookups == 4
+
+
+def _refused(token: str, principals: EmulatorPrincipals) -> AuthError:
+    with pytest.raises(AuthError) as caught:
+        verify_token(token, DB_USER, CHECK, principals)
+    assert caught.value.reason == BAD_SIGNATURE
+    return caught.value
 
 
 def test_an_unreachable_emulator_refuses_with_a_reason(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from modules.validation import SettingsError
 
 from .errors import BAD_SIGNATURE, EXPIRED, AuthError
 from .policies import ConnectAuthorizer, PolicyDocument, PrincipalPolicies
-from .principals import EMULATOR, ConnectPolicy, KeyResolver, Signer
+from .principals import EMULATOR, ConnectPolicy, Signer
 
 Lookup = Callable[[str, str], EmulatorCredentials | None]
 _MAX_ENTRIES = 4096
@@ -63,16 +63,22 @@ class _Entry:
     policy: ConnectPolicy | None
 
 
-class EmulatorPrincipals(KeyResolver):
+class EmulatorPrincipals:
     """Resolves emulator keys to signers, with the cache and lookup budget described above."""
 
-    def __init__(self, settings: EmulatorPrincipalSettings, lookup: Lookup | None = None) -> None:
+    def __init__(
+        self,
+        settings: EmulatorPrincipalSettings,
+        lookup: Lookup | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.settings = settings
         self._lookup = lookup or (lambda endpoint, key: lookup_credentials(endpoint, key, settings.timeout_s))
+        self._clock = clock or time.monotonic
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._budget = settings.lookups_per_s
-        self._budget_at = time.monotonic()
+        self._budget_at = self._clock()
         self.lookups = 0
         """How many times the emulator was asked (for tests and the benchmark)."""
 
@@ -105,7 +111,7 @@ class EmulatorPrincipals(KeyResolver):
 
     def _entry(self, access_key_id: str) -> _Entry:
         with self._lock:
-            clock = time.monotonic()
+            clock = self._clock()
             entry = self._entries.get(access_key_id)
             if entry is not None and clock - entry.fetched_at < self.settings.cache_s:
                 self._entries.move_to_end(access_key_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .credentials import SESSION_TOKEN_PREFIX, CredentialIssuer
 from .errors import BAD_SIGNATURE, AuthError
@@ -85,11 +86,10 @@ class IssuerPrincipals:
         )
 
 
-class KeyResolver:
+class KeyResolver(Protocol):
     """What ``PrincipalResolver`` delegates emulator keys to (``emulator_principals.EmulatorPrincipals``)."""
 
-    def resolve(self, access_key_id: str, session_token: str, now: float | None = None) -> Signer:
-        raise NotImplementedError
+    def resolve(self, access_key_id: str, session_token: str, now: float | None = None) -> Signer: ...
 
 
 class PrincipalResolver:
