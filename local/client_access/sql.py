@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,6 +145,9 @@ def run_sql(args: argparse.Namespace, emulator_endpoint: str) -> int:
     if args.print_only:
         print(target.describe())
         return 0
+    if shutil.which("mariadb") is None:
+        print("error: the `mariadb` client is not installed (apt-get install mariadb-client)", file=sys.stderr)
+        return 1
     print(f"signing as {target.signer.how}", file=sys.stderr)
     record = target.record
     try:
@@ -156,11 +160,7 @@ def run_sql(args: argparse.Namespace, emulator_endpoint: str) -> int:
 
 def _run(argv: list[str], token: str) -> int:
     """Run the client in the foreground (Ctrl-C is the client's), passing the token in ``MYSQL_PWD``."""
-    try:
-        child = subprocess.Popen(argv, env={**os.environ, "MYSQL_PWD": token})
-    except FileNotFoundError:
-        print("error: the `mariadb` client is not installed (apt-get install mariadb-client)", file=sys.stderr)
-        return 1
+    child = subprocess.Popen(argv, env={**os.environ, "MYSQL_PWD": token})
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return child.wait()
