@@ -113,7 +113,7 @@ def test_print_gives_what_another_client_needs_and_the_printed_command_works(tar
     values = dict(line.split(None, 1) for line in result.stdout.splitlines())
     assert (values["host"], values["port"], values["user"]) == (ENDPOINT, str(target.port), DB_USER)
     assert (values["database"], values["ca_file"]) == (target.database, target.ca_file)
-    assert values["token"].startswith(f"{ENDPOINT}:{target.port}/?Action=connect&DBUser={DB_USER}&")
+    assert values["token"].startswith(f"{ENDPOINT}:3306/?Action=connect&DBUser={DB_USER}&")  # the deployed port
     assert values["hosts_line"].startswith(hosts_line(ENDPOINT, "127.0.0.1"))
     printed = values["mariadb"] + f" --batch -e {json.dumps(QUERY)}"
     env = {**client_environment(DUMMY, target.emulator), "TOKEN": values["token"]}

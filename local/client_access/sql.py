@@ -6,8 +6,8 @@ and "Connecting to your DB instance using IAM authentication from the command li
 --enable-cleartext-plugin --user=<user> --password=<token>`` over TLS (MariaDB's client needs no plugin flag).
 Here the endpoint is the deployed name, reached at the stand-in's local port; the CA is the local CA that issued
 the stand-in's certificate; the client verifies that certificate for the endpoint name
-(``--ssl-verify-server-cert``); the token is signed for the address the client connects to. ``--print`` shows
-those values for any other client instead.
+(``--ssl-verify-server-cert``); the token is signed for the deployed address (endpoint and port). ``--print``
+shows those values for any other client instead.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Connection:
             ("database", self.database or "(none)"),
             ("ca_file", r.ca_file),
             ("token", self.token),
-            ("signed_for", f"{r.endpoint}:{r.proxy_port} by {self.signer.principal_arn}, valid {TOKEN_LIFETIME_S} s"),
+            ("signed_for", f"{r.endpoint}:{r.endpoint_port} by {self.signer.principal_arn} ({TOKEN_LIFETIME_S} s)"),
             ("hosts_line", f"{hosts_line(r.endpoint, r.proxy_host)}   (in /etc/hosts, every client resolves the name)"),
         ]
         database = f" {shlex.quote(self.database)}" if self.database else ""
@@ -120,7 +120,9 @@ def connection(args: argparse.Namespace, emulator_endpoint: str) -> Connection:
         signer = signing_identity(emulator_endpoint, record.region, role)
     except SigningError as exc:
         raise SqlError(str(exc)) from None
-    token = auth_token(signer, record.endpoint, record.proxy_port, user, record.region)
+    # Signed for the deployed address, as AWS's CLI recipe does (--port 3306); the stand-in also takes tokens
+    # for its own port when it knows it, but the deployed one is accepted however it was started.
+    token = auth_token(signer, record.endpoint, record.endpoint_port, user, record.region)
     return Connection(record, user, database, token, signer)
 
 
