@@ -13,6 +13,8 @@ import sys
 import warnings
 from typing import Any
 
+from local.control_plane import credential_lookup
+
 TESTED_MOTO_VERSION = "5.2.5"
 
 #: Error code returned for calls moto does not implement. Not an AWS code, so
@@ -218,6 +220,7 @@ def apply_patches() -> None:
     patch_lambda_logging_config()
     patch_master_user_secret()
     patch_modify_db_subnet_group()
+    credential_lookup.install()  # the key lookup RDS Proxy's IAM check needs (local/common/emulator_credentials.py)
 
 
 def main(argv: list[str] | None = None) -> None:

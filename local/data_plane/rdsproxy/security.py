@@ -60,12 +60,21 @@ def client_security(config: ProxyConfig) -> ClientSecurity:
 
 
 def _authenticator(config: ProxyConfig, ca_settings) -> IamAuthenticator:
+    """IAM auth as deployed; keys the emulator issued are checked through ``secrets_endpoint`` (the emulator)."""
     from local.data_plane.auth.authenticator import IamAuthenticator, IamAuthSettings
     from local.data_plane.auth.credentials import IssuerSettings
+    from local.data_plane.auth.emulator_principals import EmulatorPrincipalSettings
 
     issuer = IssuerSettings(key_path=Path(config.issuer_key_path)) if config.issuer_key_path else IssuerSettings()
     try:
-        settings = IamAuthSettings.from_state_file(Path(config.iam_state_file), ca=ca_settings, issuer=issuer)
+        emulator = EmulatorPrincipalSettings(config.secrets_endpoint) if config.secrets_endpoint else None
+        settings = IamAuthSettings.from_state_file(
+            Path(config.iam_state_file),
+            ca=ca_settings,
+            issuer=issuer,
+            local_port=config.listen_port or None,
+            emulator=emulator,
+        )
         return IamAuthenticator(settings)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ProxyStartError(
