@@ -182,13 +182,19 @@ class DatabaseProxy(Construct):
 
     def grant_connect(self, role, db_user: str):
         """Let ``role`` connect through this proxy as ``db_user`` only (like AWS CDK's DatabaseProxy.grant_connect);
-        returns the role policy, for whatever must wait until the grant exists."""
+        returns the role policy, for whatever must wait until the grant exists.
+
+        Created before destroyed: when a grant moves (another role or user), its old form goes only after
+        everything that depends on the new one has changed, so code still running under the old grant keeps
+        connecting until the deploy has replaced it.
+        """
         return aws("iam_role_policy").IamRolePolicy(
             self,
             f"connect-{db_user}",
             name=f"rds-db-connect-{db_user}",
             role=role.id,
             policy=policy_document(self, f"connect-{db_user}-permissions", [self.connect_statement(db_user)]),
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
 
 

@@ -147,7 +147,8 @@ class ServerlessMysqlStack(TerraformStack):
                 log_retention_days=s.log_retention_days,
             ),
         )
-        proxy.grant_connect(function.role, s.db_app_username)
+        # The function switches users only once its grant exists (and, on the cloud, once the migration ran).
+        function.serve_after(proxy.grant_connect(function.role, s.db_app_username))
         migrator = self._migrator(environment, ctx, key, network, proxy, app_secret, function)
         api = HttpApi(
             self,

@@ -165,6 +165,7 @@ def test_grant_connect_scopes_rds_db_connect_to_the_prx_id_and_one_user():
 
     stack = synth_construct(build)
     (policy,) = [p for p in resources(stack, "aws_iam_role_policy").values() if p["name"] == "rds-db-connect-app_user"]
+    assert policy["lifecycle"] == {"create_before_destroy": True}  # a moved grant is created before the old goes
     (statement,) = stack["data"]["aws_iam_policy_document"][policy["policy"].split(".")[2]]["statement"]
     assert statement["actions"] == ["rds-db:connect"]
     assert statement["resources"][0].endswith(".arn), 6)}/app_user")
