@@ -184,17 +184,17 @@ class DatabaseProxy(Construct):
         """Let ``role`` connect through this proxy as ``db_user`` only (like AWS CDK's DatabaseProxy.grant_connect);
         returns the role policy, for whatever must wait until the grant exists.
 
-        Created before destroyed: when a grant moves (another role or user), its old form goes only after
-        everything that depends on the new one has changed, so code still running under the old grant keeps
-        connecting until the deploy has replaced it.
+        One resource per (role, user): a grant moved to another role is a new resource and the old one a plain
+        removal, never a replacement in place. (Not create_before_destroy: Terraform would store that on the
+        proxy this grant reads, and a replaced proxy would then be created before its namesake is deleted.)
         """
+        grant_id = f"connect-{role.friendly_unique_id}-{db_user}"
         return aws("iam_role_policy").IamRolePolicy(
             self,
-            f"connect-{db_user}",
+            grant_id,
             name=f"rds-db-connect-{db_user}",
             role=role.id,
-            policy=policy_document(self, f"connect-{db_user}-permissions", [self.connect_statement(db_user)]),
-            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+            policy=policy_document(self, f"{grant_id}-permissions", [self.connect_statement(db_user)]),
         )
 
 

@@ -157,15 +157,19 @@ def test_grant_connect_scopes_rds_db_connect_to_the_prx_id_and_one_user():
         )
         role = aws("iam_role").IamRole(stack, "client", name="client", assume_role_policy="{}")
         granted = proxy.grant_connect(role, "app_user")
-        # the policy it made, for callers to wait on
+        # the policy it made, for callers to wait on; another role may be granted the same user
         assert (granted.terraform_resource_type, granted.name_input) == (
             "aws_iam_role_policy",
             "rds-db-connect-app_user",
         )
+        other = aws("iam_role").IamRole(stack, "other", name="other", assume_role_policy="{}")
+        proxy.grant_connect(other, "app_user")
 
     stack = synth_construct(build)
-    (policy,) = [p for p in resources(stack, "aws_iam_role_policy").values() if p["name"] == "rds-db-connect-app_user"]
-    assert policy["lifecycle"] == {"create_before_destroy": True}  # a moved grant is created before the old goes
+    grants = [p for p in resources(stack, "aws_iam_role_policy").values() if p["name"] == "rds-db-connect-app_user"]
+    assert sorted(p["role"] for p in grants) == ["${aws_iam_role.client.id}", "${aws_iam_role.other.id}"]
+    (policy,) = [p for p in grants if p["role"] == "${aws_iam_role.client.id}"]
+    assert "lifecycle" not in policy  # create_before_destroy would spread to the proxy it reads
     (statement,) = stack["data"]["aws_iam_policy_document"][policy["policy"].split(".")[2]]["statement"]
     assert statement["actions"] == ["rds-db:connect"]
     assert statement["resources"][0].endswith(".arn), 6)}/app_user")

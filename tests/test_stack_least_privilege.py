@@ -67,14 +67,15 @@ def test_each_function_may_connect_through_the_proxy_only_as_its_own_user(stack,
     assert connect["actions"] == ["rds-db:connect"] and connect["resources"] == [_connect_arn(stack, user)]
 
 
-def test_request_function_switches_users_only_once_its_grant_exists_and_grants_move_create_first(stack):
+def test_request_function_switches_users_only_once_its_grant_exists(stack):
     grants = {
         name: policy
         for name, policy in resources(stack, "aws_iam_role_policy").items()
         if policy["name"].startswith("rds-db-connect-")
     }
     assert {p["name"] for p in grants.values()} == {"rds-db-connect-app_user", "rds-db-connect-app_admin"}
-    assert all(p["lifecycle"] == {"create_before_destroy": True} for p in grants.values())
+    # create_before_destroy would be stored on the proxy the grants read: a replaced proxy would clash by name
+    assert not [p for p in grants.values() if "lifecycle" in p]
     (app_grant,) = [n for n, p in grants.items() if p["name"] == "rds-db-connect-app_user"]
     assert f"aws_iam_role_policy.{app_grant}" in function_named(stack, "api")[1]["depends_on"]
 
