@@ -232,9 +232,11 @@ def test_the_request_function_and_the_migrator_are_told_apart_by_their_handler()
     assert parse_state(state_fixture()).migrator is None  # a stack deployed before the migrator existed
 
 
-def test_two_functions_without_the_request_handler_are_a_clear_error():
+def test_the_request_function_is_found_by_its_handler_among_several():
     state = _with_migrator_and_stage(state_fixture())
-    state["resources"][1]["instances"][0]["attributes"]["handler"] = "other.handler"
+    state["resources"][1]["instances"][0]["attributes"]["handler"] = "app.lambda_handler"  # an older handler string
+    assert parse_state(state).function.handler == "app.lambda_handler"  # the only one that is not the migrator
+    state["resources"].append(_managed("aws_lambda_function", "other", {"handler": "other.handler"}))
     with pytest.raises(DeployedStateError, match=r"one aws_lambda_function with handler handler\.app\.lambda_handler"):
         parse_state(state)
 

@@ -194,15 +194,15 @@ def _only(items: list[tuple[str, dict[str, Any]]], rtype: str, source: str) -> d
 def _functions(items: list[tuple[str, dict[str, Any]]], source: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(request function, migrator or None), told apart by their handler strings (`app_contract`).
 
-    A stack deployed before the migrator existed has one function with an older handler string: that one serves.
+    A stack deployed with an older handler string for the request function (before the handler was a package) has
+    it as its only function besides the migrator: that one serves.
     """
     by_handler: dict[str, list[dict[str, Any]]] = {}
     for _, attrs in items:
         by_handler.setdefault(str(attrs.get("handler", "")), []).append(attrs)
     migrators = by_handler.get(app_contract.MIGRATOR_HANDLER, [])
-    requests = by_handler.get(app_contract.REQUEST_HANDLER) or (
-        [attrs for _, attrs in items] if len(items) == 1 and not migrators else []
-    )
+    others = [attrs for _, attrs in items if attrs.get("handler") != app_contract.MIGRATOR_HANDLER]
+    requests = by_handler.get(app_contract.REQUEST_HANDLER) or (others if len(others) == 1 else [])
     for role, found in (("request function", requests), ("migrator", migrators)):
         if len(found) > 1 or (role == "request function" and not found):
             handler = app_contract.REQUEST_HANDLER if role == "request function" else app_contract.MIGRATOR_HANDLER
