@@ -8,11 +8,9 @@ proxy's own "lost connection" error only appears when the database vanishes with
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 import shutil
 import socket
-import subprocess
 import threading
 import time
 
@@ -20,9 +18,10 @@ import mysql.connector
 import pytest
 
 from local.data_plane.rdsproxy import ProxyConfig, ProxyServer
+from tests.standin_support import CLIENT_PASSWORD, CLIENT_USER, select_one, standin_config, wait_until
+from tests.standin_support import connect as standin_connect
+from tests.standin_support import mariadb_cli as standin_cli
 
-CLIENT_USER = "lambda"
-CLIENT_PASSWORD = "proxy-client-pw"
 #: 64 rows of 1 MB: far more than socket buffers and the proxy's relay buffer hold.
 BIG_SELECT = (
     "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 64) SELECT n, REPEAT('x', 1000000) FROM r"
@@ -117,66 +116,25 @@ def db(mariadb_factory):
 
 
 def proxy_config(host: str, port: int, db, **overrides) -> ProxyConfig:
+    """A small pool (cap 2 of 10) in front of ``host:port`` (the database, or a relay to it)."""
     fields = dict(
         backend_host=host,
         backend_port=port,
-        backend_user=db.app_user,
-        backend_password=db.app_password,
-        client_user=CLIENT_USER,
-        client_password=CLIENT_PASSWORD,
         db_max_connections=10,
         max_connections_percent=20,
         max_idle_connections_percent=20,
         connection_borrow_timeout=15,
     )
     fields.update(overrides)
-    return ProxyConfig(**fields)
+    return standin_config(db, **fields)
 
 
 def connect(proxy, db, **options):
-    params = dict(
-        host=proxy.host,
-        port=proxy.port,
-        user=CLIENT_USER,
-        password=CLIENT_PASSWORD,
-        database=db.database,
-        use_pure=True,
-        connection_timeout=20,
-        autocommit=True,
-    )
-    params.update(options)
-    return mysql.connector.connect(**params)
+    return standin_connect(proxy, db, **{"connection_timeout": 20, "autocommit": True, **options})
 
 
-def select_one(proxy, db) -> list:
-    with contextlib.closing(connect(proxy, db)) as conn:
-        cur = conn.cursor()
-        cur.execute("SELECT 1")
-        return cur.fetchall()
-
-
-def mariadb_cli(port: int, database: str, sql: str, *options: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            "mariadb",
-            "--no-defaults",
-            "-h",
-            "127.0.0.1",
-            "-P",
-            str(port),
-            "-u",
-            CLIENT_USER,
-            "--batch",
-            *options,
-            database,
-            "-e",
-            sql,
-        ],
-        env=dict(os.environ, MYSQL_PWD=CLIENT_PASSWORD),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+def mariadb_cli(port: int, database: str, sql: str, *options: str):
+    return standin_cli("127.0.0.1", port, CLIENT_USER, CLIENT_PASSWORD, database, sql, *options)
 
 
 # -- stalled clients ------------------------------------------------------------------------------
@@ -193,9 +151,8 @@ def test_clients_that_stop_reading_lose_their_backend_after_the_write_timeout(db
                 stalled.append((conn, cur))
             # with slots held forever this client got 9501 after the 15 s borrow timeout
             assert select_one(proxy, db) == [(1,)]
-            deadline = time.monotonic() + 10  # both stalled clients time out, whichever freed the slot first
-            while proxy.stats()["client_write_timeouts"] < config.pool_cap and time.monotonic() < deadline:
-                time.sleep(0.05)
+            # both stalled clients time out, whichever freed the slot first
+            wait_until(lambda: proxy.stats()["client_write_timeouts"] >= config.pool_cap, timeout=10)
             stats = proxy.stats()
             assert stats["client_write_timeouts"] == config.pool_cap
             assert stats["borrow_timeouts"] == 0
@@ -235,7 +192,7 @@ def test_backend_killed_under_an_open_transaction_frees_the_slot_at_once(db):
     with ProxyServer(config) as proxy, contextlib.closing(connect(proxy, db)) as holder:
         cur = holder.cursor()
         cur.execute("START TRANSACTION")
-        assert db.kill_connections(db.app_user) >= 1
+        assert db.kill_connections(CLIENT_USER) >= 1
         # the holder never sends another command; the slot must not wait for it
         assert select_one(proxy, db) == [(1,)]
         assert proxy.stats()["held_backends_lost"] == 1
