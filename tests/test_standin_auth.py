@@ -290,13 +290,17 @@ def tampered_token(auth: IamAuthenticator) -> str:
     ],
     ids=["expired", "signed-for-another-user", "tampered-signature", "another-endpoint", "malformed", "foreign-role"],
 )
-def test_a_bad_token_gets_1045_naming_the_check(proxy, db, authenticator, make_token, reason):
+def test_a_bad_token_gets_1045_naming_the_check(proxy, db, authenticator, make_token, reason, caplog):
+    caplog.set_level("INFO", logger="local.data_plane.rdsproxy")
     before = proxy.stats()["iam_auth_failures"].get(reason, 0)
     error = refused(proxy, db, authenticator, make_token(authenticator))
     assert error.errno == ER_ACCESS_DENIED and error.sqlstate == "28000"
     assert f"IAM authentication failed: {reason}" in error.msg and DB_USER in error.msg
     failures = settled_stats(proxy, lambda now: now["iam_auth_failures"].get(reason, 0) > before)["iam_auth_failures"]
     assert failures[reason] == before + 1
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused login")]
+    assert len(logged) == 1 and logged[0].startswith(f"refused login user={DB_USER} from 127.0.0.1:"), logged
+    assert f": IAM authentication failed: {reason}" in logged[0]  # one line: who, from where, which check
     assert select_one(proxy, db, authenticator) == [(1,)]  # and it keeps serving
 
 
@@ -438,6 +442,40 @@ def test_backend_credentials_come_from_the_deployed_secret(db, auth_dir, authent
     with ProxyProcess(config) as server:  # as the data plane runs it: a child process, config via a private file
         assert select_one(server, db, authenticator) == [(1,)]
         assert server.stats()["backend_connections_opened"] >= 1
+
+
+def test_each_secret_is_an_account_of_its_own_user(db, auth_dir, secrets):
+    """Two secrets, as the stack's proxy has (the master's and the application user's): each client logs in with
+    its own user's password and reaches the DB as that user."""
+    endpoint, client = secrets
+    reader = add_db_user(db, "report_reader", "report-pw")
+    arns = [
+        client.create_secret(Name=name, SecretString=json.dumps({"username": user, "password": password}))["ARN"]
+        for name, user, password in (
+            ("rds!db-master", db.app_user, db.app_password),
+            ("sms-local-app-user", reader.user, reader.password),
+        )
+    ]
+    config = iam_config(
+        db,
+        auth_dir,
+        iam_state_file="",
+        issuer_key_path="",
+        require_tls=False,
+        accounts=tuple(SecretAccount(arn) for arn in arns),
+        secrets_endpoint=endpoint,
+    )
+    with ProxyProcess(config) as server:
+        for user, password in ((db.app_user, db.app_password), (reader.user, reader.password)):
+            with contextlib.closing(
+                mysql.connector.connect(
+                    host="127.0.0.1", port=server.port, user=user, password=password, database=db.database
+                )
+            ) as conn:
+                cur = conn.cursor()
+                cur.execute("SELECT CURRENT_USER()")
+                assert cur.fetchall()[0][0].startswith(user + "@")
+        assert server.stats()["accounts"] == sorted([db.app_user, reader.user])
 
 
 def test_a_proxy_naming_a_missing_secret_fails_to_start_with_the_arn(db, auth_dir, secrets, capfd):

@@ -254,10 +254,10 @@ class ProxyConfig:
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         accounts = [getattr(a, "user", None) or getattr(a, "secret_arn", "?") for a in self.accounts]
+        cap = f"{self.pool_cap}, max_idle={self.max_idle}" if hasattr(self, "_rules") else "?"  # while validating
         return (
             f"ProxyConfig(listen={self.listen_host}:{self.listen_port}, backend={self.backend_host}:"
-            f"{self.backend_port}, accounts={accounts}, cap={self.pool_cap}, "
-            f"max_idle={self.max_idle}, borrow_timeout={self.connection_borrow_timeout}, "
+            f"{self.backend_port}, accounts={accounts}, cap={cap}, borrow_timeout={self.connection_borrow_timeout}, "
             f"idle_client_timeout={self.idle_client_timeout}, "
             f"filters={sorted(self.session_pinning_filters)}, login_timeout={self.login_timeout}, "
             f"client_write_timeout={self.client_write_timeout}, client_buffer_limit={self.client_buffer_limit}, "
