@@ -13,12 +13,13 @@ import shutil
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import mysql.connector
 import pytest
 
 from local.data_plane.rdsproxy import ProxyConfig, ProxyServer
-from tests.standin_support import CLIENT_PASSWORD, CLIENT_USER, select_one, standin_config, wait_until
+from tests.standin_support import CLIENT_PASSWORD, CLIENT_USER, select_one, settled_stats, standin_config, wait_until
 from tests.standin_support import connect as standin_connect
 from tests.standin_support import mariadb_cli as standin_cli
 
@@ -26,6 +27,8 @@ from tests.standin_support import mariadb_cli as standin_cli
 BIG_SELECT = (
     "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 64) SELECT n, REPEAT('x', 1000000) FROM r"
 )
+#: 6 MB: more than the kernel's socket buffers take (about 4 MB on loopback), so the stand-in buffers the rest.
+SIX_MB_SELECT = BIG_SELECT.replace("n < 64", "n < 6")
 needs_cli = pytest.mark.skipif(shutil.which("mariadb") is None, reason="mariadb client not installed")
 
 
@@ -112,7 +115,7 @@ class Relay:
 
 @pytest.fixture(scope="module")
 def db(mariadb_factory):
-    return mariadb_factory(max_connections=40)
+    return mariadb_factory(max_connections=65)
 
 
 def proxy_config(host: str, port: int, db, **overrides) -> ProxyConfig:
@@ -165,6 +168,50 @@ def test_clients_that_stop_reading_lose_their_backend_after_the_write_timeout(db
                 with contextlib.suppress(Exception):
                     conn.close()
         assert select_one(proxy, db) == [(1,)]
+
+
+def test_fifty_clients_that_stop_reading_keep_no_backend_and_others_are_served_at_once(db):
+    """Replies that fit in client_buffer_limit are read from the database whatever the client does: the backend
+    goes back to the pool at once, the bytes wait in the stand-in, and are dropped with a client that never takes
+    them. (Before, 50 such clients held all 45 backends for client_write_timeout and a new client waited 54 s.)"""
+    config = proxy_config(
+        db.host,
+        db.port,
+        db,
+        db_max_connections=65,
+        max_connections_percent=70,  # cap 45, the experiment's
+        max_idle_connections_percent=70,
+        client_write_timeout=2,
+        client_buffer_limit=8 << 20,
+    )
+    stalled: list = []
+
+    def stall(_):
+        conn = connect(proxy, db)
+        stalled.append(conn)
+        conn.cursor().execute(SIX_MB_SELECT)  # reads the column definitions, leaves the rows unread
+        return conn
+
+    with ProxyServer(config) as proxy:
+        try:
+            with ThreadPoolExecutor(50) as pool:
+                list(pool.map(stall, range(50)))
+            started = time.monotonic()
+            assert select_one(proxy, db) == [(1,)]
+            served_in = time.monotonic() - started
+            stats = settled_stats(proxy, lambda now: now["backend_connections"] == now["idle_backends"])
+            assert served_in < 1.0, f"a new client waited {served_in:.2f} s"
+            assert stats["backend_connections"] == stats["idle_backends"] <= config.pool_cap  # all back in the pool
+            assert stats["client_connections"] == 50 and stats["buffered_reply_bytes"] > 50 << 20
+            assert stats["borrow_timeouts"] == stats["stalled_replies"] == 0
+            # clients that never take their bytes are dropped after client_write_timeout, and the bytes with them
+            stats = settled_stats(proxy, lambda now: now["buffered_reply_bytes"] == 0, timeout=20)
+            assert stats["buffered_reply_bytes"] == 0 and stats["client_write_timeouts"] >= 1
+            assert select_one(proxy, db) == [(1,)]
+        finally:
+            for conn in stalled:
+                with contextlib.suppress(Exception):
+                    conn.close()
 
 
 def test_pinned_client_that_stops_reading_is_dropped_too(db):

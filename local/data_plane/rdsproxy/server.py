@@ -107,6 +107,7 @@ class Proxy:
             max_idle=self.config.max_idle,
             idle_backends=self.pool.idle_count,
             hold_estimate_ms=self.pool.hold_estimate_ms,
+            buffered_reply_bytes=sum(session.buffered_bytes for session in self.sessions),
             accounts=sorted(self.accounts),
             event_loop=_loop_name(),
             require_tls=self.config.tls_required,

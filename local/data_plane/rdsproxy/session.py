@@ -279,6 +279,11 @@ class ClientSession:
             self.pool.release(backend)
 
     # -- stalled clients ---------------------------------------------------------------------
+    @property
+    def buffered_bytes(self) -> int:
+        """Reply bytes written for this client that it has not taken yet (beyond what the kernel holds)."""
+        return 0 if self.writer.is_closing() else self._buffered()
+
     def _buffered(self) -> int:
         return self.writer.transport.get_write_buffer_size()
 
