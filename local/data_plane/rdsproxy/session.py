@@ -191,6 +191,11 @@ class ClientSession:
                 actions = core.backend_lost(failure)
             if not await self._apply(actions):
                 return False
+            if core.phase is Phase.RELAYING and self.writer.is_closing():
+                # the client is gone: closing the backend stops the query, where reading on would fetch the whole
+                # reply for nobody (a 64 MB result per vanished client)
+                self._apply_now(core.client_left())
+                return False
             stalling = core.phase is Phase.RELAYING and self._buffered() > self.config.client_buffer_limit
             if stalling and not await self._drain(self.config.reply_stall_timeout):
                 return await self._stalled()
@@ -203,6 +208,9 @@ class ClientSession:
         """Carry out actions in order; False once the session must end."""
         for action in actions:
             match action:
+                case ToClient(data):  # the most frequent first
+                    if not self.writer.is_closing():
+                        self.writer.write(data)
                 case Borrow():
                     return await self._borrow(action)  # always the last action
                 case RollBack():
@@ -213,38 +221,42 @@ class ClientSession:
                     self.close()
                     return False
                 case _:
-                    self._apply_now((action,))
+                    self._do(action)
         return True
 
     def _apply_now(self, actions: Actions) -> None:
-        """The actions that need no waiting."""
+        """Carry out actions that need no waiting (from the checks between events)."""
         for action in actions:
-            match action:
-                case ToClient(data):
-                    if not self.writer.is_closing():
-                        self.writer.write(data)
-                case ToBackend(data):
-                    assert self.backend is not None
-                    self.backend.unpark()
-                    self.backend.writer.write(data)
-                case Release(reusable):
-                    backend, self.backend = self.backend, None
-                    if backend is not None:
-                        self.pool.release(backend, reusable=reusable)
-                case Hold():
-                    assert self.backend is not None
-                    self.backend.park()  # check_held_backend watches it until the client's next command
-                case Adopt(state, db):
-                    assert self.backend is not None
-                    self.backend.state, self.backend.db = dict(state), db
-                case Pin(reason):
-                    self.stats.pinned_sessions += 1
-                    self.stats.pinned_sessions_total += 1
-                    log.debug("client %d pinned: %s", self.connection_id, reason)
-                case Close():
-                    self.close()
-                case _:  # pragma: no cover - Borrow and RollBack are carried out by _apply
-                    raise TypeError(f"{action!r} needs _apply")
+            if type(action) is ToClient:
+                if not self.writer.is_closing():
+                    self.writer.write(action.data)
+            elif type(action) is Close:
+                self.close()
+            else:
+                self._do(action)
+
+    def _do(self, action) -> None:
+        match action:
+            case ToBackend(data):
+                assert self.backend is not None
+                self.backend.unpark()
+                self.backend.writer.write(data)
+            case Release(reusable):
+                backend, self.backend = self.backend, None
+                if backend is not None:
+                    self.pool.release(backend, reusable=reusable)
+            case Hold():
+                assert self.backend is not None
+                self.backend.park()  # check_held_backend watches it until the client's next command
+            case Adopt(state, db):
+                assert self.backend is not None
+                self.backend.state, self.backend.db = dict(state), db
+            case Pin(reason):
+                self.stats.pinned_sessions += 1
+                self.stats.pinned_sessions_total += 1
+                log.debug("client %d pinned: %s", self.connection_id, reason)
+            case _:  # pragma: no cover - Borrow, RollBack and Close need _apply
+                raise TypeError(f"{action!r} cannot be carried out without waiting")
 
     # -- backends ----------------------------------------------------------------------------
     async def _borrow(self, borrow: Borrow) -> bool:
