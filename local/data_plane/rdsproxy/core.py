@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .classify import StatementKind, apply_tracked, classify
 from .constants import Command, ErrorCode, ServerStatus
@@ -38,9 +39,12 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
-# -- actions: what the shell must do, in order ---------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Borrow:
+# the machine tests its phase several times per command: members bound once (Enum attribute lookups are slow)
+_IDLE, _BORROWING, _RELAYING, _CHECKING, _PINNED, _CLOSED = Phase
+
+
+# -- actions: what the shell must do, in order (tuples: a few are made per command, so they must be cheap) -------
+class Borrow(NamedTuple):
     """Get a backend with this tracked state and default database, then call ``backend_ready`` or
     ``borrow_failed``."""
 
@@ -48,50 +52,42 @@ class Borrow:
     db: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class ToBackend:
+class ToBackend(NamedTuple):
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class ToClient:
+class ToClient(NamedTuple):
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Adopt:
+class Adopt(NamedTuple):
     """The attached backend now carries this tracked state and default database."""
 
     state: Mapping[str, bytes]
     db: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Release:
+class Release(NamedTuple):
     """Give the attached backend back; ``reusable=False`` closes it (its state is unknown)."""
 
     reusable: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Hold:
+class Hold(NamedTuple):
     """Keep the attached backend for the client's open transaction (parked until its next command)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RollBack:
+class RollBack(NamedTuple):
     """The client left during its transaction: roll it back on the attached backend, then release it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Pin:
+class Pin(NamedTuple):
     """Pipe bytes both ways between the client and the attached backend until either side ends."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
+class Close(NamedTuple):
     """End the session once what was sent is flushed; ``linger`` lets the client read it before the close."""
 
     linger: bool = False
@@ -119,7 +115,7 @@ class SessionCore:
     """The machine for one logged-in client; ``phase`` says which events it accepts."""
 
     def __init__(self, *, deprecate_eof: bool, database: str | None, exclude_variable_sets: bool = False):
-        self.phase = Phase.IDLE
+        self.phase = _IDLE
         self.state: dict[str, bytes] = {}
         self.db = self.initial_db = database
         self.status = _AUTOCOMMIT
@@ -136,7 +132,7 @@ class SessionCore:
     # -- events from the client ------------------------------------------------------------------
     def command(self, raw: bytes, payload: bytes, seq: int) -> Actions:
         """A complete command: ``raw`` its wire packets, ``payload`` their joined payload, ``seq`` the last id."""
-        self._expect(Phase.IDLE)
+        self._expect(_IDLE)
         self._reply_seq = seq + 1
         if not payload:
             return self._reply_error(ErrorCode.UNKNOWN_COM, "Unknown command") + (Close(),)
@@ -164,17 +160,17 @@ class SessionCore:
 
     def oversized(self, seq: int) -> Actions:
         """A command above max_allowed_packet (not read): MySQL's error 1153, then close."""
-        self._expect(Phase.IDLE)
+        self._expect(_IDLE)
         self._reply_seq = seq + 1
         message = "Got a packet bigger than 'max_allowed_packet' bytes"
         return self._reply_error(ErrorCode.NET_PACKET_TOO_LARGE, message) + self.client_left() + (Close(linger=True),)
 
     def client_left(self) -> Actions:
         """The client is gone (or the session ends): what to do with an attached backend. Idempotent."""
-        if self.phase is Phase.CLOSED:
+        if self.phase is _CLOSED:
             return ()
-        busy = self.phase is not Phase.IDLE
-        self.phase = Phase.CLOSED
+        busy = self.phase is not _IDLE
+        self.phase = _CLOSED
         if not self.attached:
             return ()
         self.attached = False
@@ -184,27 +180,27 @@ class SessionCore:
 
     def client_stalled(self) -> Actions:
         """The client stopped reading while holding a backend: close the backend, drop the client."""
-        if self.phase is Phase.CLOSED:
+        if self.phase is _CLOSED:
             return ()
         return self.client_left() + (Close(),)
 
     # -- events from the pool and the backend --------------------------------------------------------
     def backend_ready(self) -> Actions:
-        self._expect(Phase.BORROWING)
+        self._expect(_BORROWING)
         self.attached = True
         return self._send_pending()
 
     def borrow_failed(self, error: ErrPacket) -> Actions:
-        self._expect(Phase.BORROWING)
-        self.phase = Phase.IDLE
+        self._expect(_BORROWING)
+        self.phase = _IDLE
         self._pending = None
         return (self._reply(err_payload(error.code, error.message, error.sqlstate)),)
 
     def backend_data(self, data: bytes) -> Actions:
         """Bytes from the backend: relayed (RELAYING) or read for the proxy itself (CHECKING)."""
-        if self.phase is Phase.CHECKING:
+        if self.phase is _CHECKING:
             return self._checked(data)
-        self._expect(Phase.RELAYING)
+        self._expect(_RELAYING)
         scanner = self._scanner
         assert scanner is not None
         try:
@@ -220,10 +216,10 @@ class SessionCore:
 
     def backend_lost(self, reason: str) -> Actions:
         """The attached backend failed mid-command (closed, reset, unparsable reply)."""
-        if self.phase is Phase.CHECKING:  # the client already has its reply
+        if self.phase is _CHECKING:  # the client already has its reply
             self._detach_idle()
             return (Release(reusable=False),)
-        self._expect(Phase.RELAYING)
+        self._expect(_RELAYING)
         self._detach_idle()
         if self._relayed:  # part of the reply reached the client: only a close tells it something broke
             return (Release(reusable=False), Close())
@@ -233,11 +229,11 @@ class SessionCore:
     def held_backend_lost(self) -> Actions:
         """Between commands, the database closed the backend held for this client's transaction: the
         transaction is gone, so the client is disconnected as the database would have done, and the slot freed."""
-        self._expect(Phase.IDLE)
+        self._expect(_IDLE)
         if not self.attached:
             raise SessionStateError("no backend is held")
         self._detach_idle()
-        self.phase = Phase.CLOSED
+        self.phase = _CLOSED
         killed = packet(0, err_payload(ErrorCode.CONNECTION_KILLED, "Connection was killed"))
         return (Release(reusable=False), ToClient(killed), Close())
 
@@ -260,7 +256,7 @@ class SessionCore:
         self._pending = pending
         if self.attached:
             return self._send_pending()
-        self.phase = Phase.BORROWING
+        self.phase = _BORROWING
         state = pending.new_state if pending.new_state is not None else self.state
         return (Borrow(state, self.db),)
 
@@ -268,11 +264,11 @@ class SessionCore:
         pending = self._pending
         assert pending is not None
         if pending.pin:
-            self.phase = Phase.PINNED
+            self.phase = _PINNED
             self.pin_reason = pending.pin
             self._pending = None
             return (ToBackend(pending.raw), Pin(pending.pin))
-        self.phase = Phase.RELAYING
+        self.phase = _RELAYING
         self._scanner = ResponseScanner(self._deprecate_eof, pending.kind)
         self._relayed = False
         return (ToBackend(pending.raw),)
@@ -298,7 +294,7 @@ class SessionCore:
         status = scanner.status
         if status is None:  # ended with ERR, which carries no status
             if self.status & _IN_TRANS or not self.status & _AUTOCOMMIT:
-                self.phase = Phase.CHECKING  # ask the server whether the transaction survived
+                self.phase = _CHECKING  # ask the server whether the transaction survived
                 self._scanner = ResponseScanner(self._deprecate_eof, ResponseKind.SINGLE)
                 return adopted + (ToBackend(_PING),)
             status = self.status
@@ -323,7 +319,7 @@ class SessionCore:
             self.db = None
             adopted = (Adopt(self.state, None),)
         self.status = status
-        self.phase = Phase.IDLE
+        self.phase = _IDLE
         self._pending = None
         if status & _IN_TRANS:
             return adopted + (HOLD,)
@@ -345,7 +341,7 @@ class SessionCore:
     def _detach_idle(self) -> None:
         self.attached = False
         self._tainted = False
-        self.phase = Phase.IDLE
+        self.phase = _IDLE
         self._pending = None
 
     def _reply(self, payload: bytes) -> ToClient:
