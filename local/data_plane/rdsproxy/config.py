@@ -33,9 +33,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: MySQL's max_allowed_packet range and the RDS for MySQL 8.0 default (64 MiB).
 MAX_ALLOWED_PACKET_RANGE = (1024, 1 << 30)
 DEFAULT_MAX_ALLOWED_PACKET = 64 << 20
-#: Reply bytes buffered for one client; the default holds any reply of the experiment's handler many times over.
+#: Reply bytes buffered for one client (the handler's replies are a few KiB); the most a stalled reader costs in memory.
 CLIENT_BUFFER_LIMIT_RANGE = (64 << 10, 1 << 30)
-DEFAULT_CLIENT_BUFFER_LIMIT = 4 << 20
+DEFAULT_CLIENT_BUFFER_LIMIT = 1 << 20
 #: Seconds; MySQL's connect_timeout default is 10 s, net_write_timeout 60 s.
 LOGIN_TIMEOUT_RANGE = (0.1, 3600)
 CLIENT_WRITE_TIMEOUT_RANGE = (0.1, 3600)

@@ -22,7 +22,10 @@ that keeps every documented promise:
 3. Otherwise the borrow queues (first come, first served): a busy connection of a one-statement workload comes
    back within about one hold time, far sooner than a new one is opened and logged in.
 4. The pool grows only when the head of the queue has waited ``patience`` (two typical hold times, kept within
-   1-50 ms and a quarter of the borrow timeout), one new connection at a time: a bounded rate of new connections.
+   10-100 ms and a quarter of the borrow timeout), one new connection at a time: a bounded rate of new
+   connections. The head of a first-come-first-served queue waits about (queued borrows / connections) x hold
+   time, so the pool settles where that wait is about ``patience``: with short statements, a few connections
+   serve a long queue, because each comes back within a millisecond.
 5. Never above the cap; at the cap a borrow waits up to ``connection_borrow_timeout``, then error 9501.
 
 So the pool grows only while the queue grows faster than connections come back, and settles at about what the
@@ -33,10 +36,10 @@ from __future__ import annotations
 
 import math
 
-#: Patience bounds, seconds: a short queue is never left more than 50 ms without growth, and never less than 1 ms
-#: (the event loop's own latency under load would otherwise read as demand).
-MIN_PATIENCE_S = 0.001
-MAX_PATIENCE_S = 0.050
+#: Patience bounds, seconds. 10 ms is well under what RDS Proxy users watch for (this stack alarms on a borrow
+#: latency above 100 ms) and above the event loop's own latency under load, which would otherwise read as demand.
+MIN_PATIENCE_S = 0.010
+MAX_PATIENCE_S = 0.100
 #: Patience in typical hold times, and the weight of a new hold time in the running estimate.
 PATIENCE_IN_HOLDS = 2.0
 HOLD_WEIGHT = 0.1
