@@ -8,8 +8,9 @@ Workloads (``--workloads``, comma-separated), pure-Python mysql-connector client
   persistent   --threads connections kept, alternating SELECT of a row / INSERT (direct and through the proxy)
   per-request  connect, 3 statements (SELECT, INSERT, COMMIT), close -- the old Lambda pattern (both paths)
   short        --users connections kept, each calling a one-statement autocommitted procedure (INSERT + SELECT)
-               at full speed for --seconds: the reference experiment's picture (65 DB slots, pool cap 45); prints
-               peak and time-weighted mean DB connections and borrow wait/hold p50/p95/max
+               for --seconds, at full speed or with --think-ms between calls (200 ms gives the reference
+               experiment's ~500 requests/s): 65 DB slots, pool cap 45; prints peak and time-weighted mean DB
+               connections and borrow wait/hold p50/p95/max
   stalled      50 clients send a 64 MB SELECT and stop reading; then one more client connects and runs SELECT 1:
                how long it waits, how many backends the stalled ones hold, and the proxy's RSS before, at its peak
                and after the stalled clients left
@@ -180,6 +181,7 @@ def short(db, args) -> None:
         stop = time.monotonic() + args.seconds
         start = threading.Barrier(args.users + 1)
         latencies: list[list[float]] = [[] for _ in clients]
+        think = args.think_ms / 1000
         samples: list[int] = []
 
         def user(index: int) -> None:
@@ -192,6 +194,8 @@ def short(db, args) -> None:
                 while cur.nextset():
                     pass
                 latencies[index].append(time.perf_counter() - began)
+                if think:
+                    time.sleep(think)
 
         threads = [threading.Thread(target=user, args=(i,)) for i in range(args.users)]
         for thread in threads:
@@ -212,8 +216,10 @@ def short(db, args) -> None:
     done = sorted(x for per_user in latencies for x in per_user)
     n = len(done)
     print(
-        f"short       proxy  {args.users} users {n:6d} calls {wall:6.2f} s {n / wall:7.0f} calls/s  latency p50 "
-        f"{done[n // 2] * 1e3:5.2f} ms p95 {done[int(n * 0.95)] * 1e3:5.2f} ms  proxy CPU {cpu / n * 1e6:4.0f} us/call"
+        f"short       {args.users} users, think {args.think_ms:g} ms: {n:6d} calls {wall:6.2f} s"
+        f" {n / wall:7.0f} calls/s"
+        f"  latency p50 {done[n // 2] * 1e3:5.2f} ms p95 {done[int(n * 0.95)] * 1e3:5.2f} ms"
+        f"  proxy CPU {cpu / n * 1e6:4.0f} us/call"
     )
     mean = stats.get("backend_connections_mean", f"~{statistics.fmean(samples):.2f} (sampled)")
     print(
@@ -323,6 +329,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000, help="per-request workload, total")
     parser.add_argument("--users", type=int, default=100, help="short workload: kept client connections")
     parser.add_argument("--seconds", type=float, default=10.0, help="short workload: duration")
+    parser.add_argument("--think-ms", type=float, default=0.0, help="short workload: pause of each user between calls")
     args = parser.parse_args()
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = sorted(set(args.workloads) - set(WORKLOADS))
@@ -330,8 +337,8 @@ def main() -> int:
         parser.error(f"--workloads: unknown {unknown}; allowed: {', '.join(WORKLOADS)}")
     if not (1 <= args.threads <= 200 and 1 <= args.users <= 500 and 1 <= args.statements <= 10000):
         parser.error("--threads 1..200, --users 1..500, --statements 1..10000")
-    if not (1 <= args.requests <= 100000 and 1 <= args.seconds <= 600):
-        parser.error("--requests 1..100000, --seconds 1..600")
+    if not (1 <= args.requests <= 100000 and 1 <= args.seconds <= 600 and 0 <= args.think_ms <= 10000):
+        parser.error("--requests 1..100000, --seconds 1..600, --think-ms 0..10000")
     # 65 DB slots as the reference run; more when the direct path of the classic workloads needs them
     classic_needs = 2 * args.threads + 40 if {"persistent", "per-request"} & set(args.workloads) else 65
     with MariaDBServer(MariaDBConfig(max_connections=max(65, classic_needs))) as db:

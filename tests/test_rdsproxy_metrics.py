@@ -14,7 +14,7 @@ from mysql_mimic.types import Capabilities, ServerStatus
 from local.data_plane.rdsproxy import ProxyConfig, ProxyConfigError, SecretAccount, StaticAccount
 from local.data_plane.rdsproxy.accounts import AccountError, account_from_json, check_accounts
 from local.data_plane.rdsproxy.constants import PROXY_CAPABILITIES, Capability
-from local.data_plane.rdsproxy.growth import MAX_PATIENCE_S, MIN_PATIENCE_S, GrowthPolicy
+from local.data_plane.rdsproxy.growth import GrowthPolicy
 from local.data_plane.rdsproxy.metrics import RELATIVE_ERROR, SMALLEST_S, LatencyHistogram, TimeWeightedGauge
 from local.data_plane.rdsproxy.protocol import handshake_v10
 from local.data_plane.rdsproxy.stats import Stats
@@ -88,13 +88,11 @@ def test_stats_reset_answers_the_closing_window_and_starts_a_new_one():
 
 
 # -- the pool's growth rule -----------------------------------------------------------------------------
-@given(holds=st.lists(st.floats(0, 10, allow_nan=False), max_size=50), timeout=st.sampled_from([0, 0.3, 5, 120]))
-def test_patience_follows_the_hold_time_within_its_bounds(holds, timeout):
-    policy = GrowthPolicy(cap=10, borrow_timeout=timeout)
-    for hold in holds:
-        policy.observe_hold(hold)
-    limit = MAX_PATIENCE_S if timeout == 0 else min(MAX_PATIENCE_S, timeout / 4)
-    assert min(MIN_PATIENCE_S, limit) <= policy.patience <= limit
+@given(patience=st.floats(0.0001, 10), timeout=st.sampled_from([0, 0.3, 5, 120]))
+def test_patience_never_exceeds_a_quarter_of_the_borrow_timeout(patience, timeout):
+    """So a borrow below the cap always gets a connection before it could time out."""
+    policy = GrowthPolicy(cap=10, borrow_timeout=timeout, patience=patience)
+    assert policy.patience == (patience if timeout == 0 else min(patience, timeout / 4))
 
 
 @given(slots=st.integers(0, 20), idle=st.integers(0, 20), waited=st.floats(0, 1), growing=st.booleans())

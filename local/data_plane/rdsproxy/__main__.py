@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .accounts import Account, SecretAccount, StaticAccount
 from .config import LOG_LEVELS, SESSION_PINNING_FILTERS, ProxyConfig, ProxyConfigError
+from .growth import DEFAULT_PATIENCE_S
 from .protocol import ProtocolError, ServerError
 from .security import ProxyStartError
 from .server import Proxy, new_event_loop
@@ -72,6 +73,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="seconds a client may leave response bytes unread before it is dropped",
     )
     parser.add_argument("--max-allowed-packet", type=int, default=64 << 20, help="largest client command (bytes)")
+    parser.add_argument(
+        "--pool-growth-patience",
+        type=float,
+        default=DEFAULT_PATIENCE_S,
+        help="seconds a queued borrow waits for a returning connection before the pool opens one more",
+    )
     parser.add_argument("--require-tls", action="store_true", help="refuse clients that do not start TLS")
     parser.add_argument(
         "--iam-state-file", default="", help="Terraform state of the deployed stack: clients log in with IAM tokens"
@@ -128,6 +135,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         login_timeout=args.login_timeout,
         client_write_timeout=args.client_write_timeout,
         max_allowed_packet=args.max_allowed_packet,
+        pool_growth_patience=args.pool_growth_patience,
         require_tls=args.require_tls,
         iam_state_file=args.iam_state_file,
         ca_dir=args.ca_dir,

@@ -26,6 +26,7 @@ from modules.pool_rules import (
 from modules.validation import SettingsError
 
 from .accounts import Account, AccountError, SecretAccount, account_from_json, check_accounts
+from .growth import DEFAULT_PATIENCE_S
 
 SESSION_PINNING_FILTERS = frozenset(_FILTER_NAMES)
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
@@ -40,6 +41,7 @@ DEFAULT_CLIENT_BUFFER_LIMIT = 1 << 20
 LOGIN_TIMEOUT_RANGE = (0.1, 3600)
 CLIENT_WRITE_TIMEOUT_RANGE = (0.1, 3600)
 REPLY_STALL_TIMEOUT_RANGE = (0.1, 3600)
+POOL_GROWTH_PATIENCE_RANGE = (0.0001, 10)
 
 __all__ = ["EXCLUDE_VARIABLE_SETS", "SESSION_PINNING_FILTERS", "ProxyConfig", "ProxyConfigError"]
 
@@ -107,6 +109,9 @@ class ProxyConfig:
     #: Seconds a client holding a backend may sit above ``client_buffer_limit`` without reading a quarter of it;
     #: then it is dropped and its backend closed, so a stalled reader never keeps a pool slot.
     reply_stall_timeout: float = 1.0
+    #: Seconds the first queued borrow waits for a connection to come back before the pool opens one more (one at
+    #: a time; see ``growth``). RDS Proxy documents no number; small values make the pool greedier.
+    pool_growth_patience: float = DEFAULT_PATIENCE_S
     #: Largest command a logged-in client may send (bytes); bigger ones get error 1153 and are closed.
     max_allowed_packet: int = DEFAULT_MAX_ALLOWED_PACKET
     #: RDS Proxy's require_tls: clients that do not start TLS are refused (error 3159) before any password.
@@ -149,6 +154,7 @@ class ProxyConfig:
         _check_range("client_write_timeout", self.client_write_timeout, *CLIENT_WRITE_TIMEOUT_RANGE)
         _check_int("client_buffer_limit", self.client_buffer_limit, *CLIENT_BUFFER_LIMIT_RANGE)
         _check_range("reply_stall_timeout", self.reply_stall_timeout, *REPLY_STALL_TIMEOUT_RANGE)
+        _check_range("pool_growth_patience", self.pool_growth_patience, *POOL_GROWTH_PATIENCE_RANGE)
         _check_int("max_allowed_packet", self.max_allowed_packet, *MAX_ALLOWED_PACKET_RANGE)
         self._check_security()
         try:
@@ -261,6 +267,7 @@ class ProxyConfig:
             f"idle_client_timeout={self.idle_client_timeout}, "
             f"filters={sorted(self.session_pinning_filters)}, login_timeout={self.login_timeout}, "
             f"client_write_timeout={self.client_write_timeout}, client_buffer_limit={self.client_buffer_limit}, "
-            f"reply_stall_timeout={self.reply_stall_timeout}, max_allowed_packet={self.max_allowed_packet}, "
+            f"reply_stall_timeout={self.reply_stall_timeout}, pool_growth_patience={self.pool_growth_patience}, "
+            f"max_allowed_packet={self.max_allowed_packet}, "
             f"require_tls={self.require_tls}, iam={self.iam_state_file or None})"
         )

@@ -65,7 +65,7 @@ class BackendPool:
         self._accounts = accounts
         self._cap = config.pool_cap
         self._max_idle = config.max_idle
-        self._growth = GrowthPolicy(config.pool_cap, config.connection_borrow_timeout)
+        self._growth = GrowthPolicy(config.pool_cap, config.connection_borrow_timeout, config.pool_growth_patience)
         self._slots = 0  # open + opening connections
         self._growing = False  # a connection opened for growth is under way
         self._grow_timer: asyncio.TimerHandle | None = None
@@ -103,8 +103,6 @@ class BackendPool:
             held = asyncio.get_running_loop().time() - backend.borrowed_at
             backend.borrowed_at = 0.0
             self._stats.returned(held)
-            if reusable:
-                self._growth.observe_hold(held)
         if not reusable or not backend.open or self._closed:  # taking it checks ``usable``
             self._close_backend(backend)
             self._give_slot(None)
@@ -320,8 +318,3 @@ class BackendPool:
     @property
     def idle_count(self) -> int:
         return len(self._idle)
-
-    @property
-    def hold_estimate_ms(self) -> float | None:
-        estimate = self._growth.hold_estimate
-        return None if estimate is None else round(estimate * 1e3, 3)

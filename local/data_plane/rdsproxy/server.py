@@ -106,7 +106,7 @@ class Proxy:
             pool_cap=self.config.pool_cap,
             max_idle=self.config.max_idle,
             idle_backends=self.pool.idle_count,
-            hold_estimate_ms=self.pool.hold_estimate_ms,
+            pool_growth_patience_ms=round(self.config.pool_growth_patience * 1e3, 3),
             buffered_reply_bytes=sum(session.buffered_bytes for session in self.sessions),
             accounts=sorted(self.accounts),
             event_loop=_loop_name(),
