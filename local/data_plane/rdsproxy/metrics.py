@@ -1,20 +1,23 @@
 """Measurements the stats report, in constant memory and without I/O: latency percentiles and a time-weighted gauge.
 
 A proxy under load records every borrow; keeping each sample would grow without bound in a long ``serve``, and
-sorting them per ``/stats`` call would cost the event loop. A log-bucketed histogram keeps p50/p95 within 2 % of the
-exact nearest-rank value (max exact) in about a thousand counters. The gauge integrates the number of open backend
-connections over time, which is what "connections held" means (the reference run's "8 DB connections").
+sorting them per ``/stats`` call would cost the event loop. A log-bucketed histogram keeps p50/p95
+within 1.6 % of the exact nearest-rank value (max exact) in at most a couple of thousand counters. The gauge
+integrates the number of open backend connections over time, which is what "connections held" means (the reference
+run's "8 DB connections").
 """
 
 from __future__ import annotations
 
 import math
 
+#: Buckets per power of two: a value m x 2**e (0.5 <= m < 1) falls in bucket e*64 + floor((m - 0.5) * 128), which
+#: ``math.frexp`` finds without a logarithm (~0.3 us). A bucket is at most 1/64 of its lower bound wide.
+_PER_OCTAVE = 64
 #: Relative width of a histogram bucket: a reported percentile is at most this much above the exact one.
-RELATIVE_ERROR = 0.02
+RELATIVE_ERROR = 1 / _PER_OCTAVE
 #: Durations below this are counted as this (1 µs: below the event loop's resolution).
 SMALLEST_S = 1e-6
-_LOG_BASE = math.log1p(RELATIVE_ERROR)
 
 
 class LatencyHistogram:
@@ -29,9 +32,8 @@ class LatencyHistogram:
 
     def add(self, seconds: float) -> None:
         value = max(seconds, SMALLEST_S)
-        index = math.ceil(math.log(value) / _LOG_BASE)
-        if _upper(index) < value:  # rounding in log(): keep the bucket's bound above the value
-            index += 1
+        mantissa, exponent = math.frexp(value)
+        index = exponent * _PER_OCTAVE + int((mantissa - 0.5) * 2 * _PER_OCTAVE)
         self._buckets[index] = self._buckets.get(index, 0) + 1
         self.count += 1
         if value > self.max:
@@ -62,7 +64,9 @@ class LatencyHistogram:
 
 
 def _upper(index: int) -> float:
-    return math.exp(index * _LOG_BASE)
+    """The bucket's upper bound (exclusive): every value counted in it is below this."""
+    exponent, sub = divmod(index, _PER_OCTAVE)
+    return math.ldexp(0.5 + (sub + 1) / (2 * _PER_OCTAVE), exponent)
 
 
 class TimeWeightedGauge:

@@ -69,6 +69,7 @@ class BackendPool:
         self._slots = 0  # open + opening connections
         self._growing = False  # a connection opened for growth is under way
         self._grow_timer: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None
         self._idle: list[BackendConnection] = []
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._closed = False
@@ -172,8 +173,7 @@ class BackendPool:
         self._waiters.append(waiter)
         self._stats.borrow_waits += 1
         self._schedule_growth()
-        timeout = self._config.connection_borrow_timeout
-        timer = loop.call_later(timeout, self._expire, waiter.future) if timeout > 0 else None
+        self._schedule_expiry()
         try:
             got = await waiter.future
         except BaseException:
@@ -181,9 +181,6 @@ class BackendPool:
             if future.done() and not future.cancelled() and future.exception() is None:
                 self._hand_back(future.result())  # handed over just as we were cancelled
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
         if got is _Grant.GROWTH:
             try:
                 return await self._open_in_slot(key, db)
@@ -236,10 +233,26 @@ class BackendPool:
         self._growing = True
         head.future.set_result(_Grant.GROWTH)
 
-    def _expire(self, future: asyncio.Future) -> None:
-        if not future.done():
-            self._stats.borrow_timeouts += 1
-            future.set_exception(BorrowTimeout())
+    def _schedule_expiry(self) -> None:
+        """Arm one timer for the queue's head: every borrow has the same timeout and the queue is first come,
+        first served, so the head always expires first (one timer, not one per waiting borrow)."""
+        timeout = self._config.connection_borrow_timeout
+        if timeout <= 0 or self._expiry is not None or self._closed:
+            return
+        while self._waiters and self._waiters[0].future.done():
+            self._waiters.popleft()
+        if self._waiters:
+            self._expiry = asyncio.get_running_loop().call_at(self._waiters[0].since + timeout, self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._expiry = None
+        deadline = asyncio.get_running_loop().time() - self._config.connection_borrow_timeout
+        while self._waiters and (self._waiters[0].future.done() or self._waiters[0].since <= deadline):
+            future = self._waiters.popleft().future
+            if not future.done():
+                self._stats.borrow_timeouts += 1
+                future.set_exception(BorrowTimeout())
+        self._schedule_expiry()
 
     async def _sync(self, backend: BackendConnection, state, db) -> None:
         if backend.state != state:
@@ -300,9 +313,10 @@ class BackendPool:
 
     def close(self) -> None:
         self._closed = True
-        if self._grow_timer is not None:
-            self._grow_timer.cancel()
-            self._grow_timer = None
+        for timer in (self._grow_timer, self._expiry):
+            if timer is not None:
+                timer.cancel()
+        self._grow_timer = self._expiry = None
         for backend in self._idle:
             self._close_backend(backend)
         self._idle.clear()

@@ -45,8 +45,9 @@ def packet(seq: int, payload: bytes) -> bytes:
     return struct.pack("<I", len(payload))[:3] + bytes((seq & 0xFF,)) + payload
 
 
-def ok_payload(status: int = ServerStatus.AUTOCOMMIT, affected_rows: int = 0) -> bytes:
-    return b"\x00" + lenenc_int(affected_rows) + b"\x00" + struct.pack("<HH", status, 0)
+def ok_payload(status: int = ServerStatus.AUTOCOMMIT) -> bytes:
+    """An OK packet for the proxy's own answers (no rows affected, no warnings)."""
+    return b"\x00\x00\x00" + struct.pack("<HH", status, 0)
 
 
 def err_payload(code: int, message: str, sqlstate: str | None = None) -> bytes:

@@ -167,7 +167,9 @@ class ClientSession:
                 await self._apply(core.oversized(exc.seq))
                 return
             self.stats.statements += 1
-            if not await self._room_for_a_reply() or not await self._run(core.command(raw, payload, seq)):
+            if self._buffered() > self.config.client_buffer_limit and not await self._room_for_a_reply():
+                return
+            if not await self._run(core.command(raw, payload, seq)):
                 return
 
     async def _run(self, actions: Actions) -> bool:
@@ -205,23 +207,24 @@ class ClientSession:
         return core.phase is not Phase.CLOSED
 
     async def _apply(self, actions: Actions) -> bool:
-        """Carry out actions in order; False once the session must end."""
+        """Carry out actions in order; False once the session must end. (``type(...) is`` tests, not ``match``:
+        this runs several times per statement, and class patterns cost a few microseconds each.)"""
         for action in actions:
-            match action:
-                case ToClient(data):  # the most frequent first
-                    if not self.writer.is_closing():
-                        self.writer.write(data)
-                case Borrow():
-                    return await self._borrow(action)  # always the last action
-                case RollBack():
-                    await self._roll_back()
-                case Close(linger=lingering):
-                    if await self._drain(self.config.client_write_timeout) and lingering:
-                        await linger(self.reader, self.writer, _LINGER)
-                    self.close()
-                    return False
-                case _:
-                    self._do(action)
+            kind = type(action)
+            if kind is ToClient:  # the most frequent first
+                if not self.writer.is_closing():
+                    self.writer.write(action.data)
+            elif kind is Borrow:
+                return await self._borrow(action)  # always the last action
+            elif kind is RollBack:
+                await self._roll_back()
+            elif kind is Close:
+                if await self._drain(self.config.client_write_timeout) and action.linger:
+                    await linger(self.reader, self.writer, _LINGER)
+                self.close()
+                return False
+            else:
+                self._do(action)
         return True
 
     def _apply_now(self, actions: Actions) -> None:
@@ -236,27 +239,27 @@ class ClientSession:
                 self._do(action)
 
     def _do(self, action) -> None:
-        match action:
-            case ToBackend(data):
-                assert self.backend is not None
-                self.backend.unpark()
-                self.backend.writer.write(data)
-            case Release(reusable):
-                backend, self.backend = self.backend, None
-                if backend is not None:
-                    self.pool.release(backend, reusable=reusable)
-            case Hold():
-                assert self.backend is not None
-                self.backend.park()  # check_held_backend watches it until the client's next command
-            case Adopt(state, db):
-                assert self.backend is not None
-                self.backend.state, self.backend.db = dict(state), db
-            case Pin(reason):
-                self.stats.pinned_sessions += 1
-                self.stats.pinned_sessions_total += 1
-                log.debug("client %d pinned: %s", self.connection_id, reason)
-            case _:  # pragma: no cover - Borrow, RollBack and Close need _apply
-                raise TypeError(f"{action!r} cannot be carried out without waiting")
+        kind = type(action)
+        if kind is ToBackend:
+            assert self.backend is not None
+            self.backend.unpark()
+            self.backend.writer.write(action.data)
+        elif kind is Release:
+            backend, self.backend = self.backend, None
+            if backend is not None:
+                self.pool.release(backend, reusable=action.reusable)
+        elif kind is Hold:
+            assert self.backend is not None
+            self.backend.park()  # check_held_backend watches it until the client's next command
+        elif kind is Adopt:
+            assert self.backend is not None
+            self.backend.state, self.backend.db = dict(action.state), action.db
+        elif kind is Pin:
+            self.stats.pinned_sessions += 1
+            self.stats.pinned_sessions_total += 1
+            log.debug("client %d pinned: %s", self.connection_id, action.reason)
+        else:  # pragma: no cover - Borrow, RollBack and Close need _apply
+            raise TypeError(f"{action!r} cannot be carried out without waiting")
 
     # -- backends ----------------------------------------------------------------------------
     async def _borrow(self, borrow: Borrow) -> bool:
@@ -311,8 +314,6 @@ class ClientSession:
 
     async def _room_for_a_reply(self) -> bool:
         """Before a new command: a client still above the buffer limit must take its earlier replies first."""
-        if self._buffered() <= self.config.client_buffer_limit:
-            return True
         core = self.core
         assert core is not None
         if await self._drain(self.config.reply_stall_timeout if core.attached else self.config.client_write_timeout):
