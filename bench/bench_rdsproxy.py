@@ -317,7 +317,7 @@ def prepare(db) -> None:
         cur.execute("CREATE TABLE hits (id INT AUTO_INCREMENT PRIMARY KEY, who CHAR(1))")
         cur.execute(  # one autocommitted statement that writes and reads, like the handler's GET
             "CREATE PROCEDURE hit(IN who CHAR(1)) BEGIN INSERT INTO hits (who) VALUES (who); "
-            "SELECT LAST_INSERT_ID(), (SELECT COUNT(*) FROM hits WHERE id + 10 > LAST_INSERT_ID()); END"
+            "SELECT LAST_INSERT_ID(), (SELECT COUNT(*) FROM hits WHERE id > CAST(LAST_INSERT_ID() AS SIGNED) - 10); END"
         )
 
 

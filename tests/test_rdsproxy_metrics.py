@@ -107,6 +107,35 @@ def test_the_pool_never_grows_past_its_cap_and_opens_at_once_only_when_nothing_w
         assert slots < 10 and not growing and waited >= policy.patience
 
 
+@settings(max_examples=200)
+@given(
+    holds=st.lists(st.floats(0.0001, 0.5), min_size=1, max_size=80),
+    ages=st.lists(st.floats(0, 2), max_size=10),
+    waited=st.floats(0, 1),
+)
+def test_an_oversubscribed_database_gets_no_more_connections_unless_the_busy_ones_are_overdue(holds, ages, waited):
+    policy = GrowthPolicy(cap=45, borrow_timeout=120)
+    for index, hold in enumerate(holds):
+        policy.observe_hold(hold, now=index * 0.001)
+    assert min(holds) <= policy.hold_floor <= policy.hold_mean * (1 + 1e-9)  # the floor is below the mean
+    grows = policy.may_grow(slots=5, growing=False, waited=waited, busy_ages=ages)
+    if grows:
+        assert waited >= policy.patience
+        assert not policy.congested or all(age >= policy.overdue_after for age in ages)
+    elif waited >= policy.patience and not policy.congested:
+        pytest.fail("a queue that waited its patience, with the database not oversubscribed, must grow the pool")
+
+
+def test_the_floor_learns_a_lasting_change_in_seconds_not_borrows():
+    policy = GrowthPolicy(cap=45, borrow_timeout=120)
+    for step in range(2000):  # 1 ms holds at 2000 a second: the floor stays the quickest hold
+        policy.observe_hold(0.001 if step % 2 else 0.0005, now=step / 2000)
+    assert policy.hold_floor == pytest.approx(0.0005, rel=0.2)
+    for step in range(100):  # then 50 ms queries, ten a second for ten seconds
+        policy.observe_hold(0.05, now=1 + step / 10)
+    assert policy.hold_floor > 0.025 and not policy.congested  # long queries, learnt: not oversubscription
+
+
 # -- accounts -------------------------------------------------------------------------------------------
 def test_accounts_are_validated_naming_the_account_and_never_the_password():
     cases = [

@@ -68,9 +68,12 @@ class BackendPool:
         self._growth = GrowthPolicy(config.pool_cap, config.connection_borrow_timeout, config.pool_growth_patience)
         self._slots = 0  # open + opening connections
         self._growing = False  # a connection opened for growth is under way
+        self._grown_at = float("-inf")  # when the last one was open: the queue waits ``patience`` again after it
         self._grow_timer: asyncio.TimerHandle | None = None
+        self._grow_due = 0.0
         self._expiry: asyncio.TimerHandle | None = None
         self._idle: list[BackendConnection] = []
+        self._busy: set[BackendConnection] = set()  # borrowed: the growth rule asks how long they have been held
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._closed = False
 
@@ -95,15 +98,20 @@ class BackendPool:
             self.release(backend, reusable=False)
             raise
         backend.borrowed_at = now = loop.time()
+        self._busy.add(backend)
         self._stats.borrowed(now - started)
         return backend
 
     def release(self, backend: BackendConnection, reusable: bool = True) -> None:
         """Give a backend back; ``reusable=False`` closes it (unknown or unwanted state)."""
         if backend.borrowed_at:
-            held = asyncio.get_running_loop().time() - backend.borrowed_at
+            now = asyncio.get_running_loop().time()
+            held = now - backend.borrowed_at
             backend.borrowed_at = 0.0
+            self._busy.discard(backend)
             self._stats.returned(held)
+            if reusable:
+                self._growth.observe_hold(held, now)
         if not reusable or not backend.open or self._closed:  # taking it checks ``usable``
             self._close_backend(backend)
             self._give_slot(None)
@@ -186,6 +194,7 @@ class BackendPool:
                 return await self._open_in_slot(key, db)
             finally:
                 self._growing = False
+                self._grown_at = asyncio.get_running_loop().time()
                 self._schedule_growth()
         if got is _Grant.FREED:
             return await self._open_in_slot(key, db)
@@ -205,8 +214,9 @@ class BackendPool:
         else:
             self.release(got)
 
-    def _schedule_growth(self) -> None:
-        """Arm the growth timer for when the head of the queue will have waited ``patience``."""
+    def _schedule_growth(self, at_least: float = 0.0) -> None:
+        """Arm the growth timer for when the head of the queue will have waited ``patience`` (counted from the
+        last growth at the earliest, so the pool grows by at most one connection per ``patience``)."""
         if self._grow_timer is not None or self._growing or self._closed or self._slots >= self._cap:
             return
         while self._waiters and self._waiters[0].future.done():
@@ -214,8 +224,9 @@ class BackendPool:
         if not self._waiters:
             return
         loop = asyncio.get_running_loop()
-        due = self._waiters[0].since + self._growth.patience - loop.time()
-        self._grow_timer = loop.call_later(max(due, 0.0), self._grow)
+        now = loop.time()
+        self._grow_due = now + max(max(self._waiters[0].since, self._grown_at) + self._growth.patience - now, at_least)
+        self._grow_timer = loop.call_at(self._grow_due, self._grow)
 
     def _grow(self) -> None:
         self._grow_timer = None
@@ -224,9 +235,12 @@ class BackendPool:
         if not self._waiters or self._closed:
             return
         head = self._waiters[0]
-        waited = asyncio.get_running_loop().time() - head.since
-        if not self._growth.may_grow(slots=self._slots, growing=self._growing, waited=waited):
-            self._schedule_growth()
+        # the time this timer fired late is time the proxy itself did not run (a loaded machine): not demand
+        now = min(asyncio.get_running_loop().time(), self._grow_due)
+        waited = now - max(head.since, self._grown_at)
+        busy_ages = (now - backend.borrowed_at for backend in self._busy)
+        if not self._growth.may_grow(slots=self._slots, growing=self._growing, waited=waited, busy_ages=busy_ages):
+            self._schedule_growth(at_least=self._growth.patience)  # the database is the queue: look again later
             return
         self._waiters.popleft()
         self._slots += 1
@@ -332,3 +346,7 @@ class BackendPool:
     @property
     def idle_count(self) -> int:
         return len(self._idle)
+
+    @property
+    def growth(self) -> GrowthPolicy:
+        return self._growth

@@ -106,7 +106,10 @@ class Proxy:
             pool_cap=self.config.pool_cap,
             max_idle=self.config.max_idle,
             idle_backends=self.pool.idle_count,
-            pool_growth_patience_ms=round(self.config.pool_growth_patience * 1e3, 3),
+            pool_growth_patience_ms=round(self.pool.growth.patience * 1e3, 3),
+            hold_mean_ms=_ms(self.pool.growth.hold_mean),
+            hold_floor_ms=_ms(self.pool.growth.hold_floor),
+            db_congested=self.pool.growth.congested,
             buffered_reply_bytes=sum(session.buffered_bytes for session in self.sessions),
             accounts=sorted(self.accounts),
             event_loop=_loop_name(),
@@ -165,6 +168,10 @@ class Proxy:
             if pending:
                 await asyncio.wait(pending, timeout=1)
         self.pool.close()  # anything released while sessions wound down
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e3, 3)
 
 
 def _loop_name() -> str:
