@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from local.data_plane.db_access import local_environment
 from local.data_plane.deployed import (
     DeployedStack,
     DeployedStateError,
@@ -16,7 +17,7 @@ from local.data_plane.deployed import (
     ThrottleSettings,
 )
 from local.data_plane.mariadb import mariadbd_available
-from local.data_plane.plane import DataPlaneConfig, LocalDataPlane, local_environment
+from local.data_plane.plane import DataPlaneConfig, LocalDataPlane
 
 DEPLOYED_ENV = {
     "DB_HOST": "sms-local-proxy.proxy-x.rds.amazonaws.com",

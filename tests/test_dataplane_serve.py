@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 from collections.abc import Iterator
 
+import mysql.connector
 import pytest
 
 from local.common import ports as port_rules
@@ -126,3 +128,36 @@ def test_serve_refuses_a_taken_port_and_names_it(deployment):
         assert f"RDS Proxy stand-in: 127.0.0.1:{deployment.port_base + 6} " in moved.stdout
     finally:
         moved.stop()
+
+
+@needs_mariadb
+def test_a_refused_login_shows_in_serves_output_with_the_failed_check(deployment):
+    serve = Serve(deployment).start()  # password mode: the stand-in checks each user's account password
+    try:
+        assert serve.get()[0] == 200
+        with pytest.raises(mysql.connector.Error) as refused:
+            mysql.connector.connect(
+                host="127.0.0.1",
+                port=deployment.port_base + 1,
+                user="app_admin",
+                password="not-the-password",
+                use_pure=True,
+                connection_timeout=10,
+            )
+        assert refused.value.errno == 1045
+        line = _wait_for_line(serve, "refused login user=app_admin from 127.0.0.1:")
+        assert "rdsproxy INFO" in line and line.split(": ", 1)[1], line  # the check that failed follows the address
+        assert serve.get()[0] == 200  # the app is unaffected
+    finally:
+        serve.stop()
+    assert f"(stats: http://127.0.0.1:{deployment.port_base + 2}/stats)" in serve.stdout
+
+
+def _wait_for_line(serve: Serve, fragment: str, timeout_s: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [line for line in serve.log().splitlines() if fragment in line]
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no line with {fragment!r} in serve's output:\n{serve.log()}")

@@ -6,8 +6,10 @@ listed in `overrides` so callers can print it. Through the proxy of a deployed s
 the function runs the cloud's path (`production_auth`): an IAM token over verified TLS, the endpoint name resolved
 to the local stand-in and ``DB_SSL_CA`` pointing at the local CA are the only differences. Otherwise (``--direct``,
 password mode, or settings from synth, which know no ``prx-`` id yet): DB_HOST/DB_PORT point at the local proxy or
-MariaDB and DB_AUTH=password with the local DB user's password.
+MariaDB and DB_AUTH=password with the application user's password (`db_access`).
 
+Before the function serves, the DB gets the schema and the application user as the deploy's migrator gives them
+(`migration`, `db_access`); the function logs in as the application user, the migrator as the master.
 With `DataPlaneConfig.persistent_db` the DB is the stack's persistent local DB instance
 (`local.data_plane.local_instance`); without it, a throw-away server (tests, the load experiment).
 A `Supervisor` restarts a DB or proxy child that dies; both die with this process (PR_SET_PDEATHSIG).
@@ -16,6 +18,7 @@ A `Supervisor` restarts a DB or proxy child that dies; both die with this proces
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from handler import app_contract as names
 from local.common.ports import LocalPorts, require_free
-from local.data_plane import deployed, plane_report
+from local.data_plane import db_access, migration, plane_report
 from local.data_plane.deployed import DeployedStack, ThrottleSettings
 from local.data_plane.http_api import HttpApi, HttpApiConfig
-from local.data_plane.local_instance import OpenedInstance, PersistentDb, open_instance, proxy_credentials
+from local.data_plane.local_instance import OpenedInstance, PersistentDb, open_instance
 from local.data_plane.mariadb import MariaDBConfig, MariaDBServer
+from local.data_plane.migration import DbUsers
 from local.data_plane.production_auth import ProductionAuth
 from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
 from local.data_plane.runtime_worker import WARM_BOTO3
@@ -92,32 +96,6 @@ class DataPlaneConfig:
             raise ValueError(f"max_concurrency={self.max_concurrency}: must be in 1..1000")
 
 
-def local_environment(
-    stack: DeployedStack, host: str, port: int, password: str, user: str | None = None
-) -> tuple[dict[str, str], dict[str, str]]:
-    """The function's deployed environment with the unavoidable local overrides; returns (env, overrides)."""
-    env = dict(stack.function.environment)
-    overrides = {
-        names.DB_HOST: host,
-        names.DB_PORT: str(port),
-        names.DB_AUTH: names.AUTH_PASSWORD,
-        names.DB_PASSWORD: "<local db password>",
-    }
-    env.update(overrides)
-    env[names.DB_PASSWORD] = password
-    if user is not None and env.get(names.DB_USER) != user:
-        env[names.DB_USER] = overrides[names.DB_USER] = user
-    if env.pop(names.DB_SSL_CA, None) is not None:
-        overrides[names.DB_SSL_CA] = "<removed: no TLS locally>"
-    missing = [name for name in stack.unresolved if name not in overrides]
-    if missing:
-        raise deployed.DeployedStateError(
-            f"{stack.source}: environment variables {missing} are Terraform references that are only known after "
-            "apply; run `python -m local deploy` and drop --settings-from-synth."
-        )
-    return env, overrides
-
-
 def proxy_config(
     stack: DeployedStack,
     db: MariaDBServer,
@@ -170,6 +148,10 @@ class LocalDataPlane:
         self.instance: OpenedInstance | None = None
         self.overrides: dict[str, str] = {}
         self.auth: ProductionAuth | None = None
+        self.users = DbUsers("", "")
+        """The DB's master and application users (set at start)."""
+        self.migration: dict[str, Any] | None = None
+        """The migrator's result at start (None: the stack has no migrator)."""
 
     @property
     def url(self) -> str:
@@ -199,7 +181,6 @@ class LocalDataPlane:
         return self
 
     def _start(self) -> None:
-        env = self.stack.function.environment
         persistent = self.config.persistent_db
         if persistent is not None:
             self.instance = open_instance(persistent, self.log)  # ends what a killed serve left on our ports
@@ -209,8 +190,8 @@ class LocalDataPlane:
         else:
             db_config = MariaDBConfig(
                 max_connections=self.config.db_max_connections,
-                database=env.get(names.DB_NAME, "app"),
-                app_user=env.get(names.DB_USER, "app"),
+                database=self.stack.function.environment.get(names.DB_NAME, "app"),
+                app_user=migration.master_user_of(self.stack, "app"),
                 die_with_parent=True,
             )
         ports = self.config.ports
@@ -220,41 +201,81 @@ class LocalDataPlane:
             db_config = dataclasses.replace(db_config, port=ports.db, extra_port=ports.db_extra)
         self.db = MariaDBServer(db_config).start()
         self._record("mariadb", self.db.pid)
+        if self.config.via_proxy and self.config.production_auth:
+            state_dir = self.config.local_state_dir
+            self.auth = ProductionAuth.for_stack(self.stack, Path(state_dir) if state_dir else None)
+        migrator_differences = self._migrate(persistent)
         host, port = self.db.host, self.db.port
         if self.config.via_proxy:
-            from local.data_plane.proxy_child import SupervisedProxy
-            from local.data_plane.rdsproxy.accounts import SecretAccount, StaticAccount
-
-            if self.config.production_auth:
-                state_dir = self.config.local_state_dir
-                self.auth = ProductionAuth.for_stack(self.stack, Path(state_dir) if state_dir else None)
-            backend = (self.db.app_user, self.db.app_password)
-            client_auth = self.auth.proxy_fields() if self.auth is not None else {}
-            accounts: list[Account] = [StaticAccount(*backend)]
-            secrets_endpoint = ""
-            if persistent is not None:
-                # Like RDS Proxy, the stand-in reads the DB credentials from the secret its auth block names.
-                proxy_credentials(persistent, backend)  # a clear error now if that secret cannot log in
-                instance = persistent.instance
-                accounts = [SecretAccount(instance.proxy_secret_arn or instance.secret_arn)]
-                secrets_endpoint = persistent.secrets_endpoint
-            config = proxy_config(
-                self.stack, self.db, self.config.db_max_connections, accounts, secrets_endpoint, **client_auth
-            )
-            if ports is not None:
-                config = dataclasses.replace(config, listen_port=ports.proxy, stats_port=ports.proxy_stats)
-            self.proxy = SupervisedProxy(config).start(timeout=_PROXY_START_TIMEOUT_S)
+            secrets_endpoint = persistent.secrets_endpoint if persistent is not None else ""
+            accounts = db_access.proxy_accounts(self.stack, persistent, self.users)
+            listen = (ports.proxy, ports.proxy_stats) if ports is not None else (0, 0)
+            self.proxy = self._start_proxy(accounts, secrets_endpoint, *listen)
             self._record("rdsproxy", self.proxy.pid)
             port = self.proxy.port
         if self.auth is not None:
             environment, self.overrides = self.auth.function_environment()
             self.overrides.update(self.auth.host_difference(port))
         else:
-            direct_user = None if self.config.via_proxy else self.db.app_user
-            environment, self.overrides = local_environment(self.stack, host, port, self.db.app_password, direct_user)
+            user, password = self.users.request_user
+            environment, self.overrides = db_access.local_environment(self.stack, host, port, password, user)
+        self.overrides.update(migrator_differences)
         self._start_function(environment)
         if self.config.supervise:
             self._supervise()
+
+    def _migrate(self, persistent: PersistentDb | None) -> dict[str, str]:
+        """Give the DB the schema and the application user, as the deploy's migrator does; the differences to print.
+
+        Throw-away DB: the migrator's code in this process. Persistent instance: the deployed migrator function,
+        once, in the local runtime (`db_access`).
+        """
+        db = self.db
+        assert db is not None
+        if persistent is None:
+            self.users = migration.throwaway_users(self.stack, db.app_user, db.app_password)
+            self.migration = migration.provision(self.stack, db.host, db.port, self.users)
+            return {}
+        assert self.instance is not None
+        self.users = db_access.persistent_users(self.stack, self.instance, persistent)
+        if self.stack.migrator is None:
+            return {}
+        context = db_access.MigratorContext(
+            stack=self.stack,
+            persistent=persistent,
+            users=self.users,
+            code_dir=self._code_dir(),
+            db_host=db.host,
+            db_port=db.port,
+            via_proxy=self.config.via_proxy,
+            auth=self.auth,
+            log_path=self.config.function_log,
+        )
+        self.migration, differences = db_access.run_migrator(
+            context, lambda accounts, endpoint: self._start_proxy(accounts, endpoint, 0, 0, supervised=False)
+        )
+        self.log(f"[migrator] {json.dumps(self.migration, sort_keys=True)}")
+        return differences
+
+    def _start_proxy(
+        self, accounts: Sequence[Account], secrets_endpoint: str, port: int, stats_port: int, supervised: bool = True
+    ) -> Any:
+        """A stand-in in front of the DB with these accounts; supervised ones die with this process."""
+        from local.data_plane.proxy_child import SupervisedProxy
+        from local.data_plane.rdsproxy import ProxyProcess
+
+        assert self.db is not None
+        client_auth = self.auth.proxy_fields() if self.auth is not None else {}
+        config = proxy_config(
+            self.stack, self.db, self.config.db_max_connections, accounts, secrets_endpoint, **client_auth
+        )
+        config = dataclasses.replace(config, listen_port=port, stats_port=stats_port)
+        process = SupervisedProxy(config) if supervised else ProxyProcess(config)
+        return process.start(timeout=_PROXY_START_TIMEOUT_S)
+
+    def _code_dir(self) -> str:
+        """Where the runtime imports the handler from (Lambda's /var/task)."""
+        return self.config.handler_dir
 
     def _start_function(self, environment: dict[str, str]) -> None:
         function = self.stack.function
@@ -262,7 +283,7 @@ class LocalDataPlane:
         self.runtime = LambdaRuntime(
             RuntimeConfig(
                 handler=function.handler,
-                code_dir=self.config.handler_dir,
+                code_dir=self._code_dir(),
                 environment=environment,
                 max_concurrency=self.max_concurrency,
                 timeout_s=float(function.timeout_s),

@@ -25,9 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handler import app_contract as env_names
-from handler.app_db import Deadline
-from handler.app_schema import TableNames, migrate
 from local.data_plane import deployed
 from local.data_plane.deployed import ThrottleSettings
 from local.data_plane.plane import DataPlaneConfig, LocalDataPlane
@@ -122,18 +119,6 @@ def _max_used_connections(plane: LocalDataPlane) -> int:
         conn.close()
 
 
-def _migrate_before_traffic(plane: LocalDataPlane) -> None:
-    """Apply the handler's migrations before the load, as `python -m handler.app_schema` does before a deploy.
-
-    The experiment measures the pool under steady traffic against an existing table, as the reference run did;
-    without this, 100 cold containers would first race for the schema lock of a brand-new database.
-    """
-    assert plane.db is not None
-    table = plane.stack.function.environment.get(env_names.DB_TABLE, env_names.DEFAULT_TABLE)
-    with plane.db.admin_connect(database=plane.db.database) as connection:
-        migrate(connection, TableNames(plane.db.database, table), Deadline.none())
-
-
 def run_path(
     path: str, stack: deployed.DeployedStack, config: ExperimentConfig, workdir: Path, log=print
 ) -> dict[str, Any]:
@@ -147,7 +132,7 @@ def run_path(
     Path(plane_config.function_log).unlink(missing_ok=True)
     with LocalDataPlane(stack, plane_config) as plane:
         log(f"[{path}] " + plane.describe().replace("\n", f"\n[{path}] "))
-        _migrate_before_traffic(plane)
+        log(f"[{path}] migrated before the load, as a deploy does: {json.dumps(plane.migration, sort_keys=True)}")
         assert plane.db is not None and plane.runtime is not None and plane.api is not None
         baseline = plane.db.threads_connected()
         stats_url = f"http://{plane.proxy.host}:{plane.proxy.stats_port}/stats" if plane.proxy is not None else None
