@@ -173,9 +173,12 @@ def test_the_master_can_manage_its_database_and_users_but_holds_no_connection_re
         grants = [row[0] for row in cursor.fetchall()]
         assert any(f"ON `{small.database}`.*" in g and g.endswith("WITH GRANT OPTION") for g in grants), grants
         assert any(g.startswith("GRANT CREATE USER ON *.*") for g in grants), grants
+        assert not any("SUPER" in g or "CONNECTION ADMIN" in g or "ALL PRIVILEGES ON *.*" in g for g in grants), grants
         cursor.execute("CREATE USER probe_user@'%' IDENTIFIED BY 'x'")  # what a migrator does for the app user
         try:
             cursor.execute(f"GRANT SELECT ON `{small.database}`.* TO probe_user@'%'")
+            cursor.execute("SHOW GRANTS FOR probe_user@'%'")
+            assert len(cursor.fetchall()) == 2
             with pytest.raises(mysql.connector.Error) as denied:
                 cursor.execute("GRANT SELECT ON mysql.* TO probe_user@'%'")
             assert denied.value.errno in (1044, 1142)  # access denied: nothing beyond its own database

@@ -6,8 +6,9 @@ Three kinds of account exist, and nothing else can log in:
 - ``root@127.0.0.1``: the admin path our tools use (the monitor on the extra port), with a random password that
   changes at every start and is never written anywhere but the 0600 init file, deleted once the server is ready.
 - the database's master (``MariaDBConfig.app_user``): what RDS's master user has that schema management needs,
-  on its own database: DDL and data rights WITH GRANT OPTION there, plus CREATE USER, so a migrator can create the
-  application user and grant it exactly what the request path uses. Never SUPER or CONNECTION ADMIN: MariaDB
+  on its own database: DDL and data rights WITH GRANT OPTION there, plus CREATE USER and SELECT on ``mysql``
+  (``SHOW GRANTS FOR`` another user needs it), so a migrator can create the application user, read its grants and
+  grant it exactly what the request path uses (RDS's master has these through its global grants). Never SUPER or CONNECTION ADMIN: MariaDB
   keeps one connection beyond ``max_connections`` for those, which would skew the "Too many connections" (1040)
   experiment.
 
@@ -49,4 +50,5 @@ def init_statements(database: str, master_user: str, master_password: str, admin
         f"ALTER USER {user}@'%' IDENTIFIED BY {master};",
         f"GRANT ALL PRIVILEGES ON {db}.* TO {user}@'%' WITH GRANT OPTION;",
         f"GRANT CREATE USER ON *.* TO {user}@'%';",
+        f"GRANT SELECT ON `mysql`.* TO {user}@'%';",
     ]
