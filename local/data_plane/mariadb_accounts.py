@@ -8,9 +8,9 @@ Three kinds of account exist, and nothing else can log in:
 - the database's master (``MariaDBConfig.app_user``): what RDS's master user has that schema management needs,
   on its own database: DDL and data rights WITH GRANT OPTION there, plus CREATE USER and SELECT on ``mysql``
   (``SHOW GRANTS FOR`` another user needs it), so a migrator can create the application user, read its grants and
-  grant it exactly what the request path uses (RDS's master has these through its global grants). Never SUPER or CONNECTION ADMIN: MariaDB
-  keeps one connection beyond ``max_connections`` for those, which would skew the "Too many connections" (1040)
-  experiment.
+  grant it exactly what the request path uses (RDS's master has these through its global grants). Never SUPER or
+  CONNECTION ADMIN: MariaDB keeps one connection beyond ``max_connections`` for those, which would skew the
+  "Too many connections" (1040) experiment.
 
 Datadirs installed before this hardening had passwordless root accounts (``--auth-root-authentication-method=
 normal``: ``root@localhost``, ``root@::1``, ``root@<hostname>``); the statements below close them on every start,
