@@ -1,0 +1,53 @@
+"""A deployed-looking state of the current stack for the data-plane tests: the request function logs in as the
+application user, the migrator as the master, and the proxy's ``auth`` names both secrets (no tests here)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from handler import app_contract
+from tests.test_db_instance import deployed_state
+
+APP_USER = "app_user"
+MASTER_USER = "app_admin"
+
+
+def with_migrator(state: dict[str, Any], master_arn: str, app_arn: str) -> dict[str, Any]:
+    """``state`` (from `tests.test_db_instance.deployed_state`) as the least-privilege stack deploys it."""
+    state = copy.deepcopy(state)
+    migrator: dict[str, Any] = {}
+    for resource in state["resources"]:
+        attributes = resource["instances"][0]["attributes"]
+        if resource["type"] == "aws_lambda_function":
+            attributes["handler"] = app_contract.REQUEST_HANDLER
+            variables = attributes["environment"][0]["variables"]
+            migrator_variables = {
+                **variables,
+                "DB_USER": MASTER_USER,
+                "APP_DB_USER": APP_USER,
+                "APP_DB_SECRET_ARN": app_arn,
+            }
+            migrator_variables.pop("RESPONSE_LIMIT", None)
+            variables["DB_USER"] = APP_USER
+            migrator = {
+                "function_name": "sms-local-migrator",
+                "handler": app_contract.MIGRATOR_HANDLER,
+                "memory_size": 256,
+                "timeout": 60,
+                "reserved_concurrent_executions": -1,
+                "environment": [{"variables": migrator_variables}],
+            }
+        if resource["type"] == "aws_db_proxy":
+            attributes["auth"] = [
+                {"iam_auth": "REQUIRED", "secret_arn": master_arn},
+                {"iam_auth": "REQUIRED", "secret_arn": app_arn},
+            ]
+    state["resources"].append(
+        {"mode": "managed", "type": "aws_lambda_function", "name": "migrator", "instances": [{"attributes": migrator}]}
+    )
+    return state
+
+
+def current_state(master_arn: str, app_arn: str, **instance: object) -> dict[str, Any]:
+    return with_migrator(deployed_state(master_arn, **instance), master_arn, app_arn)
