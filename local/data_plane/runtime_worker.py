@@ -6,7 +6,10 @@ the parent side, so the zygote interpreter loads only this module and what it is
 
 A container applies its environment (the function's variables, its own role credentials and Lambda's own
 variables) and the resolver shim (the deployed endpoint names mapped to local listeners) before the handler
-module is imported, so the handler's import-time code sees the same world as on AWS.
+module is imported, so the handler's import-time code sees the same world as on AWS. Then it narrows what can be
+imported to what Lambda offers: the code directory (the unpacked zip, Lambda's ``/var/task``) and the
+interpreter's own libraries. The project that runs the runtime (``modules/``, ``local/``) is neither on the path
+nor in ``sys.modules`` any more, so a function that imports it fails here as it would on AWS.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import importlib
 import json
 import os
 import signal
+import site
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import traceback
@@ -109,7 +114,41 @@ def _prepare_container(spec: ContainerSpec) -> None:
     if spec.address_overrides:
         shim = importlib.import_module(RESOLVER_SHIM_MODULE)
         shim.install(map(shim.AddressOverride.decode, spec.address_overrides))
-    sys.path.insert(0, spec.code_dir)
+    isolate_imports(spec.code_dir)
+
+
+def interpreter_paths() -> list[str]:
+    """Where the interpreter's own modules live: the standard library and site-packages (Lambda's runtime has
+    its libraries, boto3 among them, on the path too)."""
+    names = ("stdlib", "platstdlib", "purelib", "platlib")
+    paths = [sysconfig.get_paths()[name] for name in names] + site.getsitepackages()
+    version = f"{sys.version_info.major}{sys.version_info.minor}"
+    paths.append(os.path.join(sys.base_prefix, "lib", f"python{version}.zip"))  # the standard library's zip
+    return sorted({os.path.realpath(path) for path in paths})
+
+
+def _inside(path: str, roots: list[str]) -> bool:
+    real = os.path.realpath(path)
+    return any(real == root or real.startswith(root + os.sep) for root in roots)
+
+
+def isolate_imports(code_dir: str) -> None:
+    """Leave importable only ``code_dir`` and the interpreter's libraries; forget modules loaded from elsewhere.
+
+    Modules forgotten here keep working for the code that already holds them (this worker, the resolver shim):
+    only new imports of them fail. Libraries the zygote preloaded from site-packages (the MySQL driver, boto3)
+    stay loaded: the driver is the same pinned version as the zip's copy, boto3 the one Lambda's runtime ships.
+    """
+    allowed = interpreter_paths()
+    kept = [p for p in sys.path if p and _inside(p, allowed)]
+    sys.path[:] = [code_dir, *kept]
+    roots = [*allowed, os.path.realpath(code_dir)]
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        locations = [origin] if origin else list(getattr(module, "__path__", []) or [])
+        if name != "__main__" and locations and not all(_inside(location, roots) for location in locations):
+            del sys.modules[name]
+    importlib.invalidate_caches()
 
 
 def container_main(conn: Connection, spec: ContainerSpec) -> None:
