@@ -157,7 +157,8 @@ def closed_by_peer(connection: Any) -> bool:
     """Whether an idle connection was closed by the server or proxy (an idle timeout, KILL, a restart), seen
     without a round trip: a connection nobody asked anything is readable only when it has ended or carries an
     unasked notice (MySQL 8 sends error 4031 before it closes an idle client). Checked before a statement is sent,
-    so such a connection is replaced while nothing has been sent yet."""
+    so such a connection is replaced while nothing has been sent yet. Reads the pinned driver's socket
+    (``_socket.sock``); without one it says False and the statement's own error is classified as before."""
     sock = getattr(getattr(connection, "_socket", None), "sock", None)
     if sock is None:
         return False

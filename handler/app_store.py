@@ -26,10 +26,11 @@ Why this shape:
   stored row (``replayed``). An attempt still running on the server holds the key's lock, so the retry waits for
   its outcome instead of guessing.
 - Status codes keep their promises. A 503 means nothing was stored: the statement was never sent (no connection,
-  no time left), or the database answered it with an error, which the procedure's exit handler has rolled back
-  (its COMMIT is its last statement). A 502 (``OutcomeUnknown``) only when a statement was sent, its reply never
-  came, and the retry could not learn the outcome either. The first attempt may use half of the invocation's time,
-  so the retry has the other half.
+  no time left; a kept connection the server or proxy closed while idle is noticed without a round trip and
+  replaced before sending), or the database answered it with an error, which the procedure's exit handler has
+  rolled back (its COMMIT is its last statement). A 502 (``OutcomeUnknown``) only when a statement was sent, its
+  reply never came, and the retry could not learn the outcome either. The first attempt may use half of the
+  invocation's time, so the retry has the other half.
 - The request path never migrates. It reads the schema version once per container (one plain SELECT) and answers
   503 (``SchemaNotReady``, logged once) while the schema is behind ``SCHEMA_VERSION`` or its objects are missing,
   checking again on later requests, so it serves as soon as the deploy's migrator has run.

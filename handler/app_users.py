@@ -183,7 +183,7 @@ def _parse_target(text: str, privileges: tuple[str, ...]) -> Target:
         return Target("PROXY", raw=text)
     kind = "TABLE"
     for routine_kind in (*_ROUTINE_KINDS, "TABLE"):
-        if text.upper().startswith(routine_kind + " "):
+        if text[: len(routine_kind) + 1].upper() == routine_kind + " ":
             kind, text = routine_kind, text[len(routine_kind) + 1 :].lstrip()
             break
     parts = list(_split_top_level(text, "."))
@@ -242,9 +242,9 @@ def _scan(text: str) -> Iterator[tuple[int, bool]]:
 def _find_keyword(text: str, keyword: str) -> int | None:
     """Index of the first top-level, case-insensitive occurrence of ``keyword`` (spaces included), else None."""
     top = {index for index, top_level in _scan(text) if top_level}
-    upper, size = text.upper(), len(keyword)
-    for start in range(len(text) - size + 1):
-        if upper.startswith(keyword, start) and all(i in top for i in range(start, start + size)):
+    size = len(keyword)
+    for start in range(len(text) - size + 1):  # slices, not text.upper(): upper-casing can change the length
+        if text[start : start + size].upper() == keyword and all(i in top for i in range(start, start + size)):
             return start
     return None
 

@@ -109,7 +109,7 @@ def run(
             applied = apply_migrations(connection, cursor, names, deadline)
             revoked = sync_app_user(cursor, names, settings.app_user, credentials.password)
             version = current_version(cursor, names)
-    except (DatabaseUnavailable, PasswordStatementError) as exc:
+    except (DatabaseUnavailable, PasswordStatementError, ValueError) as exc:  # ValueError: unreadable SHOW GRANTS
         raise MigrationError(f"migrating {names.database}.{names.table} failed: {exc}") from exc
     except mysql_errors.Error as exc:
         reason = f"MySQL error {exc.errno}: {exc.msg}"
