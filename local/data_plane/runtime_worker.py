@@ -14,6 +14,7 @@ nor in ``sys.modules`` any more, so a function that imports it fails here as it 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -117,19 +118,41 @@ def _prepare_container(spec: ContainerSpec) -> None:
     isolate_imports(spec.code_dir)
 
 
-def interpreter_paths() -> list[str]:
+@functools.cache
+def interpreter_paths() -> tuple[str, ...]:
     """Where the interpreter's own modules live: the standard library and site-packages (Lambda's runtime has
     its libraries, boto3 among them, on the path too)."""
     names = ("stdlib", "platstdlib", "purelib", "platlib")
     paths = [sysconfig.get_paths()[name] for name in names] + site.getsitepackages()
     version = f"{sys.version_info.major}{sys.version_info.minor}"
     paths.append(os.path.join(sys.base_prefix, "lib", f"python{version}.zip"))  # the standard library's zip
-    return sorted({os.path.realpath(path) for path in paths})
+    return tuple(sorted({os.path.realpath(path) for path in paths}))
 
 
-def _inside(path: str, roots: list[str]) -> bool:
-    real = os.path.realpath(path)
+@functools.cache
+def _in_interpreter(path: str) -> bool:
+    """Cached per path: the zygote classifies what it loaded once (``classify_loaded_modules``), and every container
+    it forks inherits the answers, so isolating a container costs dictionary lookups, not ~1,000 realpath calls."""
+    return _under(os.path.realpath(path), interpreter_paths())
+
+
+def _under(real: str, roots: tuple[str, ...]) -> bool:
     return any(real == root or real.startswith(root + os.sep) for root in roots)
+
+
+def _locations(module: Any) -> list[str]:
+    origin = getattr(module, "__file__", None)
+    return [origin] if origin else list(getattr(module, "__path__", []) or [])
+
+
+def classify_loaded_modules() -> None:
+    """Fill ``_in_interpreter``'s cache for the modules and path entries loaded so far (run in the zygote)."""
+    for entry in sys.path:
+        if entry:
+            _in_interpreter(entry)
+    for module in list(sys.modules.values()):
+        for location in _locations(module):
+            _in_interpreter(location)
 
 
 def isolate_imports(code_dir: str) -> None:
@@ -139,14 +162,13 @@ def isolate_imports(code_dir: str) -> None:
     only new imports of them fail. Libraries the zygote preloaded from site-packages (the MySQL driver, boto3)
     stay loaded: the driver is the same pinned version as the zip's copy, boto3 the one Lambda's runtime ships.
     """
-    allowed = interpreter_paths()
-    kept = [p for p in sys.path if p and _inside(p, allowed)]
-    sys.path[:] = [code_dir, *kept]
-    roots = [*allowed, os.path.realpath(code_dir)]
+    sys.path[:] = [code_dir, *(entry for entry in sys.path if entry and _in_interpreter(entry))]
+    code_root = (os.path.realpath(code_dir),)
     for name, module in list(sys.modules.items()):
-        origin = getattr(module, "__file__", None)
-        locations = [origin] if origin else list(getattr(module, "__path__", []) or [])
-        if name != "__main__" and locations and not all(_inside(location, roots) for location in locations):
+        locations = _locations(module)
+        if name == "__main__" or not locations:
+            continue
+        if not all(_in_interpreter(place) or _under(os.path.realpath(place), code_root) for place in locations):
             del sys.modules[name]
     importlib.invalidate_caches()
 
@@ -214,6 +236,7 @@ def zygote_main() -> None:
     control = socket.socket(fileno=settings["fd"])
     for entry in settings["preload"]:
         preload(entry)
+    classify_loaded_modules()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     # Ctrl-C reaches the whole process group; the parent shuts containers down in order instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
