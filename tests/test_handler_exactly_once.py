@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from handler.app_db import DatabaseUnavailable, Deadline
-from handler.app_store import AccessTimesStore, OutcomeUnknown, request_key
+from handler.app_store import AccessTimesStore, OutcomeUnknown, iso_utc, request_key
 from local.data_plane.mariadb import MariaDBServer
 from local.data_plane.rdsproxy import ProxyConfig, ProxyServer
 from tests.handler_support import (
@@ -293,7 +293,7 @@ def test_reply_lost_after_the_commit_is_answered_from_the_stored_row(
     finally:
         store.close()
     assert relay.fired == 1 and snapshot.replayed is True and snapshot.total == 2
-    assert snapshot.newest.count(snapshot.inserted_at.replace(tzinfo=None)) == 1
+    assert snapshot.newest.count(snapshot.inserted) == 1
     assert stored(server, table) == (2, 2, ["warm-up", "req-committed"])
 
 
@@ -409,6 +409,14 @@ def test_request_key_is_short_printable_ascii_and_stable(raw: str) -> None:
 def test_distinct_request_ids_get_distinct_keys(a: str, b: str) -> None:
     if a != b:
         assert request_key(a) != request_key(b)
+
+
+@given(st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31)))
+def test_stored_times_become_the_iso_8601_utc_text_of_the_same_moment(moment: datetime) -> None:
+    wire = moment.strftime("%Y-%m-%d %H:%M:%S.%f").encode()  # DATETIME(6) in the text protocol
+    text = iso_utc(wire)
+    assert text == moment.isoformat(timespec="microseconds") + "Z"
+    assert datetime.fromisoformat(text.removesuffix("Z")) == moment
 
 
 @given(st.floats(min_value=-5, max_value=900, allow_nan=False), st.booleans())
