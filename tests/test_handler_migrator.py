@@ -4,7 +4,10 @@ once, the application user created with exactly its grants, repaired when broade
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,6 +22,7 @@ from handler.app_db import Deadline
 from handler.app_settings import ConfigError, MigratorSettings
 from handler.migrator import AppCredentials, MigrationError, check_event, lambda_handler, read_app_secret, run
 from local.data_plane.mariadb import MariaDBServer
+from modules.project import REPO_ROOT
 from tests.handler_support import (
     SECRET_ARN,
     Accounts,
@@ -319,3 +323,34 @@ def test_lambda_handler_migrates_with_the_secret_from_secrets_manager(
     store = app_store(server, accounts, table)
     assert store.record_access(datetime.now(UTC), "served").total == 1
     store.close()
+
+
+def test_python_m_handler_migrator_runs_it_once_and_prints_the_result(
+    emulated_aws: str, server: MariaDBServer, accounts: Accounts
+) -> None:
+    table = new_table()
+    arn = create_secret(emulated_aws, f"sms-cli-{table}", {"username": accounts.app_user, "password": "cli-pw-123"})
+    environment = {
+        **os.environ,
+        contract.DB_HOST: server.host,
+        contract.DB_PORT: str(server.port),
+        contract.DB_NAME: server.database,
+        contract.DB_USER: accounts.master,
+        contract.DB_AUTH: contract.AUTH_PASSWORD,
+        contract.DB_PASSWORD: accounts.master_password,
+        contract.DB_TABLE: table,
+        contract.APP_DB_USER: accounts.app_user,
+        contract.APP_DB_SECRET_ARN: arn,
+    }
+    command = [sys.executable, "-m", "handler.migrator"]
+    done = subprocess.run(command, env=environment, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "schema_version": 4,
+        "applied": [1, 2, 3, 4],
+        "app_user": accounts.app_user,
+        "revoked": [],
+    }
+    del environment[contract.APP_DB_USER]
+    refused = subprocess.run(command, env=environment, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert (refused.returncode, refused.stderr) == (1, "migrator: APP_DB_USER is required but not set\n")
