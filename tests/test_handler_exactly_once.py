@@ -94,6 +94,8 @@ class ReplyCuttingRelay:
                     _close(client)
                     _close(server)
                     return
+                if action is not None:
+                    state["withhold"] = True  # before sending: the reply must not slip through
                 try:
                     server.sendall(packet)
                 except OSError:
@@ -102,8 +104,6 @@ class ReplyCuttingRelay:
                     _close(client)
                     _close(server)
                     return
-                if action == "stall":
-                    state["withhold"] = True
         _close(server)
 
     def _inspect(self, payload: bytes) -> str | None:
