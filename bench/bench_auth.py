@@ -1,16 +1,20 @@
 """Benchmark: what IAM auth over TLS costs the RDS Proxy stand-in per client login.
 
 Prints microseconds per token verification (botocore SigV4), per rds-db:connect policy decision (moto's IAM
-engine), per full ``IamAuthenticator.check``, per issued container credential, the client's token signing for
-comparison, and the loopback TLS handshake cost (TCP connect + handshake + first byte) against plain TCP.
-Everything runs in a temporary directory on 127.0.0.1; nothing under .local is touched.
+engine), per full ``IamAuthenticator.check`` (a runtime container's key; an emulator IAM user's key, cached and
+looked up each time), per emulator lookup, per issued container credential against an ``sts assume-role`` from the
+emulator (what a container would pay without the local issuer), the client's token signing for comparison, and the
+loopback TLS handshake cost (TCP connect + handshake + first byte) against plain TCP. Everything runs in a temporary
+directory and a private emulator on 127.0.0.1; nothing under .local is touched.
 
-    .venv/bin/python bench/bench_auth.py [--iterations 2000] [--handshakes 300]
+    .venv/bin/python bench/bench_auth.py [--iterations 2000] [--handshakes 300] [--no-emulator]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import socket
 import ssl
 import statistics
@@ -23,8 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import boto3
+
+from local.common.emulator_credentials import lookup_credentials
+from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.auth.authenticator import IamAuthenticator, IamAuthSettings, RuntimeCredentials
-from local.data_plane.auth.credentials import IssuerSettings
+from local.data_plane.auth.credentials import IssuedCredentials, IssuerSettings
+from local.data_plane.auth.emulator_principals import EmulatorPrincipalSettings
 from local.data_plane.auth.local_ca import LocalCaSettings
 from local.data_plane.auth.policies import ConnectAuthorizer
 from local.data_plane.auth.rds_token import TokenCheckSettings, verify_token
@@ -92,10 +101,42 @@ def bench_tls(auth: IamAuthenticator, count: int) -> None:
         )
 
 
+def bench_emulator_keys(settings: IamAuthSettings, tmp: Path, n: int) -> None:
+    """Checks of tokens signed with an emulator IAM user's key, and what a container's STS session would cost."""
+    with Emulator(EmulatorConfig(port=0, state_dir=tmp / "emulator")) as emulator:
+        endpoint = emulator.start().endpoint
+        session = boto3.session.Session("test", "test", region_name=REGION)
+        iam, sts = session.client("iam", endpoint_url=endpoint), session.client("sts", endpoint_url=endpoint)
+        iam.create_user(UserName="bench")
+        grant = {"Effect": "Allow", "Action": "rds-db:connect", "Resource": connect_arn()}
+        document = json.dumps({"Version": "2012-10-17", "Statement": [grant]})
+        iam.put_user_policy(UserName="bench", PolicyName="connect", PolicyDocument=document)
+        key = iam.create_access_key(UserName="bench")["AccessKey"]
+        user = IssuedCredentials(key["AccessKeyId"], key["SecretAccessKey"], "", ROLE_ARN, "bench", 0)
+        token = signed_token(user)
+        cached = IamAuthenticator(dataclasses.replace(settings, emulator=EmulatorPrincipalSettings(endpoint)))
+        uncached = IamAuthenticator(
+            dataclasses.replace(settings, emulator=EmulatorPrincipalSettings(endpoint, cache_s=0, lookups_per_s=1000))
+        )
+        print(f"Emulator-issued keys ({n} iterations each, emulator on 127.0.0.1)")
+        rows = [
+            ("proxy: full check, IAM user key (cached)", lambda: cached.check(DB_USER, token)),
+            ("proxy: full check, IAM user key (lookup)", lambda: uncached.check(DB_USER, token)),
+            ("proxy: emulator lookup alone", lambda: lookup_credentials(endpoint, key["AccessKeyId"])),
+            (
+                "container credentials from emulator STS",
+                lambda: sts.assume_role(RoleArn=ROLE_ARN, RoleSessionName="sms-local-api"),
+            ),
+        ]
+        for label, func in rows:
+            print(f"  {label:44s} {per_call_us(func, n):8.1f} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--handshakes", type=int, default=300)
+    parser.add_argument("--no-emulator", action="store_true", help="skip the rows that need a private emulator")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         settings = IamAuthSettings.from_state(
@@ -107,7 +148,7 @@ def main() -> None:
         credentials = auth.issuer.resolve(env["AWS_ACCESS_KEY_ID"], env["AWS_SESSION_TOKEN"])
         token = signed_token(credentials)
         check = TokenCheckSettings(ENDPOINT, 3306, REGION)
-        authorizer = ConnectAuthorizer(settings.policies)
+        authorizer = ConnectAuthorizer(settings.roles[ROLE_ARN])
         resource = connect_arn()
         n = args.iterations
         print(f"IAM auth building blocks ({n} iterations each, one process, {sys.version.split()[0]})")
@@ -124,6 +165,8 @@ def main() -> None:
         ]
         for label, func in rows:
             print(f"  {label:44s} {per_call_us(func, n):8.1f} us")
+        if not args.no_emulator:
+            bench_emulator_keys(settings, Path(tmp), max(50, n // 10))
         print(f"Loopback handshakes to 127.0.0.1 ({args.handshakes} sequential connections each)")
         bench_tls(auth, args.handshakes)
 

@@ -8,8 +8,10 @@ Control plane (the AWS emulator and the stack's lifecycle):
     outputs   the stack's outputs (API URL, proxy endpoint, secret ARN, ...) as JSON
     destroy   `cdktf destroy` the stack, then stop the emulator (unless --keep-emulator)
     down      stop the emulator
+    env       `eval "$(python -m local env)"`: the real cdktf, terraform and aws CLIs against the local stack
 Data plane (the deployed function run locally):
     serve       HTTP API -> Lambda-like runtime -> RDS Proxy stand-in -> MariaDB, until Ctrl-C
+    sql         the mariadb client through the running serve's proxy, IAM token over verified TLS (--print: values)
     experiment  the load experiment, direct vs through the proxy (100 users, 10,000 requests)
 """
 
@@ -23,7 +25,7 @@ from urllib.parse import urlparse
 
 from local.control_plane import emulator_control, lifecycle, state_queries
 from local.control_plane.project import DEFAULT_STACK, LOCAL_TARGET, LifecycleError, Project
-from modules.project import DEFAULT_EMULATOR_PORT
+from modules.project import DEFAULT_EMULATOR_PORT, EMULATOR_HOST
 
 
 def default_port() -> int:
@@ -97,6 +99,34 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _emulator_endpoint(args: argparse.Namespace) -> str:
+    return f"http://{EMULATOR_HOST}:{args.port}"
+
+
+def _env(args: argparse.Namespace) -> int:
+    from local.client_access.shell_env import EnvError, script
+    from local.control_plane.toolchain import ToolchainError
+
+    try:
+        print(script(args.stack, _emulator_endpoint(args)))
+    except (EnvError, ToolchainError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    from local.client_access.sql import run_sql
+
+    return run_sql(args, _emulator_endpoint(args))
+
+
+def _configure_sql(parser: argparse.ArgumentParser) -> None:
+    from local.client_access.sql import configure
+
+    configure(parser)
+
+
 # ---------------------------------------------------------------- data plane (imported on use: heavier)
 def _serve(args: argparse.Namespace) -> int:
     from local.data_plane.serve import run_serve
@@ -164,11 +194,26 @@ def build_parser() -> argparse.ArgumentParser:
     destroy = add("destroy", "destroy the stack, then stop the emulator", _destroy, _stack_option)
     destroy.add_argument("--keep-emulator", action="store_true", help="leave the emulator running afterwards")
     add("down", "stop the local AWS emulator", _down)
+    env = add(
+        "env",
+        "print export lines for the real cdktf, terraform and aws CLIs against the local stack",
+        _env,
+        _stack_option,
+    )
+    env.epilog = 'use: eval "$(python -m local env)"'
     add(
         "serve",
         "run the app locally: HTTP API -> Lambda-like runtime -> RDS Proxy stand-in -> MariaDB",
         _serve,
         _configure_serve,
+    )
+    add(
+        "sql",
+        "the mariadb client through the running serve's RDS Proxy stand-in: IAM token, TLS verified for the "
+        "endpoint name (--print: the values for any other client)",
+        _sql,
+        _stack_option,
+        _configure_sql,
     )
     add(
         "experiment",

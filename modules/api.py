@@ -1,4 +1,4 @@
-"""HTTP API (API Gateway v2) in front of the function, with access logs and a scoped invoke permission."""
+"""HTTP API (API Gateway v2) in front of the function: throttled, with access logs and a scoped invoke permission."""
 
 from __future__ import annotations
 
@@ -7,9 +7,16 @@ from dataclasses import dataclass
 
 from constructs import Construct
 
+from modules.api_limits import (
+    API_THROTTLING_BURST_RANGE,
+    API_THROTTLING_RATE_RANGE,
+    DEFAULT_API_THROTTLING_BURST_LIMIT,
+    DEFAULT_API_THROTTLING_RATE_LIMIT,
+)
 from modules.bindings import aws
 from modules.logs import log_group
 from modules.suppressions import skip_checks
+from modules.validation import check_range
 
 # Every method reaches the handler, which answers 405 for anything but GET.
 ROUTE_KEY = "ANY /"
@@ -43,6 +50,14 @@ class HttpApiProps:
     lambda_timeout_s: int = 10
     """The integration waits one second longer than the function (capped at API Gateway's 30 s)."""
     log_retention_days: int = 365
+    throttling_burst_limit: int = DEFAULT_API_THROTTLING_BURST_LIMIT
+    """Requests the ``$default`` stage admits at once before answering 429 (1-5000). Default: 200."""
+    throttling_rate_limit: int = DEFAULT_API_THROTTLING_RATE_LIMIT
+    """Steady requests per second the ``$default`` stage admits (1-10000). Default: 100."""
+
+    def __post_init__(self) -> None:
+        check_range("throttling_burst_limit", self.throttling_burst_limit, *API_THROTTLING_BURST_RANGE)
+        check_range("throttling_rate_limit", self.throttling_rate_limit, *API_THROTTLING_RATE_RANGE)
 
 
 class HttpApi(Construct):
@@ -90,6 +105,11 @@ class HttpApi(Construct):
             auto_deploy=True,
             access_log_settings=stage.Apigatewayv2StageAccessLogSettings(
                 destination_arn=access_logs.arn, format=ACCESS_LOG_FORMAT
+            ),
+            # Every GET writes a row: the edge bounds the load on the pool and the DB, and the table's growth.
+            default_route_settings=stage.Apigatewayv2StageDefaultRouteSettings(
+                throttling_burst_limit=props.throttling_burst_limit,
+                throttling_rate_limit=props.throttling_rate_limit,
             ),
         )
         # Only this API's root route may invoke the function.

@@ -12,6 +12,7 @@ from cdktf import TerraformResourceLifecycle
 from constructs import Construct
 
 from modules.bindings import aws
+from modules.db_users import DEFAULT_MASTER_USERNAME
 from modules.engine import DEFAULT_ENGINE_VERSION, DEFAULT_INSTANCE_CLASS, EngineVersion
 from modules.logs import log_group
 from modules.suppressions import skip_checks
@@ -36,7 +37,7 @@ class DatabaseProps:
     allocated_storage_gb: int = 20
     max_allocated_storage_gb: int = 100
     db_name: str = "app"
-    username: str = "app_admin"
+    username: str = DEFAULT_MASTER_USERNAME
     port: int = 3306
     backup_retention_days: int = 7
     multi_az: bool = False

@@ -1,4 +1,4 @@
-"""The Lambda function in the VPC: its zip, role, log group and environment (no password, ever)."""
+"""The request function in the VPC: its zip, role, log group and environment (no password, ever)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from constructs import Construct
 from handler import app_contract as contract
 from modules.bindings import aws
 from modules.context import AwsContext
+from modules.db_users import DEFAULT_APP_USERNAME
 from modules.logs import log_group
 from modules.packaging import build_handler_zip
 from modules.policy import service_assume_role
@@ -36,7 +37,9 @@ class FunctionProps:
     """The proxy endpoint the handler connects to (never the DB itself)."""
     db_port: int = contract.DEFAULT_PORT
     db_name: str = "app"
-    db_user: str = "app_admin"
+    db_user: str = DEFAULT_APP_USERNAME
+    """The DB user the handler logs in as: the application user (DML on its own tables only), never the master.
+    Default: app_user."""
     table_name: str = contract.DEFAULT_TABLE
     response_limit: int = contract.RESPONSE_LIMIT_DEFAULT
     runtime: str = "python3.12"
@@ -58,6 +61,14 @@ class FunctionProps:
             contract.DB_AUTH: contract.AUTH_IAM,
             contract.RESPONSE_LIMIT: str(self.response_limit),
         }
+
+
+@dataclass(frozen=True)
+class FunctionCode:
+    """A deployment package staged by cdktf: the asset path and the hash Terraform compares (one zip, two functions)."""
+
+    filename: str
+    source_code_hash: str
 
 
 class Function(Construct):
@@ -87,6 +98,7 @@ class Function(Construct):
         # Deterministic zip (sorted entries, fixed mtimes): an unchanged handler never redeploys.
         package = build_handler_zip(props.code_dir, props.build_dir / "handler.zip")
         asset = TerraformAsset(self, "code", path=str(package.path), type=AssetType.FILE)
+        self.code = FunctionCode(filename=asset.path, source_code_hash=package.sha256_base64)
 
         lambda_function = aws("lambda_function")
         self.function = lambda_function.LambdaFunction(
@@ -121,6 +133,12 @@ class Function(Construct):
                 "CKV_AWS_115": "reserved concurrency is a setting (lambda_reserved_concurrency); the proxy caps DB use",
             },
         )
+
+    def serve_after(self, *resources) -> None:
+        """Create or change the function only once ``resources`` are in place (the deploy's migration), so new code
+        serves only on a schema migrated for it; on a failed migration the previous code keeps serving."""
+        addresses = [f"{r.terraform_resource_type}.{r.friendly_unique_id}" for r in resources]
+        self.function.depends_on = [*(self.function.depends_on or []), *addresses]
 
     @property
     def name(self) -> str:

@@ -1,4 +1,4 @@
-"""The VPC: private subnets only, and security groups chained Lambda -> proxy -> DB on the DB port alone."""
+"""The VPC: private subnets only, and security groups chained Lambda/migrator -> proxy -> DB on the DB port alone."""
 
 from __future__ import annotations
 
@@ -32,9 +32,10 @@ class NetworkProps:
 
 
 class Network(Construct):
-    """No internet gateway or NAT: the Lambda reaches only the proxy, the proxy only the DB.
+    """No internet gateway or NAT: the functions reach only the proxy, the proxy only the DB.
 
-    IAM auth tokens are signed locally by the Lambda, so it needs no route to AWS APIs.
+    IAM auth tokens are signed locally by the functions, so the request path needs no route to AWS APIs; the
+    migrator's one AWS API (Secrets Manager) is reached through an interface endpoint (``modules.endpoints``).
     """
 
     def __init__(self, scope: Construct, id_: str, props: NetworkProps):
@@ -61,9 +62,15 @@ class Network(Construct):
         self.proxy_sg = self._security_group("proxy-sg", f"{prefix}-proxy", "RDS Proxy: from Lambda, to the DB")
         skip_checks(self.proxy_sg, {"CKV2_AWS_5": "attached to aws_db_proxy, which checkov's graph does not follow"})
         self.db_sg = self._security_group("db-sg", f"{prefix}-db", "RDS MySQL: from the proxy only")
+        self.migrator_sg = self._security_group(
+            "migrator-sg", f"{prefix}-migrator", "Schema migrator: egress to the proxy and Secrets Manager only"
+        )
         port = props.db_port
         self._allow("lambda-to-proxy", self.lambda_sg, self.proxy_sg, port, "Lambda connects to RDS Proxy")
         self._allow("proxy-to-db", self.proxy_sg, self.db_sg, port, "RDS Proxy connects to the DB instance")
+        self.migrator_rules = self._allow(
+            "migrator-to-proxy", self.migrator_sg, self.proxy_sg, port, "The migrator connects to RDS Proxy"
+        )
 
     def _private_subnets(self, role: str, cidrs: tuple[str, ...], zones: tuple[str, ...]) -> list[str]:
         """One subnet per CIDR, the i-th in the i-th zone, never assigning public IPs; returns their ids."""
@@ -87,27 +94,8 @@ class Network(Construct):
             self, id_, name=name, description=description, vpc_id=self.vpc.id, tags={"Name": name}
         )
 
-    def _allow(self, id_: str, source, target, port: int, description: str) -> None:
-        aws("vpc_security_group_egress_rule").VpcSecurityGroupEgressRule(
-            self,
-            f"{id_}-egress",
-            security_group_id=source.id,
-            referenced_security_group_id=target.id,
-            ip_protocol="tcp",
-            from_port=port,
-            to_port=port,
-            description=f"{description} (egress)",
-        )
-        aws("vpc_security_group_ingress_rule").VpcSecurityGroupIngressRule(
-            self,
-            f"{id_}-ingress",
-            security_group_id=target.id,
-            referenced_security_group_id=source.id,
-            ip_protocol="tcp",
-            from_port=port,
-            to_port=port,
-            description=f"{description} (ingress)",
-        )
+    def _allow(self, id_: str, source, target, port: int, description: str) -> tuple:
+        return allow_tcp(self, id_, source=source, target=target, port=port, description=description)
 
     def _flow_logs(self, props: NetworkProps) -> None:
         """Rejected/accepted traffic records: the first thing to read when a connection times out."""
@@ -155,3 +143,28 @@ class Network(Construct):
             iam_role_arn=role.arn,
             max_aggregation_interval=600,
         )
+
+
+def allow_tcp(scope: Construct, id_: str, *, source, target, port: int, description: str) -> tuple:
+    """The egress rule of ``source`` and the ingress rule of ``target`` for one TCP port; returns both."""
+    egress = aws("vpc_security_group_egress_rule").VpcSecurityGroupEgressRule(
+        scope,
+        f"{id_}-egress",
+        security_group_id=source.id,
+        referenced_security_group_id=target.id,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        description=f"{description} (egress)",
+    )
+    ingress = aws("vpc_security_group_ingress_rule").VpcSecurityGroupIngressRule(
+        scope,
+        f"{id_}-ingress",
+        security_group_id=target.id,
+        referenced_security_group_id=source.id,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        description=f"{description} (ingress)",
+    )
+    return egress, ingress

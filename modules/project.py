@@ -40,3 +40,8 @@ def local_state_dir(root: Path = REPO_ROOT) -> Path:
 
 def emulator_state_dir(root: Path = REPO_ROOT) -> Path:
     return local_state_dir(root) / "emulator"
+
+
+LOCAL_ACCESS_KEY_ID = "test"
+LOCAL_SECRET_ACCESS_KEY = "test"
+"""The local target's dummy credentials: the emulator accepts any, real AWS rejects these."""

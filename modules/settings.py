@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handler.app_contract import TABLE_NAME_MAX_LENGTH
+from modules.api_limits import (
+    API_THROTTLING_BURST_RANGE,
+    API_THROTTLING_RATE_RANGE,
+    DEFAULT_API_THROTTLING_BURST_LIMIT,
+    DEFAULT_API_THROTTLING_RATE_LIMIT,
+)
+from modules.db_users import DEFAULT_APP_USERNAME, DEFAULT_MASTER_USERNAME, check_db_user
 from modules.engine import (
     DEFAULT_ENGINE_VERSION,
     DEFAULT_INSTANCE_CLASS,
@@ -35,13 +42,11 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 # fmt: on
 LAMBDA_RUNTIMES = ("python3.12", "python3.13")
 LAMBDA_ARCHITECTURES = ("arm64", "x86_64")
-RESERVED_DB_USERNAMES = ("rdsadmin", "rdsrepladmin", "mysql.sys", "root", "admin_rds")
 
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 # The handler keeps <table>_count and <table>_schema beside the table, within MySQL's 64-character names.
 _TABLE_NAME = re.compile(rf"^[A-Za-z][A-Za-z0-9_]{{0,{TABLE_NAME_MAX_LENGTH - 1}}}$")
-_DB_USER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,15}$")
 _AZ = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _EMAIL = re.compile(r"^[^@\s,]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
@@ -90,8 +95,12 @@ class StackSettings:
     db_max_allocated_storage_gb: int = 100
     """Storage autoscaling ceiling; equal to db_allocated_storage_gb disables autoscaling."""
     db_name: str = "app"
-    db_username: str = "app_admin"
-    """Master user; RDS generates its password into Secrets Manager, so no password exists in code or state."""
+    db_username: str = DEFAULT_MASTER_USERNAME
+    """Master user, for administration and the deploy's migrator only; RDS generates its password into Secrets
+    Manager, so no password exists in code or state."""
+    db_app_username: str = DEFAULT_APP_USERNAME
+    """The request path's DB user (1-16 characters, not reserved, not the master): DML on the handler's own tables
+    only. Its password is generated at deploy into a Secrets Manager secret and kept in no code, plan or state."""
     db_port: int = 3306
     db_backup_retention_days: int = 7
     db_multi_az: bool = False
@@ -125,6 +134,15 @@ class StackSettings:
     response_limit: int = 100
     """How many of the newest stored times a GET returns (the total count is returned too)."""
     log_retention_days: int = 365
+    api_throttling_burst_limit: int = DEFAULT_API_THROTTLING_BURST_LIMIT
+    """Requests the ``$default`` stage admits at once before answering 429 (token-bucket size, 1-5000: the
+    account's burst quota). 200 concurrent GETs become at most ~200 proxy clients, multiplexed onto the pool
+    (70 % of 85 = 59 DB connections on db.t4g.micro) with a few ms of borrow wait at 1-2 ms DB time each, and
+    stay under alarm_proxy_client_connections (500)."""
+    api_throttling_rate_limit: int = DEFAULT_API_THROTTLING_RATE_LIMIT
+    """Steady requests per second the ``$default`` stage admits (1-10000: the account's quota). Each GET writes a
+    row and costs 1-2 ms of DB time, so 100/s uses 0.1-0.2 vCPU: db.t4g.micro's CPU baseline (2 vCPU at 10 %),
+    which a sustained load never runs out of credits at; it also bounds table growth to 8.64 M rows a day."""
 
     # --- alarms (one SNS topic) and their thresholds
     alarm_email_addresses: tuple[str, ...] = ()
@@ -216,13 +234,11 @@ class StackSettings:
         check_pattern(
             "db_name", self.db_name, _IDENTIFIER, "1-64 letters, digits or underscores, starting with a letter"
         )
-        check_pattern(
-            "db_username", self.db_username, _DB_USER, "1-16 letters, digits or underscores, starting with a letter"
-        )
-        if self.db_username.lower() in RESERVED_DB_USERNAMES:
-            raise SettingsError(
-                "db_username", self.db_username, "a name other than the reserved " + ", ".join(RESERVED_DB_USERNAMES)
-            )
+        check_db_user("db_username", self.db_username)
+        check_db_user("db_app_username", self.db_app_username)
+        if self.db_app_username.lower() == self.db_username.lower():
+            allowed = f"a name other than the master user db_username ({self.db_username})"
+            raise SettingsError("db_app_username", self.db_app_username, allowed)
         check_range("db_port", self.db_port, 1150, 65535)
         check_range("db_backup_retention_days", self.db_backup_retention_days, 1, 35)
         check_pattern(
@@ -244,6 +260,8 @@ class StackSettings:
             check_range("lambda_reserved_concurrency", self.lambda_reserved_concurrency, 1, 1000)
         check_range("response_limit", self.response_limit, 1, 1000)
         check_choice("log_retention_days", self.log_retention_days, LOG_RETENTION_DAYS)
+        check_range("api_throttling_burst_limit", self.api_throttling_burst_limit, *API_THROTTLING_BURST_RANGE)
+        check_range("api_throttling_rate_limit", self.api_throttling_rate_limit, *API_THROTTLING_RATE_RANGE)
         for key, value in self.tags.items():
             if not isinstance(key, str) or not isinstance(value, str) or not 1 <= len(key) <= 128 or len(value) > 256:
                 raise SettingsError("tags", {key: value}, "string keys of 1-128 and values of 0-256 characters")

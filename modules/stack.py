@@ -1,8 +1,9 @@
 """The whole architecture as one CDKTF stack: API -> Lambda (VPC) -> RDS Proxy -> RDS MySQL, plus alarms.
 
 The same constructs serve every environment; only the provider (endpoints, credentials) and backend differ
-between the ``local`` emulator target and real AWS. This module maps the flat ``StackSettings`` onto each
-construct's typed props.
+between the ``local`` emulator target and real AWS, plus one thing the emulator cannot do: invoke a function,
+so the local target deploys the migrator without running it (the local data plane runs it). This module maps
+the flat ``StackSettings`` onto each construct's typed props.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from constructs import Construct
 
 from modules.alarms import AlarmThresholds, MonitoredResources
 from modules.api import STAGE_NAME, HttpApi, HttpApiProps
+from modules.app_user import AppUserSecret, AppUserSecretProps
 from modules.bindings import aws
 from modules.context import AwsContext
 from modules.database import Database, DatabaseProps
 from modules.encryption import StackKey, StackKeyProps
+from modules.endpoints import SecretsManagerEndpoint, SecretsManagerEndpointProps
 from modules.engine import warn_extended_support
 from modules.environments import Environment
 from modules.function import Function, FunctionProps
+from modules.migrator import Migrator, MigratorProps
 from modules.monitoring import Monitoring, MonitoringProps, dashboard_url
 from modules.network import Network, NetworkProps
 from modules.project import BUILD_DIR_NAME, HANDLER_DIR_NAME, REPO_ROOT, stack_dir
@@ -90,6 +94,16 @@ class ServerlessMysqlStack(TerraformStack):
                 log_retention_days=s.log_retention_days,
             ),
         )
+        app_secret = AppUserSecret(
+            self,
+            "app-user",
+            AppUserSecretProps(
+                name_prefix=s.name_prefix,
+                username=s.db_app_username,
+                kms_key_arn=key.arn,
+                recovery_window_days=0 if s.throwaway else AppUserSecretProps.recovery_window_days,
+            ),
+        )
         proxy = DatabaseProxy(
             self,
             "proxy",
@@ -99,6 +113,7 @@ class ServerlessMysqlStack(TerraformStack):
                 subnet_ids=network.db_subnet_ids,
                 security_group_id=network.proxy_sg.id,
                 secret_arn=database.secret_arn,
+                app_secret_arns=(app_secret.arn,),
                 kms_key_arn=key.arn,
                 db_instance_identifier=database.instance.identifier,
                 pool=s.pool_rules,
@@ -121,7 +136,7 @@ class ServerlessMysqlStack(TerraformStack):
                 db_host=proxy.endpoint,
                 db_port=s.db_port,
                 db_name=s.db_name,
-                db_user=s.db_username,
+                db_user=s.db_app_username,
                 table_name=s.table_name,
                 response_limit=s.response_limit,
                 runtime=s.lambda_runtime,
@@ -132,7 +147,9 @@ class ServerlessMysqlStack(TerraformStack):
                 log_retention_days=s.log_retention_days,
             ),
         )
-        proxy.grant_connect(function.role, s.db_username)
+        # The function switches users only once its grant exists (and, on the cloud, once the migration ran).
+        function.serve_after(proxy.grant_connect(function.role, s.db_app_username))
+        migrator = self._migrator(environment, ctx, key, network, proxy, app_secret, function)
         api = HttpApi(
             self,
             "api",
@@ -142,6 +159,8 @@ class ServerlessMysqlStack(TerraformStack):
                 kms_key_arn=key.arn,
                 lambda_timeout_s=s.lambda_timeout_s,
                 log_retention_days=s.log_retention_days,
+                throttling_burst_limit=s.api_throttling_burst_limit,
+                throttling_rate_limit=s.api_throttling_rate_limit,
             ),
         )
         monitoring = Monitoring(
@@ -168,6 +187,7 @@ class ServerlessMysqlStack(TerraformStack):
         log_groups = {
             "proxy": proxy.log_group.name,
             "function": function.log_group.name,
+            "migrator": migrator.log_group.name,
             "api_access": api.access_logs.name,
             "vpc_flow": network.flow_log_group.name,
             **{f"db_{kind}": group.name for kind, group in database.log_groups.items()},
@@ -182,13 +202,59 @@ class ServerlessMysqlStack(TerraformStack):
             ("function_role_arn", function.role.arn, "Lambda execution role (VPC access, rds-db:connect)"),
             ("db_endpoint", database.instance.address, "DB instance address (reachable only from the proxy)"),
             ("secret_arn", database.secret_arn, "Secrets Manager secret with the DB credentials (RDS-managed)"),
+            ("app_secret_arn", app_secret.arn, "Secrets Manager secret of the application DB user (stack-generated)"),
             ("function_name", function.name, "Lambda function name"),
+            ("migrator_name", migrator.name, "Lambda function that migrates the schema and manages the app user"),
             ("log_groups", log_groups, "CloudWatch log groups by source (retention and KMS set by the stack)"),
             ("dashboard_name", monitoring.dashboard.dashboard_name, "CloudWatch dashboard of the stack"),
             ("dashboard_url", dashboard_url(s.region, monitoring.dashboard_name), "CloudWatch console link"),
             ("alarm_topic_arn", monitoring.topic_arn, "SNS topic every alarm notifies (subscribe on-call here)"),
         ):
             TerraformOutput(self, name, value=value, description=description)
+
+    def _migrator(self, environment, ctx, key, network, proxy, app_secret, function) -> Migrator:
+        """The migrator, its private path to Secrets Manager, and (cloud target) its run before the new code serves."""
+        s = environment.settings
+        endpoint = SecretsManagerEndpoint(
+            self,
+            "secretsmanager-endpoint",
+            SecretsManagerEndpointProps(
+                name_prefix=s.name_prefix,
+                ctx=ctx,
+                vpc_id=network.vpc.id,
+                subnet_ids=network.lambda_subnet_ids,
+                client_security_group=network.migrator_sg,
+                readable_secret_arns=(app_secret.arn,),
+            ),
+        )
+        migrator = Migrator(
+            self,
+            "migrator",
+            MigratorProps(
+                name_prefix=s.name_prefix,
+                ctx=ctx,
+                code=function.code,
+                proxy=proxy,
+                subnet_ids=network.lambda_subnet_ids,
+                security_group_id=network.migrator_sg.id,
+                kms_key_arn=key.arn,
+                master_username=s.db_username,
+                app_username=s.db_app_username,
+                app_secret_arn=app_secret.arn,
+                app_secret_version=app_secret.password_version,
+                db_port=s.db_port,
+                db_name=s.db_name,
+                table_name=s.table_name,
+                runtime=s.lambda_runtime,
+                architecture=s.lambda_architecture,
+                log_retention_days=s.log_retention_days,
+                invoke_on_deploy=environment.target != "local",
+                depends_on=(*endpoint.dependables, *network.migrator_rules),
+            ),
+        )
+        if migrator.invocation is not None:
+            function.serve_after(migrator.invocation)
+        return migrator
 
     def _provider(self, environment: Environment) -> None:
         settings = environment.settings

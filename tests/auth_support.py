@@ -120,3 +120,21 @@ def _rds_client(access_key_id: str, secret_access_key: str, session_token: str) 
         region_name=REGION,
     )
     return session.client("rds")
+
+
+def plane_state(inline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``state`` plus what the local data plane reads: the pool, the route, the proxy's auth block (no secret)."""
+    deployed = state(inline=inline)
+    for resource in deployed["resources"]:
+        attributes = resource["instances"][0]["attributes"]
+        if resource["type"] == "aws_db_proxy":
+            attributes.update(idle_client_timeout=1800, auth=[{"iam_auth": "REQUIRED", "secret_arn": ""}])
+        if resource["type"] == "aws_lambda_function":
+            attributes.update(handler="app.lambda_handler", memory_size=256, timeout=10)
+            attributes["environment"][0]["variables"].update(DB_TABLE="access_times", RESPONSE_LIMIT="5")
+    pool = {"connection_pool_config": [{"max_connections_percent": 70, "max_idle_connections_percent": 50}]}
+    deployed["resources"] += [
+        _resource("aws_db_proxy_default_target_group", "tg", pool),
+        _resource("aws_apigatewayv2_route", "route", {"route_key": "$default"}),
+    ]
+    return deployed

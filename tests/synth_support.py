@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -43,6 +44,48 @@ def only(stack: Mapping[str, Any], rtype: str) -> dict[str, Any]:
     found = list(resources(stack, rtype).values())
     assert len(found) == 1, f"expected exactly one {rtype}, found {len(found)}"
     return found[0]
+
+
+def ref(rtype: str, resource_name: str, attribute: str) -> str:
+    """How cdktf renders a reference to ``rtype.resource_name.attribute``."""
+    return f"${{{rtype}.{resource_name}.{attribute}}}"
+
+
+def name_of(stack: Mapping[str, Any], rtype: str, predicate) -> str:
+    """The one resource name of ``rtype`` whose block satisfies ``predicate``."""
+    matches = [n for n, r in resources(stack, rtype).items() if predicate(r)]
+    assert len(matches) == 1, (rtype, matches)
+    return matches[0]
+
+
+def policy_statements(stack: Mapping[str, Any], policy_json_ref: str) -> list[dict]:
+    """Statements of the aws_iam_policy_document data source referenced as ``${data...json}``."""
+    match = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.([^.]+)\.json\}", policy_json_ref)
+    assert match, policy_json_ref
+    return stack["data"]["aws_iam_policy_document"][match.group(1)]["statement"]
+
+
+def role_policies(stack: Mapping[str, Any], role_arn_ref: str) -> tuple[list[str], list[dict]]:
+    """(managed policy ARNs attached, inline statements) of the role an ``aws_iam_role...arn`` reference names."""
+    role = re.fullmatch(r"\$\{aws_iam_role\.([^.]+)\.arn\}", role_arn_ref).group(1)
+    attached = [
+        a["policy_arn"]
+        for a in resources(stack, "aws_iam_role_policy_attachment").values()
+        if a["role"] == ref("aws_iam_role", role, "name")
+    ]
+    inline = [
+        statement
+        for policy in resources(stack, "aws_iam_role_policy").values()
+        if policy["role"] == ref("aws_iam_role", role, "id")
+        for statement in policy_statements(stack, policy["policy"])
+    ]
+    return attached, inline
+
+
+def function_named(stack: Mapping[str, Any], suffix: str) -> tuple[str, dict[str, Any]]:
+    """(resource name, block) of the Lambda function called ``<name_prefix>-<suffix>``: ``api`` or ``migrator``."""
+    name = name_of(stack, "aws_lambda_function", lambda f: f["function_name"].endswith(f"-{suffix}"))
+    return name, stack["resource"]["aws_lambda_function"][name]
 
 
 def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:

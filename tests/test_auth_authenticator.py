@@ -28,14 +28,15 @@ from local.data_plane.auth.errors import (
 from local.data_plane.auth.local_ca import LocalCaSettings
 from local.data_plane.auth.resolver_shim import AddressOverride
 from modules.validation import SettingsError
-from tests.auth_support import DB_USER, ENDPOINT, PRX_ID, ROLE_ARN, grant, signed_token, state
+from tests.auth_support import DB_USER, ENDPOINT, PRX_ID, ROLE_ARN, connect_arn, grant, signed_token, state
 
 
-def _authenticator(tmp_path: Path, deployed: dict | None = None) -> IamAuthenticator:
+def _authenticator(tmp_path: Path, deployed: dict | None = None, **overrides) -> IamAuthenticator:
     settings = IamAuthSettings.from_state(
         deployed or state(),
         ca=LocalCaSettings(directory=tmp_path / "ca"),
         issuer=IssuerSettings(key_path=tmp_path / "auth" / "issuer.key"),
+        **overrides,
     )
     return IamAuthenticator(settings)
 
@@ -48,9 +49,10 @@ def _runtime_token(auth: IamAuthenticator, role_arn: str = ROLE_ARN, **token_arg
 
 def test_settings_come_from_state(tmp_path: Path) -> None:
     settings = _authenticator(tmp_path).settings
-    assert (settings.proxy.endpoint, settings.port, settings.db_user) == (ENDPOINT, 3306, DB_USER)
+    assert (settings.proxy.endpoint, settings.port) == (ENDPOINT, 3306)
     assert settings.proxy.resource_id == PRX_ID
-    assert settings.policies.role_arn == ROLE_ARN
+    assert ROLE_ARN in settings.roles and len(settings.roles) == 2  # every role of the stack, not one
+    assert settings.emulator is None and settings.local_port is None
     path = tmp_path / "terraform.local.tfstate"
     path.write_text(json.dumps(state()))
     assert IamAuthSettings.from_state_file(path).proxy == settings.proxy
@@ -61,6 +63,27 @@ def test_a_container_token_is_admitted(tmp_path: Path) -> None:
     principal = auth.check(DB_USER, _runtime_token(auth), host=ENDPOINT, port=3306)
     assert principal.db_user == DB_USER and principal.role_arn == ROLE_ARN
     assert principal.caller_arn.endswith(":assumed-role/sms-local-api-exec/sms-local-api")
+    assert principal.source == "local issuer"
+
+
+def test_any_db_user_the_policies_allow_is_admitted(tmp_path: Path) -> None:
+    """Which DB users exist is the stand-in's business: the authenticator asks only what the signer may do."""
+    auth = _authenticator(tmp_path, state(inline=[grant(connect_arn(user="*"))]))
+    assert auth.check("reporting", _runtime_token(auth, user="reporting")).db_user == "reporting"
+    narrow = _authenticator(tmp_path / "narrow")
+    with pytest.raises(AuthError, match=r"not authorized: no policy of .* allows rds-db:connect on .*/reporting"):
+        narrow.check("reporting", _runtime_token(narrow, user="reporting"))
+
+
+def test_tokens_for_the_stand_ins_own_port_are_admitted_when_it_is_known(tmp_path: Path) -> None:
+    local = _authenticator(tmp_path, local_port=24001)
+    assert local.check(DB_USER, _runtime_token(local, port=24001), port=24001).db_user == DB_USER
+    assert local.check(DB_USER, _runtime_token(local), port=3306).db_user == DB_USER  # the deployed port too
+    with pytest.raises(AuthError, match=r"wrong host: signed for .*:24002, this proxy is .*:3306 \(or :24001"):
+        local.check(DB_USER, _runtime_token(local, port=24002))
+    unknown = _authenticator(tmp_path / "unknown")
+    with pytest.raises(AuthError, match="wrong host"):
+        unknown.check(DB_USER, _runtime_token(unknown, port=24001))
 
 
 def test_each_check_has_its_reason(tmp_path: Path) -> None:
@@ -69,7 +92,8 @@ def test_each_check_has_its_reason(tmp_path: Path) -> None:
     cases = [
         (lambda: auth.check(DB_USER, token, host="other.example"), WRONG_HOST),
         (lambda: auth.check(DB_USER, token, port=3307), WRONG_HOST),
-        (lambda: auth.check("root", _runtime_token(auth, user="root")), WRONG_USER),
+        (lambda: auth.check("root", token), WRONG_USER),
+        (lambda: auth.check("root", _runtime_token(auth, user="root")), NOT_AUTHORIZED),
         (lambda: auth.check(DB_USER, "not-a-token"), MALFORMED),
         (
             lambda: auth.check(DB_USER, _runtime_token(auth, role_arn="arn:aws:iam::123456789012:role/other")),
@@ -116,9 +140,20 @@ def test_clear_text_password_and_error_text() -> None:
 def test_settings_are_validated(tmp_path: Path) -> None:
     settings = _authenticator(tmp_path).settings
     with pytest.raises(SettingsError, match="port=70000"):
-        IamAuthSettings(proxy=settings.proxy, port=70000, db_user=DB_USER, policies=settings.policies)
-    with pytest.raises(SettingsError, match="db_user"):
-        IamAuthSettings(proxy=settings.proxy, port=3306, db_user="", policies=settings.policies)
+        IamAuthSettings(proxy=settings.proxy, port=70000, roles=settings.roles)
+    with pytest.raises(SettingsError, match="local_port=0"):
+        IamAuthSettings(proxy=settings.proxy, port=3306, roles=settings.roles, local_port=0)
+    two_ports = state()
+    two_ports["resources"].append(
+        {
+            "mode": "managed",
+            "type": "aws_lambda_function",
+            "name": "other",
+            "instances": [{"attributes": {"role": ROLE_ARN, "environment": [{"variables": {"DB_PORT": "3307"}}]}}],
+        }
+    )
+    with pytest.raises(SettingsError, match="one proxy port for every function"):
+        IamAuthSettings.from_state(two_ports)
 
 
 # --- resolver shim -------------------------------------------------------------------------------------

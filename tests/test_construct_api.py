@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from modules.api import HttpApi, HttpApiProps
 from modules.bindings import aws
+from modules.validation import SettingsError
 from tests.synth_support import TEST_KEY_ARN, only, synth_construct
 
 
-def _synth(timeout_s: int):
+def _synth(timeout_s: int, **throttling):
     def build(stack, ctx):
         fn = aws("lambda_function").LambdaFunction(
             stack,
@@ -24,7 +27,12 @@ def _synth(timeout_s: int):
             stack,
             "api",
             HttpApiProps(
-                name_prefix="t", function=fn, kms_key_arn=TEST_KEY_ARN, lambda_timeout_s=timeout_s, log_retention_days=7
+                name_prefix="t",
+                function=fn,
+                kms_key_arn=TEST_KEY_ARN,
+                lambda_timeout_s=timeout_s,
+                log_retention_days=7,
+                **throttling,
             ),
         )
 
@@ -48,3 +56,26 @@ def test_default_stage_writes_json_access_logs_to_an_encrypted_group():
     assert stage["name"] == "$default"
     assert json.loads(stage["access_log_settings"]["format"])["status"] == "$context.status"
     assert only(stack, "aws_lambda_permission")["source_arn"].endswith(".execution_arn}/*/*/")
+
+
+def test_default_stage_is_throttled_by_default_and_as_given():
+    assert only(_synth(10), "aws_apigatewayv2_stage")["default_route_settings"] == {
+        "throttling_burst_limit": 200,
+        "throttling_rate_limit": 100,
+    }
+    stage = only(_synth(10, throttling_burst_limit=5000, throttling_rate_limit=1), "aws_apigatewayv2_stage")
+    assert stage["default_route_settings"] == {"throttling_burst_limit": 5000, "throttling_rate_limit": 1}
+
+
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("throttling_burst_limit", 0, "from 1 to 5000"),
+        ("throttling_burst_limit", 5001, "from 1 to 5000"),
+        ("throttling_rate_limit", 0, "from 1 to 10000"),
+        ("throttling_rate_limit", 10001, "from 1 to 10000"),
+    ],
+)
+def test_throttling_outside_api_gateways_quotas_is_refused_naming_the_field(field, value, allowed):
+    with pytest.raises(SettingsError, match=rf"invalid setting {field}={value}: allowed an integer {allowed}"):
+        HttpApiProps(name_prefix="t", function=None, kms_key_arn=TEST_KEY_ARN, **{field: value})

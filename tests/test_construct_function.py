@@ -53,7 +53,7 @@ def test_environment_uses_the_contract_names_and_iam_auth(function):
         app_contract.DB_HOST: "proxy.example",
         app_contract.DB_PORT: "3307",
         app_contract.DB_NAME: "app",
-        app_contract.DB_USER: "app_admin",
+        app_contract.DB_USER: "app_user",  # the application user by default, never the master
         app_contract.DB_TABLE: app_contract.DEFAULT_TABLE,
         app_contract.DB_AUTH: app_contract.AUTH_IAM,
         app_contract.RESPONSE_LIMIT: str(app_contract.RESPONSE_LIMIT_DEFAULT),
@@ -64,6 +64,36 @@ def test_environment_uses_the_contract_names_and_iam_auth(function):
 def test_code_comes_from_the_given_directory(function, code_dir, tmp_path):
     fn = only(function, "aws_lambda_function")
     assert fn["source_code_hash"] == build_handler_zip(code_dir, tmp_path / "h.zip").sha256_base64
+
+
+def test_serve_after_adds_to_the_functions_dependencies(code_dir, tmp_path):
+    def build(stack, ctx):
+        from modules.bindings import aws
+
+        gate = aws("cloudwatch_log_group").CloudwatchLogGroup(stack, "gate", name="gate")
+        function = Function(
+            stack,
+            "fn",
+            FunctionProps(
+                name_prefix="t",
+                ctx=ctx,
+                code_dir=code_dir,
+                build_dir=tmp_path,
+                subnet_ids=["subnet-l"],
+                security_group_id="sg-l",
+                kms_key_arn=TEST_KEY_ARN,
+                db_host="proxy.example",
+            ),
+        )
+        function.serve_after(gate)
+
+    fn = only(synth_construct(build), "aws_lambda_function")
+    assert fn["depends_on"][-1].startswith("aws_cloudwatch_log_group.gate")
+    assert [d.split(".")[0] for d in fn["depends_on"]] == [
+        "aws_cloudwatch_log_group",
+        "aws_iam_role_policy_attachment",
+        "aws_cloudwatch_log_group",
+    ]
 
 
 def test_sizing_and_placement_follow_the_props(function):

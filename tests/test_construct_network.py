@@ -41,13 +41,21 @@ def test_subnets_follow_the_props_in_zone_order(network):
     assert not resources(network, "aws_internet_gateway") and not resources(network, "aws_nat_gateway")
 
 
-def test_rules_open_only_the_db_port(network):
+def test_rules_open_only_the_db_port_from_the_function_and_the_migrator(network):
     rules = [
         *resources(network, "aws_vpc_security_group_ingress_rule").values(),
         *resources(network, "aws_vpc_security_group_egress_rule").values(),
     ]
-    assert len(rules) == 4
+    assert len(rules) == 6
     assert {(r["from_port"], r["to_port"], r["ip_protocol"]) for r in rules} == {(3307, 3307, "tcp")}
+    groups = {g["name"]: n for n, g in resources(network, "aws_security_group").items()}
+    assert set(groups) == {"t-lambda", "t-proxy", "t-db", "t-migrator"}
+    into_proxy = {
+        r["referenced_security_group_id"]
+        for r in resources(network, "aws_vpc_security_group_ingress_rule").values()
+        if r["security_group_id"] == f"${{aws_security_group.{groups['t-proxy']}.id}}"
+    }
+    assert into_proxy == {f"${{aws_security_group.{groups[n]}.id}}" for n in ("t-lambda", "t-migrator")}
 
 
 def test_flow_logs_use_the_key_and_retention(network):

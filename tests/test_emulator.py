@@ -172,22 +172,6 @@ def test_rule_referencing_another_group_keeps_its_description(emulator):
     ]
 
 
-def test_modify_db_proxy_fails_fast_with_a_clear_non_retryable_error(emulator):
-    # Standard retry mode retries 5xx and throttling; a 400 with our code must come back at once.
-    rds = _client(emulator, "rds", retries={"mode": "standard", "max_attempts": 5})
-    started = time.monotonic()
-    with pytest.raises(ClientError) as caught:
-        rds.modify_db_proxy(DBProxyName="any", RequireTLS=False)
-    elapsed = time.monotonic() - started
-    error = caught.value.response
-    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert error["ResponseMetadata"]["RetryAttempts"] == 0
-    assert error["Error"]["Code"] == NOT_IMPLEMENTED_CODE
-    assert "in-place change of an aws_db_proxy" in error["Error"]["Message"]
-    assert "destroy" in error["Error"]["Message"] and "real AWS" in error["Error"]["Message"]
-    assert elapsed < 5
-
-
 def test_any_unimplemented_action_is_a_400_naming_the_call(emulator):
     rds = _client(emulator, "rds", retries={"mode": "standard", "max_attempts": 5})
     with pytest.raises(ClientError) as caught:

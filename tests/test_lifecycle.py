@@ -1,8 +1,9 @@
 """The whole local lifecycle against the emulator, in a fresh checkout of the repository.
 
 deploy -> no changes on re-synth + plan -> state holds the configured values (and no password) ->
-a pool setting change is an in-place update of the target group and applies -> drift made with boto3
-is reported -> an in-place aws_db_proxy change fails fast and says why -> destroy leaves an empty state.
+the generated app user's password is in no saved plan and no state -> a pool setting change is an
+in-place update of the target group and applies -> drift made with boto3 is reported -> an in-place
+aws_db_proxy change applies -> destroy leaves an empty state.
 
 The tests run in order and share one deployment (module fixture); run them with
 ``pytest -m lifecycle -s tests/test_lifecycle.py`` to see progress and each step's time.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,16 @@ from typing import Any
 import boto3
 import pytest
 
+from handler import app_contract as contract
 from local.control_plane import lifecycle as lc
 from local.control_plane.checkout import fresh_checkout
 from local.control_plane.emulator_control import down, up
 from local.control_plane.project import LifecycleError, Project
+from local.control_plane.runner import initialized_stack_dir, run_step, terraform, tool_environment
 from local.control_plane.state_files import state_file
 from local.control_plane.state_queries import outputs as stack_outputs
 from local.control_plane.state_queries import state_list, state_resources, state_show
+from modules.function import HANDLER_ENTRY
 
 pytestmark = pytest.mark.lifecycle
 
@@ -56,6 +61,9 @@ ARCHITECTURE_TYPES = {
     "aws_apigatewayv2_integration",
     "aws_apigatewayv2_route",
     "aws_lambda_permission",
+    "aws_secretsmanager_secret",
+    "aws_secretsmanager_secret_version",
+    "aws_vpc_endpoint",
 }
 
 
@@ -80,12 +88,48 @@ class Deployment:
         )
 
     def config(self) -> dict[str, Any]:
-        return json.loads((self.project.stack_dir(STACK) / "cdk.tf.json").read_text())
+        return json.loads(self.stack_config_text())
+
+    def stack_config_text(self) -> str:
+        return (self.project.stack_dir(STACK) / "cdk.tf.json").read_text()
 
     def address(self, resource_type: str) -> str:
         names = list(self.config()["resource"][resource_type])
         assert len(names) == 1, f"expected one {resource_type}, found {names}"
         return f"{resource_type}.{names[0]}"
+
+    def function_address(self, handler: str) -> str:
+        """The request function or the migrator: found by handler string, as the local plane finds them."""
+        functions = self.config()["resource"]["aws_lambda_function"]
+        (name,) = [name for name, block in functions.items() if block["handler"] == handler]
+        return f"aws_lambda_function.{name}"
+
+    def saved_plan(self) -> tuple[int, str, list[bytes]]:
+        """``terraform plan -out`` of the current config: (exit code, ``terraform show -json``, every file of the
+        saved plan, unpacked)."""
+        env = tool_environment(self.endpoint)
+        directory = initialized_stack_dir(self.project, STACK, env)
+        plan_file = directory / "secret-scan.tfplan"
+        command = [terraform(), "plan", "-input=false", "-no-color", "-detailed-exitcode", f"-out={plan_file.name}"]
+        try:
+            code, _ = run_step(
+                self.project, STACK, "plan (saved)", command, cwd=directory, env=env, timeout_s=300, ok_codes=(0, 2)
+            )
+            _, shown = run_step(
+                self.project,
+                STACK,
+                "show plan",
+                [terraform(), "show", "-json", plan_file.name],
+                cwd=directory,
+                env=env,
+                timeout_s=60,
+                echo=False,
+            )
+            with zipfile.ZipFile(plan_file) as archive:
+                files = [archive.read(member) for member in archive.namelist()]
+        finally:
+            plan_file.unlink(missing_ok=True)
+        return code, shown, files
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +181,7 @@ def test_fresh_checkout_synthesizes_the_same_source_code_hash(deployment, tmp_pa
     expected = build_handler_zip(REPO / "handler", tmp_path / "handler.zip").sha256_base64
     lc.synth(STACK, deployment.project)
     functions = deployment.config()["resource"]["aws_lambda_function"]
-    assert [f["source_code_hash"] for f in functions.values()] == [expected]
+    assert [f["source_code_hash"] for f in functions.values()] == [expected, expected]  # one zip, two entry points
 
 
 def test_deploy_creates_every_resource_type(deployment):
@@ -169,7 +213,19 @@ def test_state_holds_the_configured_values(deployment):
     proxy = state[deployment.address("aws_db_proxy")]
     assert proxy["require_tls"] is True
     assert proxy["idle_client_timeout"] == 1800
-    assert [a["auth_scheme"] for a in proxy["auth"]] == ["SECRETS"]
+    outputs = deployment.outputs
+    # What the local plane reads: every user's secret ARN from the proxy's auth blocks (a set: any order).
+    assert sorted(a["secret_arn"] for a in proxy["auth"]) == sorted([outputs["secret_arn"], outputs["app_secret_arn"]])
+    assert {(a["auth_scheme"], a["iam_auth"]) for a in proxy["auth"]} == {("SECRETS", "REQUIRED")}
+    stage = state[deployment.address("aws_apigatewayv2_stage")]["default_route_settings"][0]
+    assert (stage["throttling_burst_limit"], stage["throttling_rate_limit"]) == (200, 100)
+    api = state[deployment.function_address(HANDLER_ENTRY)]
+    migrator = state[deployment.function_address(contract.MIGRATOR_HANDLER)]
+    assert api["environment"][0]["variables"][contract.DB_USER] == "app_user"
+    assert migrator["environment"][0]["variables"][contract.DB_USER] == "app_admin"
+    assert migrator["environment"][0]["variables"][contract.APP_DB_SECRET_ARN] == outputs["app_secret_arn"]
+    assert migrator["function_name"] == outputs["migrator_name"] and api["function_name"] == outputs["function_name"]
+    assert not [a for a in state if a.startswith("aws_lambda_invocation.")], "the emulator cannot invoke functions"
     pool = state[deployment.address("aws_db_proxy_default_target_group")]["connection_pool_config"][0]
     assert (
         pool["max_connections_percent"],
@@ -178,7 +234,7 @@ def test_state_holds_the_configured_values(deployment):
     ) == (70, 50, 120)
 
     # The function's VPC config points at exactly the subnets and security group the config references.
-    function_address = deployment.address("aws_lambda_function")
+    function_address = deployment.function_address(HANDLER_ENTRY)
     configured_vpc = deployment.config()["resource"]["aws_lambda_function"][function_address.split(".")[1]]
     vpc_config = state[function_address]["vpc_config"][0]
 
@@ -202,6 +258,26 @@ def test_no_password_in_state(deployment):
     assert len(password) >= 8
     raw_state = state_file(deployment.project, STACK).read_text()
     assert password not in raw_state
+
+
+def test_generated_app_password_is_in_no_saved_plan_and_no_state(deployment):
+    secrets = deployment.client("secretsmanager")
+    arn = deployment.outputs["app_secret_arn"]
+    stored = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
+    assert stored["username"] == "app_user" and len(stored["password"]) == 32
+    key = state_resources(STACK, deployment.project)[deployment.address("aws_kms_key")]["arn"]
+    assert secrets.describe_secret(SecretId=arn)["KmsKeyId"] in (key, key.rsplit("/", 1)[-1])
+    password = stored["password"].encode()
+
+    code, shown, plan_files = deployment.saved_plan()
+    assert code == 0, "a second plan of the deployed stack shows no changes"
+    assert "ephemeral.aws_secretsmanager_random_password" in (deployment.stack_config_text())
+    assert password not in shown.encode() and all(password not in data for data in plan_files)
+    assert len(plan_files) >= 3  # the plan, its config and the prior state were all scanned
+    raw_state = state_file(deployment.project, STACK).read_bytes()
+    assert password not in raw_state
+    version = state_resources(STACK, deployment.project)[deployment.address("aws_secretsmanager_secret_version")]
+    assert (version["secret_string"], version["secret_string_wo"], version["has_secret_string_wo"]) == ("", None, True)
 
 
 def test_pool_setting_change_is_an_in_place_update_of_the_target_group(deployment):
@@ -229,14 +305,24 @@ def test_drift_of_the_pool_setting_is_reported(deployment):
     assert target_group in result.drift
 
 
-def test_in_place_proxy_change_fails_fast_with_the_reason(deployment):
-    started = time.monotonic()
-    with pytest.raises(LifecycleError) as caught:
-        lc.deploy(STACK, deployment.project, extra_env=PROXY_CHANGE)
-    message = str(caught.value)
-    assert "NotImplementedByLocalEmulator" in message and "ModifyDBProxy" in message
-    assert "aws_db_proxy" in message and "Destroy and re-deploy" in message
-    assert time.monotonic() - started < 120  # no retry loop until the provider's timeout
+def test_in_place_proxy_change_applies_and_the_drifted_pool_is_put_back(deployment):
+    proxy, target_group = deployment.address("aws_db_proxy"), deployment.address("aws_db_proxy_default_target_group")
+    grants = {
+        f"aws_iam_role_policy.{n}" for n in deployment.config()["resource"]["aws_iam_role_policy"] if "connect" in n
+    }
+    result = lc.plan(STACK, deployment.project, extra_env=PROXY_CHANGE, synthesize=True)
+    # The connect grants' documents are data sources that read the proxy's ARN: Terraform reads them at apply while
+    # the proxy has changes pending, so their policies show as updates; the applied documents are the same.
+    assert len(grants) == 2
+    assert result.changes == {proxy: ("update",), target_group: ("update",), **dict.fromkeys(grants, ("update",))}
+    lc.deploy(STACK, deployment.project, extra_env=PROXY_CHANGE, synthesize=False)
+    assert not lc.plan(STACK, deployment.project, extra_env=PROXY_CHANGE, synthesize=False).has_changes
+    resources = state_resources(STACK, deployment.project)
+    state = resources[proxy]
+    assert state["idle_client_timeout"] == 900 and len(state["auth"]) == 2
+    assert resources[target_group]["connection_pool_config"][0]["max_connections_percent"] == 60
+    (described,) = deployment.client("rds").describe_db_proxies(DBProxyName=state["name"])["DBProxies"]
+    assert described["IdleClientTimeout"] == 900 and len(described["Auth"]) == 2
 
 
 def test_destroy_leaves_an_empty_state(deployment):

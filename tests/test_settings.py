@@ -10,7 +10,7 @@ import pytest
 
 from modules.environments import Environment, S3Backend, load_environment, load_environments
 from modules.settings import SettingsError, StackSettings
-from tests.synth_support import only, synth_environments
+from tests.synth_support import function_named, only, synth_environments
 
 
 def test_defaults_follow_the_reference_experiment_and_aws_defaults():
@@ -61,6 +61,16 @@ def test_defaults_follow_the_reference_experiment_and_aws_defaults():
         ({"alarm_lambda_errors": 0}, "alarm_lambda_errors", "from 1 to 100000"),
         ({"alarm_api_5xx": 0}, "alarm_api_5xx", "from 1 to 100000"),
         ({"db_username": "rdsadmin"}, "db_username", "reserved"),
+        ({"db_app_username": "rdsadmin"}, "db_app_username", "a name other than the reserved rdsadmin"),
+        ({"db_app_username": "app-user"}, "db_app_username", "1-16 letters, digits or underscores"),
+        ({"db_app_username": "u" * 17}, "db_app_username", "1-16 letters, digits or underscores"),
+        ({"db_app_username": ""}, "db_app_username", "1-16 letters, digits or underscores"),
+        ({"db_app_username": "App_Admin"}, "db_app_username", "other than the master user db_username (app_admin)"),
+        ({"api_throttling_burst_limit": 0}, "api_throttling_burst_limit", "an integer from 1 to 5000"),
+        ({"api_throttling_burst_limit": 5001}, "api_throttling_burst_limit", "an integer from 1 to 5000"),
+        ({"api_throttling_rate_limit": 0}, "api_throttling_rate_limit", "an integer from 1 to 10000"),
+        ({"api_throttling_rate_limit": 10001}, "api_throttling_rate_limit", "an integer from 1 to 10000"),
+        ({"api_throttling_rate_limit": 2.5}, "api_throttling_rate_limit", "an integer from 1 to 10000"),
         ({"db_username": "a-b"}, "db_username", "letters, digits or underscores"),
         ({"table_name": "times; DROP TABLE x"}, "table_name", "letters, digits or underscores"),
         ({"session_pinning_filters": ("NOPE",)}, "session_pinning_filters", "EXCLUDE_VARIABLE_SETS"),
@@ -82,6 +92,24 @@ def test_invalid_settings_name_the_field_value_and_allowed_range(overrides, fiel
     # A sequence may be reported whole or by its offending element.
     candidates = [value, *value] if isinstance(value, tuple) else [value]
     assert field in message and allowed in message and any(repr(v) in message for v in candidates)
+
+
+def test_the_request_path_has_its_own_db_user_and_the_edge_is_throttled_by_default():
+    s = StackSettings()
+    assert (s.db_username, s.db_app_username) == ("app_admin", "app_user")
+    assert (s.api_throttling_burst_limit, s.api_throttling_rate_limit) == (200, 100)
+    # the two users only have to differ: a renamed master frees its old name
+    assert StackSettings(db_username="owner", db_app_username="app_admin").db_app_username == "app_admin"
+
+
+def test_app_user_and_throttling_come_from_environment_variables(tmp_path):
+    path = _write_env(tmp_path, "dev", {"target": "aws", "settings": {"api_throttling_rate_limit": 50}})
+    env = {"SMS_DB_APP_USERNAME": "reader", "SMS_DEV__API_THROTTLING_BURST_LIMIT": "20"}
+    settings = load_environment(path, env).settings
+    assert (settings.db_app_username, settings.api_throttling_burst_limit) == ("reader", 20)
+    assert settings.api_throttling_rate_limit == 50
+    with pytest.raises(SettingsError, match=r"api_throttling_rate_limit='fast': allowed an integer"):
+        load_environment(path, {"SMS_API_THROTTLING_RATE_LIMIT": "fast"})
 
 
 def test_engine_defaults_to_mysql_84_on_graviton_and_derives_family_and_auth():
@@ -234,7 +262,7 @@ def test_settings_flow_into_the_synthesized_stack_and_s3_backend_when_configured
             "session_pinning_filters": ["EXCLUDE_VARIABLE_SETS"],
             "init_query": "SET time_zone = '+00:00'",
         }
-        assert only(stacks[name], "aws_lambda_function")["reserved_concurrent_executions"] == 50
+        assert function_named(stacks[name], "api")[1]["reserved_concurrent_executions"] == 50
     assert only(stacks["local"], "aws_db_proxy")["idle_client_timeout"] == 600
     assert only(stacks["aws"], "aws_db_proxy")["idle_client_timeout"] == 1800
     assert set(stacks["local"]["provider"]["aws"][0]["endpoints"][0].values()) == {"http://127.0.0.1:4777"}

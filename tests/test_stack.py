@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from tests.synth_support import default_synth, only, resources, walk
+from modules.function import HANDLER_ENTRY
+from tests.synth_support import default_synth, function_named, name_of, only, policy_statements, ref, resources, walk
 
 REQUIRED_TYPES = (
     "aws_vpc",
@@ -29,6 +30,9 @@ REQUIRED_TYPES = (
     "aws_iam_role_policy_attachment",
     "aws_cloudwatch_log_group",
     "aws_lambda_function",
+    "aws_secretsmanager_secret",
+    "aws_secretsmanager_secret_version",
+    "aws_vpc_endpoint",
     "aws_apigatewayv2_api",
     "aws_apigatewayv2_integration",
     "aws_apigatewayv2_route",
@@ -48,7 +52,9 @@ OUTPUTS = {
     "function_role_arn",
     "db_endpoint",
     "secret_arn",
+    "app_secret_arn",
     "function_name",
+    "migrator_name",
     "log_groups",
     "dashboard_name",
     "dashboard_url",
@@ -66,23 +72,6 @@ def stacks():
     return default_synth()[1]
 
 
-def ref(rtype: str, resource_name: str, attribute: str) -> str:
-    return f"${{{rtype}.{resource_name}.{attribute}}}"
-
-
-def name_of(stack, rtype: str, predicate) -> str:
-    matches = [n for n, r in resources(stack, rtype).items() if predicate(r)]
-    assert len(matches) == 1, (rtype, matches)
-    return matches[0]
-
-
-def policy_statements(stack, policy_json_ref: str) -> list[dict]:
-    """Statements of the aws_iam_policy_document data source referenced as ``${data...json}``."""
-    match = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.([^.]+)\.json\}", policy_json_ref)
-    assert match, policy_json_ref
-    return stack["data"]["aws_iam_policy_document"][match.group(1)]["statement"]
-
-
 def test_every_resource_type_of_the_architecture_is_synthesized(stack):
     missing = [t for t in REQUIRED_TYPES if not resources(stack, t)]
     assert missing == []
@@ -98,10 +87,16 @@ def test_outputs(stack):
     assert outputs["proxy_resource_id"]["value"] == f'${{element(split(":", aws_db_proxy.{proxy_name}.arn), 6)}}'
     assert outputs["proxy_target_group"]["value"].startswith("${aws_db_proxy_default_target_group.")
     assert outputs["proxy_role_arn"]["value"] == only(stack, "aws_db_proxy")["role_arn"]
-    assert outputs["function_role_arn"]["value"] == only(stack, "aws_lambda_function")["role"]
+    assert outputs["function_role_arn"]["value"] == function_named(stack, "api")[1]["role"]
     assert "master_user_secret[0].secret_arn" in outputs["secret_arn"]["value"]
+    assert outputs["app_secret_arn"]["value"] == ref(
+        "aws_secretsmanager_secret", next(iter(resources(stack, "aws_secretsmanager_secret"))), "arn"
+    )
+    assert outputs["migrator_name"]["value"] == ref(
+        "aws_lambda_function", function_named(stack, "migrator")[0], "function_name"
+    )
     groups = {k: v.split(".")[1] for k, v in outputs["log_groups"]["value"].items()}
-    assert set(groups) == {"proxy", "function", "api_access", "vpc_flow", "db_error", "db_slowquery"}
+    assert set(groups) == {"proxy", "function", "migrator", "api_access", "vpc_flow", "db_error", "db_slowquery"}
     assert set(groups.values()) == set(resources(stack, "aws_cloudwatch_log_group"))
     assert outputs["alarm_topic_arn"]["value"].startswith("${aws_sns_topic.")
     assert outputs["dashboard_url"]["value"] == (
@@ -124,30 +119,6 @@ def test_db_subnets_span_two_distinct_azs(stack):
     names = [re.search(r"aws_subnet\.([^.]+)\.id", s).group(1) for s in subnet_group["subnet_ids"]]
     zones = {stack["resource"]["aws_subnet"][n]["availability_zone"] for n in names}
     assert len(names) >= 2 and len(zones) == len(names)
-
-
-def test_security_groups_chain_lambda_to_proxy_to_db_on_3306_only(stack):
-    groups = resources(stack, "aws_security_group")
-    by_name = {g["name"].rsplit("-", 1)[-1]: ref("aws_security_group", key, "id") for key, g in groups.items()}
-    assert set(by_name) == {"lambda", "proxy", "db"}
-    edges = set()
-    for rtype, direction in (
-        ("aws_vpc_security_group_ingress_rule", "in"),
-        ("aws_vpc_security_group_egress_rule", "out"),
-    ):
-        for rule in resources(stack, rtype).values():
-            assert (rule["ip_protocol"], rule["from_port"], rule["to_port"]) == ("tcp", 3306, 3306)
-            assert rule["description"], "every rule has a description"
-            assert "cidr_ipv4" not in rule and "cidr_ipv6" not in rule
-            edges.add((direction, rule["security_group_id"], rule["referenced_security_group_id"]))
-    assert edges == {
-        ("out", by_name["lambda"], by_name["proxy"]),
-        ("in", by_name["proxy"], by_name["lambda"]),
-        ("out", by_name["proxy"], by_name["db"]),
-        ("in", by_name["db"], by_name["proxy"]),
-    }
-    for group in groups.values():
-        assert group["description"] and "ingress" not in group and "egress" not in group
 
 
 def test_no_open_cidr_anywhere_and_default_sg_is_empty(stack):
@@ -190,26 +161,31 @@ def test_master_password_is_managed_by_rds_and_in_no_synthesized_value(stack):
     assert db["master_user_secret_kms_key_id"].startswith("${aws_kms_key.")
     for forbidden in ("password", "password_wo"):
         assert forbidden not in db
-    assert not resources(stack, "aws_secretsmanager_secret_version"), "no secret value is written by Terraform"
+    # The one secret value Terraform writes is write-only and generated at apply (test_stack_least_privilege.py).
+    (version,) = resources(stack, "aws_secretsmanager_secret_version").values()
+    assert "secret_string" not in version and "secret_binary" not in version and "secret_string_wo" in version
+    allowed = ("manage_master_user_password", "client_password_auth_type", "password_length")
     for path, value in walk(stack):
         key = path.rsplit(".", 1)[-1].lower()
-        if "password" in key and key not in ("manage_master_user_password", "client_password_auth_type"):
+        if "password" in key and key not in allowed:
             pytest.fail(f"password-like key {path}={value!r} in synthesized JSON")
 
 
 # ---------------------------------------------------------------- proxy
-def test_proxy_requires_tls_and_iam_and_uses_the_db_secret(stack):
+def test_proxy_requires_tls_and_iam_and_uses_each_users_secret(stack):
     proxy = only(stack, "aws_db_proxy")
     assert proxy["engine_family"] == "MYSQL" and proxy["require_tls"] is True
     assert proxy["idle_client_timeout"] == 1800 and proxy["debug_logging"] is False
-    (auth,) = proxy["auth"]
-    assert auth["auth_scheme"] == "SECRETS" and auth["iam_auth"] == "REQUIRED"
-    assert auth["client_password_auth_type"] == "MYSQL_CACHING_SHA2_PASSWORD"  # the 8.4 default plugin
-    assert auth["secret_arn"].endswith(".master_user_secret[0].secret_arn}")
+    master, app = proxy["auth"]
+    for auth in (master, app):
+        assert auth["auth_scheme"] == "SECRETS" and auth["iam_auth"] == "REQUIRED"
+        assert auth["client_password_auth_type"] == "MYSQL_CACHING_SHA2_PASSWORD"  # the 8.4 default plugin
+    assert master["secret_arn"].endswith(".master_user_secret[0].secret_arn}")
+    assert app["secret_arn"].startswith("${aws_secretsmanager_secret.") and app["secret_arn"].endswith(".arn}")
     assert len(proxy["vpc_subnet_ids"]) >= 2
 
 
-def test_proxy_role_reads_only_the_db_secret_and_decrypts_only_via_secrets_manager(stack):
+def test_proxy_role_reads_only_its_users_secrets_and_decrypts_only_via_secrets_manager(stack):
     proxy = only(stack, "aws_db_proxy")
     role_name = re.search(r"aws_iam_role\.([^.]+)\.arn", proxy["role_arn"]).group(1)
     role = stack["resource"]["aws_iam_role"][role_name]
@@ -221,7 +197,7 @@ def test_proxy_role_reads_only_the_db_secret_and_decrypts_only_via_secrets_manag
     (policy,) = policies
     read, decrypt = policy_statements(stack, policy["policy"])
     assert read["actions"] == ["secretsmanager:GetSecretValue"]
-    assert read["resources"] == [only(stack, "aws_db_proxy")["auth"][0]["secret_arn"]]
+    assert read["resources"] == [auth["secret_arn"] for auth in only(stack, "aws_db_proxy")["auth"]]
     assert decrypt["actions"] == ["kms:Decrypt"] and decrypt["resources"][0].startswith("${aws_kms_key.")
     assert decrypt["condition"][0]["variable"] == "kms:ViaService"
     assert decrypt["condition"][0]["values"] == ["secretsmanager.ap-northeast-1.amazonaws.com"]
@@ -270,9 +246,9 @@ def test_target_group_pool_settings_follow_the_reference_experiment_and_aws_defa
 
 # ---------------------------------------------------------------- function
 def test_lambda_runs_in_the_lambda_subnets_with_its_sg_and_no_password(stack):
-    fn = only(stack, "aws_lambda_function")
+    _, fn = function_named(stack, "api")
     assert re.fullmatch(r"python3\.(1[2-9])", fn["runtime"])
-    assert fn["handler"] == "app.lambda_handler"
+    assert fn["handler"] == HANDLER_ENTRY
     lambda_subnets = {
         ref("aws_subnet", n, "id") for n, s in resources(stack, "aws_subnet").items() if "lambda-subnet" in n
     }
@@ -284,7 +260,7 @@ def test_lambda_runs_in_the_lambda_subnets_with_its_sg_and_no_password(stack):
     assert {k: env[k] for k in ("DB_PORT", "DB_NAME", "DB_USER", "DB_TABLE", "DB_AUTH")} == {
         "DB_PORT": "3306",
         "DB_NAME": "app",
-        "DB_USER": "app_admin",
+        "DB_USER": "app_user",
         "DB_TABLE": "access_times",
         "DB_AUTH": "iam",
     }
@@ -293,8 +269,8 @@ def test_lambda_runs_in_the_lambda_subnets_with_its_sg_and_no_password(stack):
     assert fn["logging_config"]["log_format"] == "JSON"
 
 
-def test_lambda_role_has_vpc_access_and_rds_db_connect_scoped_to_proxy_id_and_user(stack):
-    fn = only(stack, "aws_lambda_function")
+def test_lambda_role_has_vpc_access_and_rds_db_connect_scoped_to_proxy_id_and_the_app_user(stack):
+    _, fn = function_named(stack, "api")
     role_name = re.search(r"aws_iam_role\.([^.]+)\.arn", fn["role"]).group(1)
     attachments = [
         a["policy_arn"]
@@ -313,14 +289,14 @@ def test_lambda_role_has_vpc_access_and_rds_db_connect_scoped_to_proxy_id_and_us
     assert connect["resources"] == [
         "arn:${data.aws_partition.partition.partition}:rds-db:ap-northeast-1:"
         "${data.aws_caller_identity.caller.account_id}:dbuser:"
-        f'${{element(split(":", aws_db_proxy.{proxy_name}.arn), 6)}}/app_admin'
+        f'${{element(split(":", aws_db_proxy.{proxy_name}.arn), 6)}}/app_user'
     ]
 
 
 def test_log_groups_have_retention_and_encryption(stack):
     groups = resources(stack, "aws_cloudwatch_log_group").values()
     names = {g["name"] for g in groups}
-    assert "/aws/lambda/" + only(stack, "aws_lambda_function")["function_name"] in names
+    assert {f"/aws/lambda/{f['function_name']}" for f in resources(stack, "aws_lambda_function").values()} <= names
     assert all(g["retention_in_days"] > 0 and g["kms_key_id"].startswith("${aws_kms_key.") for g in groups)
 
 
@@ -373,7 +349,7 @@ def test_http_api_routes_to_lambda_with_payload_2_and_access_logs(stack):
     assert only(stack, "aws_apigatewayv2_api")["protocol_type"] == "HTTP"
     integration = only(stack, "aws_apigatewayv2_integration")
     assert integration["integration_type"] == "AWS_PROXY" and integration["payload_format_version"] == "2.0"
-    assert integration["integration_uri"].startswith("${aws_lambda_function.")
+    assert integration["integration_uri"] == ref("aws_lambda_function", function_named(stack, "api")[0], "arn")
     route = only(stack, "aws_apigatewayv2_route")
     assert route["route_key"] == "ANY /" and route["target"].startswith("integrations/${aws_apigatewayv2_integration.")
     stage = only(stack, "aws_apigatewayv2_stage")

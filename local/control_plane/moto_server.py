@@ -13,18 +13,17 @@ import sys
 import warnings
 from typing import Any
 
+from local.control_plane import credential_lookup
+
 TESTED_MOTO_VERSION = "5.2.5"
 
 #: Error code returned for calls moto does not implement. Not an AWS code, so
 #: the AWS SDK in the Terraform provider treats it as final (no retries).
 NOT_IMPLEMENTED_CODE = "NotImplementedByLocalEmulator"
 
-MODIFY_DB_PROXY_MESSAGE = (
-    "ModifyDBProxy is not implemented by the local AWS emulator (moto), so an "
-    "in-place change of an aws_db_proxy (e.g. require_tls, idle_client_timeout, "
-    "auth, debug_logging) cannot be applied locally. Destroy and re-deploy the "
-    "local stack (python -m local destroy && python -m local deploy), or apply "
-    "the change against real AWS."
+RENAME_DB_PROXY_MESSAGE = (
+    "ModifyDBProxy with NewDBProxyName (renaming an aws_db_proxy) is not emulated by the local AWS emulator: "
+    "destroy and re-deploy the local stack, or apply the rename against real AWS."
 )
 
 # Environment the server needs; set here too so that running this module by
@@ -67,15 +66,40 @@ def patch_security_group_rule_description() -> None:
 
 
 def patch_modify_db_proxy() -> None:
-    """Fix (b): answer ModifyDBProxy with a clear, final 400 error.
+    """Fix (b): ModifyDBProxy changes a proxy in place, as RDS does.
 
-    moto has no ModifyDBProxy; without this the call ends in an HTTP 500, which
-    the provider retries until its timeout instead of saying what is missing.
+    moto has no ModifyDBProxy (HTTP 500, retried by the provider until its timeout), so no in-place change of an
+    `aws_db_proxy` could apply: not adding an ``auth`` block for a new DB user (upgrading a deployed stack), not
+    ``require_tls``, ``idle_client_timeout``, ``debug_logging``, the role or the security groups. Each parameter
+    sent replaces the stored value (``Auth`` is the full new list, as the provider sends it). A rename is refused
+    with a clear, final error: the endpoint name derives from the proxy name, which the emulator cannot change.
     """
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+    from moto.rds.exceptions import DBProxyNotFoundFault
     from moto.rds.responses import RDSResponse
 
     def modify_db_proxy(self: RDSResponse) -> Any:
-        raise _not_implemented_error(MODIFY_DB_PROXY_MESSAGE)
+        params = self.params
+        name = params["DBProxyName"]
+        proxy = self.backend.db_proxies.get(name)
+        if proxy is None:
+            raise DBProxyNotFoundFault(name)
+        if params.get("NewDBProxyName", name) != name:
+            raise _not_implemented_error(RENAME_DB_PROXY_MESSAGE)
+        for parameter, attribute in (
+            ("Auth", "auth"),
+            ("RequireTLS", "require_tls"),
+            ("DebugLogging", "debug_logging"),
+            ("RoleArn", "role_arn"),
+            ("SecurityGroups", "vpc_security_group_ids"),
+        ):
+            if parameter in params:
+                setattr(proxy, attribute, params[parameter])
+        if "IdleClientTimeout" in params:
+            proxy.idle_client_timeout = min(max(int(params["IdleClientTimeout"]), 1), 28800)  # as RDS clamps
+        proxy.updated_date = utcnow()
+        return ActionResult({"DBProxy": proxy})
 
     RDSResponse.modify_db_proxy = modify_db_proxy  # type: ignore[attr-defined]
 
@@ -199,6 +223,58 @@ def patch_modify_db_subnet_group() -> None:
     RDSBackend.modify_db_subnet_group = modify_db_subnet_group  # type: ignore[method-assign]
 
 
+def patch_apigatewayv2_update_stage() -> None:
+    """Fix (h): UpdateStage of an HTTP API changes the stage in place.
+
+    moto 5.2.5 has CreateStage but no UpdateStage, so any change of an `aws_apigatewayv2_stage` (throttling in
+    ``default_route_settings``, access logs, auto-deploy) fails. Like API Gateway, each field sent replaces the
+    stored one; ``defaultRouteSettings`` replaces the whole block (the provider always sends all of it).
+    """
+    import json
+    from datetime import datetime
+    from urllib.parse import unquote
+
+    from moto.apigatewayv2.responses import ApiGatewayV2Response
+
+    fields = {
+        "accessLogSettings": "access_log_settings",
+        "autoDeploy": "auto_deploy",
+        "clientCertificateId": "client_certificate_id",
+        "description": "description",
+        "routeSettings": "route_settings",
+        "stageVariables": "stage_variables",
+    }
+
+    def update_stage(self: ApiGatewayV2Response) -> Any:
+        api_id = self.path.split("/")[-3]
+        stage = self.apigatewayv2_backend.get_stage(api_id, unquote(self.path.split("/")[-1]))
+        body = json.loads(self.body or "{}")
+        for key, attribute in fields.items():
+            if key in body:
+                setattr(stage, attribute, body[key])
+        if "defaultRouteSettings" in body:
+            stage.default_route_settings = {"detailedMetricsEnabled": False, **body["defaultRouteSettings"]}
+        stage.updated = datetime.now()
+        return 200, {}, json.dumps(stage.to_json())
+
+    ApiGatewayV2Response.update_stage = update_stage  # type: ignore[attr-defined]
+
+
+def patch_random_password_source() -> None:
+    """Fix (i): GetRandomPassword draws from the operating system's CSPRNG.
+
+    moto picks password characters with its own ``random.Random`` (Mersenne Twister), which anyone can make
+    reproducible through ``POST /moto-api/seed``; the application user's password comes from this call. The
+    password module's generator becomes ``secrets.SystemRandom`` (moto uses that module's generator for nothing
+    else), so the seed no longer decides passwords.
+    """
+    import secrets
+
+    from moto.secretsmanager import utils
+
+    utils.random = secrets.SystemRandom()  # type: ignore[attr-defined]
+
+
 def apply_patches() -> None:
     """Apply every fix, once per process, before the server starts."""
     import moto
@@ -218,6 +294,9 @@ def apply_patches() -> None:
     patch_lambda_logging_config()
     patch_master_user_secret()
     patch_modify_db_subnet_group()
+    patch_apigatewayv2_update_stage()
+    patch_random_password_source()
+    credential_lookup.install()  # the key lookup RDS Proxy's IAM check needs (local/common/emulator_credentials.py)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,6 +18,7 @@ from handler import app_contract as env_names
 from local.data_plane.auth.authenticator import IamAuthenticator, IamAuthSettings, RuntimeCredentials
 from local.data_plane.auth.credentials import IssuerSettings
 from local.data_plane.auth.local_ca import LocalCaSettings
+from local.data_plane.auth.policies import function_role_arn
 from local.data_plane.auth.resolver_shim import AddressOverride
 from local.data_plane.deployed import DeployedStack
 
@@ -86,11 +87,17 @@ class ProductionAuth:
         host = f"{self.settings.proxy.endpoint}:{self.settings.port}"
         return {env_names.DB_HOST: f"{host} resolves to the local stand-in at 127.0.0.1:{proxy_port}"}
 
-    def container_environment(self) -> Callable[[], Mapping[str, str]]:
-        credentials = RuntimeCredentials(
-            self.authenticator.issuer, self.settings.policies.role_arn, self.stack.function.function_name
-        )
-        return credentials.environment
+    def container_environment(
+        self, handler: str = env_names.REQUEST_HANDLER, function_name: str | None = None
+    ) -> Callable[[], Mapping[str, str]]:
+        """Fresh role credentials for each container of the deployed function whose handler is ``handler``.
+
+        The migrator (``MIGRATOR_HANDLER``) gets its own role's, so it logs in as the master user it may
+        ``rds-db:connect`` as, and the request function as the application user.
+        """
+        state = json.loads(self.state_file.read_text())
+        name = function_name or self.stack.function.function_name
+        return RuntimeCredentials(self.authenticator.issuer, function_role_arn(state, handler), name).environment
 
     @property
     def region(self) -> str:

@@ -1,9 +1,12 @@
 """The one object the RDS Proxy stand-in and the runtime use for IAM auth over TLS, built from deployed state.
 
-``IamAuthenticator.check`` runs RDS Proxy's checks on a ``mysql_clear_password`` login: token shape,
-SigV4 signature (botocore), expiry, endpoint, DB user, then ``rds-db:connect`` on this proxy's
-``prx-`` id from the role's deployed policies (moto's IAM engine). ``RuntimeCredentials`` gives each
-runtime container its role credentials, and ``server_ssl_context`` / ``ca_bundle_path`` the TLS halves.
+``IamAuthenticator.check`` runs RDS Proxy's checks on a ``mysql_clear_password`` login: token shape, SigV4
+signature (botocore) with the signer's secret, expiry, endpoint, DB user, then ``rds-db:connect`` on this proxy's
+``prx-`` id from the signer's policies (moto's IAM engine). Signers are the runtime's role sessions (local issuer,
+the deployed role's policies from state) and any principal the emulator issued a key to (its policies from the
+emulator). Which DB users exist is the stand-in's business (its accounts); a token must name the login user.
+``RuntimeCredentials`` gives each runtime container its role credentials, and ``server_ssl_context`` /
+``ca_bundle_path`` the TLS halves.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import Any
 from modules.validation import SettingsError, check_range
 
 from .credentials import CredentialIssuer, IssuerSettings
-from .errors import MALFORMED, NOT_AUTHORIZED, WRONG_HOST, WRONG_USER, AuthError
+from .emulator_principals import EmulatorPrincipals, EmulatorPrincipalSettings
+from .errors import MALFORMED, NOT_AUTHORIZED, WRONG_HOST, AuthError
 from .local_ca import LocalCa, LocalCaSettings
-from .policies import ConnectAuthorizer, ProxyIdentity, RolePolicies, function_role_arn, proxy_identity, role_policies
+from .policies import PrincipalPolicies, ProxyIdentity, deployed_roles, proxy_identity
+from .principals import IssuerPrincipals, PrincipalResolver
 from .rds_token import TokenCheckSettings, verify_token
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1")
@@ -29,41 +34,41 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1")
 
 @dataclass(frozen=True)
 class IamAuthSettings:
-    """Everything a check needs, as deployed: the proxy, its client port and DB user, the role's policies."""
+    """Everything a check needs, as deployed: the proxy and its client port, the stack's roles and their policies."""
 
     proxy: ProxyIdentity
     port: int
-    db_user: str
-    policies: RolePolicies
+    """The deployed proxy port (the function's ``DB_PORT``)."""
+    roles: Mapping[str, PrincipalPolicies]
+    """The stack's roles by ARN: what the local issuer's sessions may do."""
     ca: LocalCaSettings = field(default_factory=LocalCaSettings)
     issuer: IssuerSettings = field(default_factory=IssuerSettings)
     clock_skew_s: int = 300
+    local_port: int | None = None
+    """The stand-in's own listening port: local clients may sign tokens for it (None: only ``port``)."""
+    emulator: EmulatorPrincipalSettings | None = None
+    """Where keys the emulator issued are checked (None: only the local issuer's keys are accepted)."""
 
     def __post_init__(self) -> None:
         check_range("port", self.port, 1, 65535)
-        if not self.db_user or len(self.db_user) > 32:
-            raise SettingsError("db_user", self.db_user, "1-32 characters (the proxy secret's user)")
+        if self.local_port is not None:
+            check_range("local_port", self.local_port, 1, 65535)
         if not self.proxy.endpoint:
             raise SettingsError("proxy.endpoint", self.proxy.endpoint, "the deployed proxy endpoint's host name")
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], **overrides: Any) -> IamAuthSettings:
-        """From Terraform state (v4): the proxy resource, the function's DB_PORT/DB_USER and role policies."""
-        functions = [
-            i.get("attributes", {})
-            for r in state.get("resources", [])
-            if r.get("mode") == "managed" and r.get("type") == "aws_lambda_function"
-            for i in r.get("instances", [])
-        ]
-        environment = ((functions[0].get("environment") or [{}])[0].get("variables") or {}) if functions else {}
-        role_arn = function_role_arn(state)
-        return cls(
-            proxy=proxy_identity(state),
-            port=int(environment.get("DB_PORT", 3306)),
-            db_user=str(environment.get("DB_USER", "")),
-            policies=role_policies(state, role_arn),
-            **overrides,
-        )
+        """From Terraform state (v4): the proxy resource, the functions' DB_PORT and every role's policies."""
+        ports = {
+            str(((attrs.get("environment") or [{}])[0].get("variables") or {}).get("DB_PORT", 3306))
+            for resource in state.get("resources", [])
+            if resource.get("mode") == "managed" and resource.get("type") == "aws_lambda_function"
+            for attrs in (i.get("attributes", {}) for i in resource.get("instances", []))
+        }
+        if len(ports) > 1:
+            raise SettingsError("aws_lambda_function DB_PORT", sorted(ports), "one proxy port for every function")
+        port = int(ports.pop()) if ports else 3306
+        return cls(proxy=proxy_identity(state), port=port, roles=deployed_roles(state), **overrides)
 
     @classmethod
     def from_state_file(cls, path: Path, **overrides: Any) -> IamAuthSettings:
@@ -72,22 +77,27 @@ class IamAuthSettings:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who logged in: the DB user and the role session that signed the token."""
+    """Who logged in: the DB user and the principal that signed the token."""
 
     db_user: str
     role_arn: str
+    """The role behind the signer's session ("" for an IAM user's key)."""
     caller_arn: str
+    """The signer's identity: ``…:assumed-role/<role>/<session>`` or ``…:user/<name>``."""
     access_key_id: str
     token_expires_at: int
+    source: str
+    """Who issued the signer's key: ``local issuer`` (runtime containers) or ``emulator``."""
 
 
 class IamAuthenticator:
     def __init__(self, settings: IamAuthSettings) -> None:
         self.settings = settings
         self.issuer = CredentialIssuer(settings.issuer)
-        self._authorizer = ConnectAuthorizer(settings.policies)
+        self.emulator = EmulatorPrincipals(settings.emulator) if settings.emulator else None
+        self._principals = PrincipalResolver(IssuerPrincipals(self.issuer, settings.roles), self.emulator)
         self._token = TokenCheckSettings(
-            settings.proxy.endpoint, settings.port, settings.proxy.region, settings.clock_skew_s
+            settings.proxy.endpoint, settings.port, settings.proxy.region, settings.clock_skew_s, settings.local_port
         )
         self._ca: LocalCa | None = None
 
@@ -96,23 +106,20 @@ class IamAuthenticator:
     ) -> Principal:
         """Admit ``user`` with the IAM token ``password`` or raise AuthError naming the failed check.
 
-        ``host``/``port``: the endpoint the client addressed when known (its TLS SNI, its port), else None.
+        ``host``/``port``: the endpoint the client addressed when known (its TLS SNI, the deployed port it
+        reached through the runtime's shim), else None.
         """
         if host is not None and host.lower().rstrip(".") not in (self._token.host, *LOOPBACK_NAMES):
             raise AuthError(WRONG_HOST, f"the client addressed {host}, this proxy is {self._token.host}")
-        if port is not None and port != self._token.port:
+        if port is not None and port not in (self._token.port, self._token.local_port):
             raise AuthError(WRONG_HOST, f"the client addressed port {port}, this proxy is on {self._token.port}")
-        if user != self.settings.db_user:
-            raise AuthError(WRONG_USER, f"this proxy has credentials for {self.settings.db_user!r} only")
-        verified = verify_token(password, user, self._token, self.issuer, time.time() if now is None else now)
-        credentials = verified.credentials
-        if credentials.role_arn != self._authorizer.role_arn:
-            raise AuthError(NOT_AUTHORIZED, f"{credentials.role_arn} is not the function's role")
-        decision = self._authorizer.decide(self.settings.proxy.connect_arn(user))
+        verified = verify_token(password, user, self._token, self._principals, time.time() if now is None else now)
+        signer = verified.credentials
+        decision = signer.policy.decide(self.settings.proxy.connect_arn(user))
         if not decision.allowed:
             raise AuthError(NOT_AUTHORIZED, decision.explanation)
         return Principal(
-            user, credentials.role_arn, credentials.assumed_role_arn, credentials.access_key_id, verified.expires_at
+            user, signer.role_arn, signer.principal_arn, signer.access_key_id, verified.expires_at, signer.source
         )
 
     # -- TLS ----------------------------------------------------------------------------------------

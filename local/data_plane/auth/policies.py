@@ -1,9 +1,10 @@
-"""Decide ``rds-db:connect`` from the function role's deployed identity policies, as RDS Proxy does.
+"""Decide ``rds-db:connect`` from a principal's identity policies, as RDS Proxy does.
 
-Policies come from Terraform state: inline ``aws_iam_role_policy`` (and the role's ``inline_policy``),
-customer policies ``aws_iam_policy`` attached via ``aws_iam_role_policy_attachment`` (or the role's
-``managed_policy_arns``), and AWS managed policies resolved from the documents moto bundles (those it does
-not know are listed in ``unresolved``; none that a Lambda role normally gets grants or denies rds-db).
+The stack's own roles come from Terraform state: inline ``aws_iam_role_policy`` (and the role's
+``inline_policy``), customer policies ``aws_iam_policy`` attached via ``aws_iam_role_policy_attachment`` (or the
+role's ``managed_policy_arns``), and AWS managed policies resolved from the documents moto bundles (those it does
+not know are listed in ``unresolved``; none that a Lambda role normally gets grants or denies rds-db). Principals
+the emulator issued (IAM users, assume-role sessions) bring their policies from the emulator.
 
 The evaluation is moto's IAM engine (``moto.iam.access_control.IAMPolicy``: wildcards, explicit Deny wins).
 It matches actions case-sensitively, treats patterns as regular expressions and only understands
@@ -23,6 +24,7 @@ from typing import Any
 
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
+from handler.app_contract import REQUEST_HANDLER
 from modules.validation import SettingsError, check_pattern
 
 CONNECT_ACTION = "rds-db:connect"
@@ -74,10 +76,10 @@ class PolicyDocument:
 
 
 @dataclass(frozen=True)
-class RolePolicies:
-    """A role's identity policies as deployed."""
+class PrincipalPolicies:
+    """A principal's identity policies: a deployed role's, or an emulator user's or session's."""
 
-    role_arn: str
+    principal_arn: str
     documents: tuple[PolicyDocument, ...]
     unresolved: tuple[str, ...] = field(default=())
     """Attached policy ARNs whose document is neither in state nor bundled with moto (ignored)."""
@@ -87,13 +89,14 @@ class RolePolicies:
 class Decision:
     allowed: bool
     explanation: str
+    explicit_deny: bool = False
 
 
 class ConnectAuthorizer:
-    """``rds-db:connect`` decisions for one role, with its documents normalised for moto once."""
+    """``rds-db:connect`` decisions for one principal, with its documents normalised for moto once."""
 
-    def __init__(self, policies: RolePolicies) -> None:
-        self.role_arn = policies.role_arn
+    def __init__(self, policies: PrincipalPolicies) -> None:
+        self.principal_arn = policies.principal_arn
         self._policies = [(doc.name, IAMPolicy(json.dumps(normalize(doc.document)))) for doc in policies.documents]
 
     def decide(self, resource_arn: str, action: str = CONNECT_ACTION) -> Decision:
@@ -101,11 +104,11 @@ class ConnectAuthorizer:
         for name, policy in self._policies:
             result = policy.is_action_permitted(action.lower(), resource_arn)
             if result == PermissionResult.DENIED:
-                return Decision(False, f"explicitly denied by policy {name!r}")
+                return Decision(False, f"explicitly denied by policy {name!r}", True)
             if result == PermissionResult.PERMITTED and allowed_by is None:
                 allowed_by = name
         if allowed_by is None:
-            return Decision(False, f"no policy of {self.role_arn} allows {action} on {resource_arn}")
+            return Decision(False, f"no policy of {self.principal_arn} allows {action} on {resource_arn}")
         return Decision(True, f"allowed by policy {allowed_by!r}")
 
 
@@ -156,11 +159,14 @@ def _instances(state: Mapping[str, Any], rtype: str) -> Iterator[dict[str, Any]]
                 yield instance.get("attributes", {})
 
 
-def function_role_arn(state: Mapping[str, Any]) -> str:
-    roles = [attrs.get("role", "") for attrs in _instances(state, "aws_lambda_function")]
+def function_role_arn(state: Mapping[str, Any], handler: str = REQUEST_HANDLER) -> str:
+    """The role of the function whose handler is ``handler`` (or of the only function deployed)."""
+    functions = list(_instances(state, "aws_lambda_function"))
+    matching = [f for f in functions if f.get("handler") == handler] or (functions if len(functions) == 1 else [])
+    roles = [str(f.get("role") or "") for f in matching]
     if len(roles) != 1 or not roles[0]:
-        raise SettingsError("aws_lambda_function.role", roles, "exactly one deployed function with a role")
-    return str(roles[0])
+        raise SettingsError("aws_lambda_function.role", roles, f"exactly one deployed function {handler} with a role")
+    return roles[0]
 
 
 def proxy_identity(state: Mapping[str, Any]) -> ProxyIdentity:
@@ -170,7 +176,13 @@ def proxy_identity(state: Mapping[str, Any]) -> ProxyIdentity:
     return ProxyIdentity(arn=str(proxies[0].get("arn", "")), endpoint=str(proxies[0].get("endpoint", "")))
 
 
-def role_policies(state: Mapping[str, Any], role_arn: str) -> RolePolicies:
+def deployed_roles(state: Mapping[str, Any]) -> dict[str, PrincipalPolicies]:
+    """Every role in ``state`` with its identity policies, by ARN."""
+    arns = [str(r.get("arn")) for r in _instances(state, "aws_iam_role") if r.get("arn")]
+    return {arn: role_policies(state, arn) for arn in arns}
+
+
+def role_policies(state: Mapping[str, Any], role_arn: str) -> PrincipalPolicies:
     """Every identity policy of ``role_arn`` found in ``state`` (inline and attached)."""
     role = next((r for r in _instances(state, "aws_iam_role") if r.get("arn") == role_arn), None)
     if role is None:
@@ -196,7 +208,7 @@ def role_policies(state: Mapping[str, Any], role_arn: str) -> RolePolicies:
             unresolved.append(arn)
         else:
             documents.append(PolicyDocument(arn, document))
-    return RolePolicies(role_arn, tuple(documents), tuple(unresolved))
+    return PrincipalPolicies(role_arn, tuple(documents), tuple(unresolved))
 
 
 def _aws_managed(arn: str) -> Mapping[str, Any] | None:

@@ -3,7 +3,8 @@
 The token is what ``rds.generate_db_auth_token`` returns and the client sends as its
 ``mysql_clear_password`` password: ``<host>:<port>/?Action=connect&DBUser=<user>&X-Amz-...``.
 The signature is recomputed with botocore's own SigV4 query signer (service ``rds-db``) from the
-secret key the credential resolver derives, so the stand-in accepts exactly what botocore produces.
+secret key the credential resolver finds for the token's access key (the local issuer derives it, the emulator
+knows it), so the stand-in accepts exactly what botocore produces.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hmac
 import re
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from botocore.auth import SigV4QueryAuth
@@ -22,7 +23,6 @@ from botocore.credentials import Credentials
 
 from modules.validation import check_pattern, check_range
 
-from .credentials import IssuedCredentials
 from .errors import BAD_SIGNATURE, EXPIRED, MALFORMED, WRONG_HOST, WRONG_USER, AuthError
 
 SERVICE = "rds-db"
@@ -46,8 +46,24 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
-class CredentialResolver(Protocol):
-    def resolve(self, access_key_id: str, session_token: str, now: float | None = None) -> IssuedCredentials: ...
+class SigningKey(Protocol):
+    """What a signature is recomputed from."""
+
+    @property
+    def access_key_id(self) -> str: ...
+    @property
+    def secret_access_key(self) -> str: ...
+    @property
+    def session_token(self) -> str: ...
+
+
+K = TypeVar("K", bound=SigningKey, covariant=True)
+
+
+class CredentialResolver(Protocol[K]):
+    """Finds the key behind (access key id, session token); AuthError when there is none or it is not valid."""
+
+    def resolve(self, access_key_id: str, session_token: str, now: float | None = None) -> K: ...
 
 
 @dataclass(frozen=True)
@@ -56,24 +72,30 @@ class TokenCheckSettings:
 
     host: str
     port: int
+    """The deployed port: what the function signs for (its ``DB_PORT``), reaching the stand-in through the shim."""
     region: str
     clock_skew_s: int = 300
     """How far in the future X-Amz-Date may be (a client clock running ahead), like AWS's 5 minutes."""
+    local_port: int | None = None
+    """The stand-in's own port (None: unknown). Clients outside the runtime reach the endpoint name at this port
+    through the hosts line, and sign for the address they connect to, as RDS Proxy's clients do."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "host", self.host.strip().lower())
         check_pattern("host", self.host, _HOST, "a DNS name or IPv4 address of a-z, 0-9, '.', '-'")
         check_range("port", self.port, 1, 65535)
+        if self.local_port is not None:
+            check_range("local_port", self.local_port, 1, 65535)
         check_pattern("region", self.region, _REGION, "an AWS region name such as ap-northeast-1")
         check_range("clock_skew_s", self.clock_skew_s, 0, MAX_EXPIRES_S)
 
 
 @dataclass(frozen=True)
-class VerifiedToken:
+class VerifiedToken(Generic[K]):
     """Who signed an accepted token, and for what."""
 
     db_user: str
-    credentials: IssuedCredentials
+    credentials: K
     signed_at: int
     expires_at: int
 
@@ -91,8 +113,8 @@ class _Parsed:
 
 
 def verify_token(
-    token: str, user: str, settings: TokenCheckSettings, resolver: CredentialResolver, now: float | None = None
-) -> VerifiedToken:
+    token: str, user: str, settings: TokenCheckSettings, resolver: CredentialResolver[K], now: float | None = None
+) -> VerifiedToken[K]:
     """Accept ``token`` for ``user`` or raise AuthError naming the failed check."""
     now = time.time() if now is None else now
     parsed = parse_token(token)
@@ -104,9 +126,10 @@ def verify_token(
     expires_at = parsed.signed_at + parsed.expires_s
     if now >= expires_at:
         raise AuthError(EXPIRED, f"the token expired {int(now - expires_at)} s ago")
-    if (parsed.host, parsed.port) != (settings.host, settings.port):
+    if parsed.host != settings.host or parsed.port not in (settings.port, settings.local_port):
+        local = f" (or :{settings.local_port} locally)" if settings.local_port else ""
         raise AuthError(
-            WRONG_HOST, f"signed for {parsed.host}:{parsed.port}, this proxy is {settings.host}:{settings.port}"
+            WRONG_HOST, f"signed for {parsed.host}:{parsed.port}, this proxy is {settings.host}:{settings.port}{local}"
         )
     if parsed.region != settings.region:
         raise AuthError(WRONG_HOST, f"signed for region {parsed.region}, this proxy is in {settings.region}")
@@ -158,7 +181,7 @@ def parse_token(token: str) -> _Parsed:
     return _Parsed(netloc, host, port, params, scope[0], scope[2], int(signed.timestamp()), int(expires))
 
 
-def _expected_signature(parsed: _Parsed, credentials: IssuedCredentials) -> str:
+def _expected_signature(parsed: _Parsed, credentials: SigningKey) -> str:
     """botocore's SigV4 query signature of the same request (all params but the signature, same date)."""
     signer = SigV4QueryAuth(
         Credentials(credentials.access_key_id, credentials.secret_access_key, credentials.session_token),

@@ -1,0 +1,99 @@
+"""An interface VPC endpoint for Secrets Manager: the migrator's only way out of the private subnets.
+
+The VPC has no internet or NAT gateway. The migrator reads the application user's secret at deploy time, so
+Secrets Manager gets a private endpoint with private DNS (the SDK's default host name resolves to it), its own
+security group open on 443 to the migrator's group alone, and an endpoint policy that allows nothing but
+reading the given secrets by principals of this account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from constructs import Construct
+
+from modules.bindings import aws
+from modules.context import AwsContext
+from modules.network import allow_tcp
+from modules.policy import policy_document
+from modules.validation import SettingsError
+
+HTTPS_PORT = 443
+
+
+@dataclass(frozen=True)
+class SecretsManagerEndpointProps:
+    name_prefix: str
+    """Names the endpoint's security group ``<name_prefix>-secretsmanager-endpoint``."""
+    ctx: AwsContext
+    """Region of the service name; account the endpoint policy admits."""
+    vpc_id: str
+    subnet_ids: list[str]
+    """One endpoint network interface per subnet; each is billed per AZ-hour. Use the clients' subnets."""
+    client_security_group: object
+    """The ``SecurityGroup`` of the only clients (the migrator): it gets egress to the endpoint on 443."""
+    readable_secret_arns: tuple[str, ...]
+    """The only secrets reachable through the endpoint (``secretsmanager:GetSecretValue``)."""
+
+    def __post_init__(self) -> None:
+        if not self.subnet_ids:
+            raise SettingsError("subnet_ids", self.subnet_ids, "at least one subnet")
+        if not self.readable_secret_arns:
+            raise SettingsError("readable_secret_arns", self.readable_secret_arns, "at least one secret ARN")
+
+
+class SecretsManagerEndpoint(Construct):
+    def __init__(self, scope: Construct, id_: str, props: SecretsManagerEndpointProps):
+        super().__init__(scope, id_)
+        name = f"{props.name_prefix}-secretsmanager-endpoint"
+        self.security_group = aws("security_group").SecurityGroup(
+            self,
+            "sg",
+            name=name,
+            description="Secrets Manager endpoint: HTTPS from the migrator only",
+            vpc_id=props.vpc_id,
+            tags={"Name": name},
+        )
+        self.rules = allow_tcp(
+            self,
+            "migrator-to-endpoint",
+            source=props.client_security_group,
+            target=self.security_group,
+            port=HTTPS_PORT,
+            description="The migrator reads its secret through the Secrets Manager endpoint",
+        )
+        self.endpoint = aws("vpc_endpoint").VpcEndpoint(
+            self,
+            "endpoint",
+            vpc_id=props.vpc_id,
+            service_name=f"com.amazonaws.{props.ctx.region}.secretsmanager",
+            vpc_endpoint_type="Interface",
+            private_dns_enabled=True,
+            subnet_ids=props.subnet_ids,
+            security_group_ids=[self.security_group.id],
+            policy=policy_document(
+                self,
+                "policy",
+                [
+                    {
+                        "sid": "ReadTheGivenSecretsOnlyFromThisAccount",
+                        "actions": ["secretsmanager:GetSecretValue"],
+                        "resources": list(props.readable_secret_arns),
+                        "principals": [{"type": "*", "identifiers": ["*"]}],
+                        "condition": [
+                            {
+                                "test": "StringEquals",
+                                "variable": "aws:PrincipalAccount",
+                                "values": [props.ctx.account_id],
+                            }
+                        ],
+                    }
+                ],
+            ),
+            tags={"Name": name},
+        )
+
+    @property
+    def dependables(self) -> list:
+        """What a caller of the endpoint must wait for: the endpoint and both security group rules."""
+        return [self.endpoint, *self.rules]
