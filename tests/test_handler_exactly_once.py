@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from handler.app_db import DatabaseUnavailable, Deadline
 from handler.app_store import AccessTimesStore, OutcomeUnknown, iso_utc, request_key
 from local.data_plane.mariadb import MariaDBServer
-from local.data_plane.rdsproxy import ProxyConfig, ProxyServer
+from local.data_plane.rdsproxy import ProxyConfig, ProxyServer, StaticAccount
 from tests.handler_support import (
     Accounts,
     admin_query,
@@ -162,10 +162,7 @@ def proxy_config(server: MariaDBServer, accounts: Accounts, **overrides: Any) ->
     fields: dict[str, Any] = dict(
         backend_host=server.host,
         backend_port=server.port,
-        backend_user=accounts.app_user,
-        backend_password=accounts.app_password,
-        client_user=accounts.app_user,
-        client_password=accounts.app_password,
+        accounts=(StaticAccount(accounts.app_user, accounts.app_password),),
         db_max_connections=40,
         max_connections_percent=50,
         connection_borrow_timeout=10,
