@@ -17,7 +17,7 @@ from modules.packaging import build_handler_zip
 from modules.policy import service_assume_role
 from modules.suppressions import skip_checks
 
-HANDLER_ENTRY = "app.lambda_handler"
+HANDLER_ENTRY = contract.REQUEST_HANDLER
 
 
 @dataclass(frozen=True)

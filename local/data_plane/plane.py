@@ -36,6 +36,7 @@ from local.data_plane.production_auth import ProductionAuth
 from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
 from local.data_plane.runtime_worker import WARM_BOTO3
 from local.data_plane.supervisor import Child, Supervisor, stderr_log
+from local.data_plane.task_root import unpacked_handler
 from modules.project import HANDLER_DIR_NAME, REPO_ROOT
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from local.data_plane.rdsproxy.config import ProxyConfig
 
 HANDLER_DIR = REPO_ROOT / HANDLER_DIR_NAME
+"""The ``handler`` package's source; the runtime imports it from the deployment zip built from it (``task_root``)."""
 DEFAULT_DB_MAX_CONNECTIONS = 65  # a db.t2.micro, the reference experiment's DB
 DEFAULT_LOCAL_CONCURRENCY = 100  # Lambda's account pool is 1000; 100 processes is what one machine affords
 _PROXY_START_TIMEOUT_S = 20.0
@@ -152,6 +154,7 @@ class LocalDataPlane:
         """The DB's master and application users (set at start)."""
         self.migration: dict[str, Any] | None = None
         """The migrator's result at start (None: the stack has no migrator)."""
+        self._task_root: str | None = None
 
     @property
     def url(self) -> str:
@@ -274,8 +277,10 @@ class LocalDataPlane:
         return process.start(timeout=_PROXY_START_TIMEOUT_S)
 
     def _code_dir(self) -> str:
-        """Where the runtime imports the handler from (Lambda's /var/task)."""
-        return self.config.handler_dir
+        """Where the runtime imports the handler from (Lambda's /var/task): the deployment zip, unpacked once."""
+        if self._task_root is None:
+            self._task_root = str(unpacked_handler(Path(self.config.handler_dir)))
+        return self._task_root
 
     def _start_function(self, environment: dict[str, str]) -> None:
         function = self.stack.function
