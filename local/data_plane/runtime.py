@@ -49,16 +49,6 @@ from local.data_plane.runtime_worker import (
 from modules.validation import SettingsError
 
 log = logging.getLogger(__name__)
-__all__ = [
-    "ContainerCrashed",
-    "FunctionError",
-    "FunctionTimeout",
-    "InvocationError",
-    "LambdaRuntime",
-    "RuntimeConfig",
-    "RuntimeStats",
-    "Throttled",
-]
 
 # Bounds taken from Lambda's own limits.
 MAX_TIMEOUT_S = 900.0
