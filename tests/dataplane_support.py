@@ -4,6 +4,8 @@ application user, the migrator as the master, and the proxy's ``auth`` names bot
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 from handler import app_contract
@@ -51,3 +53,14 @@ def with_migrator(state: dict[str, Any], master_arn: str, app_arn: str) -> dict[
 
 def current_state(master_arn: str, app_arn: str, **instance: object) -> dict[str, Any]:
     return with_migrator(deployed_state(master_arn, **instance), master_arn, app_arn)
+
+
+def write_current_state(endpoint: str, tmp_path: Path, master_password: str = "pw-1") -> Path:
+    """Both secrets in the emulator at ``endpoint`` and the current stack's state file in ``tmp_path``."""
+    from tests.test_db_instance import make_secret
+
+    master = make_secret(endpoint, f"rds!db-{tmp_path.name}", {"username": MASTER_USER, "password": master_password})
+    app = make_secret(endpoint, f"app-{tmp_path.name}", {"username": APP_USER, "password": "pw-app"})
+    state_file = tmp_path / "terraform.local.tfstate"
+    state_file.write_text(json.dumps(current_state(master, app)))
+    return state_file

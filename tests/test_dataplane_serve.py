@@ -17,7 +17,7 @@ from local.common.ports import LocalPorts, PortSettingError, PortTakenError, req
 from local.common.serve_record import read_record, record_path
 from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.mariadb import mariadbd_available
-from tests.test_db_instance import deployed_state, make_secret
+from tests.dataplane_support import write_current_state
 from tests.test_supervision_support import Deployment, Serve
 
 needs_mariadb = pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")
@@ -66,14 +66,11 @@ def emulator(tmp_path_factory) -> Iterator[Emulator]:
 
 @pytest.fixture
 def deployment(emulator, tmp_path) -> Deployment:
-    arn = make_secret(emulator.endpoint, f"rds!db-{tmp_path.name}", {"username": "app_admin", "password": "pw-1"})
-    state = deployed_state(arn)
+    state_file = write_current_state(emulator.endpoint, tmp_path)
+    state = json.loads(state_file.read_text())
     for resource in state["resources"]:
         if resource["type"] == "aws_db_proxy":
-            resource["instances"][0]["attributes"]["endpoint"] = (
-                "sms-local-proxy.proxy-x.ap-northeast-1.rds.amazonaws.com"
-            )
-    state_file = tmp_path / "terraform.local.tfstate"
+            resource["instances"][0]["attributes"]["endpoint"] = ENDPOINT
     state_file.write_text(json.dumps(state))
     return Deployment(state_file, tmp_path / ".local", emulator.endpoint, tmp_path)
 
