@@ -27,8 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from local.data_plane.auth.authenticator import RuntimeCredentials  # noqa: E402
 from local.data_plane.auth.credentials import CredentialIssuer, IssuerSettings  # noqa: E402
+from local.data_plane.cold_starts import DEFAULT_CONCURRENT_COLD_STARTS  # noqa: E402
 from local.data_plane.http_api import HttpApi  # noqa: E402
-from local.data_plane.runtime import DEFAULT_CONCURRENT_COLD_STARTS, LambdaRuntime, RuntimeConfig  # noqa: E402
+from local.data_plane.runtime import LambdaRuntime, RuntimeConfig  # noqa: E402
 from local.data_plane.runtime_worker import WARM_BOTO3  # noqa: E402
 
 HANDLERS = str(ROOT / "tests" / "runtime_handlers")
@@ -172,6 +173,7 @@ def main() -> None:
         max_concurrency=100,
         timeout_s=5,
         preload_modules=("json",),
+        max_concurrent_cold_starts=100,  # the 99 below measure how fast containers are made, all at once
     )
     with LambdaRuntime(config) as runtime, HttpApi(runtime.invoke) as api:
         runtime.invoke({})  # start the zygote and one container

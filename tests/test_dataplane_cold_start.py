@@ -19,7 +19,8 @@ from modules.validation import SettingsError
 HANDLERS = str(Path(__file__).parent / "dataplane_handlers")
 
 
-def _runtime(log_dir: Path, slots: int, containers: int = 10) -> LambdaRuntime:
+def _runtime(log_dir: Path, slots: int, containers: int = 10, turn_s: float = 10.0) -> LambdaRuntime:
+    """A long `turn_s` by default: each cold start keeps its turn through its whole first call."""
     return LambdaRuntime(
         RuntimeConfig(
             handler="cold_start_app.lambda_handler",
@@ -28,6 +29,7 @@ def _runtime(log_dir: Path, slots: int, containers: int = 10) -> LambdaRuntime:
             max_concurrency=containers,
             timeout_s=10,
             max_concurrent_cold_starts=slots,
+            cold_start_turn_s=turn_s,
         )
     )
 
@@ -101,7 +103,27 @@ def test_waiting_for_a_cold_start_turn_does_not_count_toward_the_integration_tim
     assert (status, body) == (504, {"message": "Service Unavailable"})
 
 
-@pytest.mark.parametrize("value", [0, 1001, True, 2.5])
-def test_the_cold_start_bound_names_the_setting_and_range(value):
-    with pytest.raises(SettingsError, match=r"max_concurrent_cold_starts"):
-        RuntimeConfig(handler="cold_start_app.lambda_handler", code_dir=HANDLERS, max_concurrent_cold_starts=value)
+def test_a_first_call_that_waits_gives_its_turn_back_after_turn_s(tmp_path):
+    with _runtime(tmp_path, slots=1, turn_s=0.2) as runtime, ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: runtime.invoke({"seconds": 1.5}), range(3)))
+    cold_starts = sorted((r["imported"], r["end"]) for r in results)
+    assert len({r["pid"] for r in results}) == 3
+    assert _most_at_once(cold_starts) >= 2, cold_starts  # the waits overlap: no one held the only turn 1.5 s
+    assert cold_starts[1][0] < cold_starts[0][1] and cold_starts[2][0] < cold_starts[1][1]
+
+
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("max_concurrent_cold_starts", 0, "an integer from 1 to 1000"),
+        ("max_concurrent_cold_starts", 1001, "an integer from 1 to 1000"),
+        ("max_concurrent_cold_starts", True, "an integer from 1 to 1000"),
+        ("max_concurrent_cold_starts", 2.5, "an integer from 1 to 1000"),
+        ("cold_start_turn_s", 0, "seconds from 0.01 to 10"),
+        ("cold_start_turn_s", 60, "seconds from 0.01 to 10"),
+    ],
+)
+def test_the_cold_start_settings_name_the_field_and_range(field, value, allowed):
+    with pytest.raises(SettingsError) as refused:
+        RuntimeConfig(handler="cold_start_app.lambda_handler", code_dir=HANDLERS, **{field: value})
+    assert field in str(refused.value) and allowed in str(refused.value)

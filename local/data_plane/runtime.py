@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from local.data_plane.auth.resolver_shim import AddressOverride
+from local.data_plane.cold_starts import DEFAULT_CONCURRENT_COLD_STARTS, DEFAULT_TURN_S, ColdStartTurns
 from local.data_plane.runtime_outcomes import (
     ContainerCrashed,
     FunctionError,
@@ -60,8 +61,6 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_MAX_CONTAINER_AGE_S = 11.5 * 3600
 """A bit under the 12 h the execution role's credentials last (`auth.credentials.IssuerSettings.lifetime_s`)."""
 MAX_CONTAINER_AGE_S = 12 * 3600.0
-DEFAULT_CONCURRENT_COLD_STARTS = 2 * (os.cpu_count() or 1)
-"""Cold starts (init + first invocation) that run at once: what this machine can run, see `RuntimeConfig`."""
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _PRELOAD = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$")
 
@@ -98,10 +97,11 @@ class RuntimeConfig:
     """Containers are retired at this age (on their next use), as Lambda recycles execution environments
     before the role credentials they were given expire."""
     max_concurrent_cold_starts: int = DEFAULT_CONCURRENT_COLD_STARTS
-    """Cold starts (a container's init and its first invocation, which opens its DB connection) that run at once;
-    the others wait their turn, each for its own new container (one request per container, as on Lambda). On AWS
-    every cold start has its own host; here 100 starting at once share the machine's cores and all finish late,
-    while a few at a time finish early and serve warm requests while the rest start. Default: 2 x CPU cores."""
+    """Cold starts (init, then the start of the first invocation, which opens the DB connection) that run at once;
+    the others wait their turn, each for its own new container (one request per container, as on Lambda); see
+    `cold_starts`. Default: 2 x CPU cores."""
+    cold_start_turn_s: float = DEFAULT_TURN_S
+    """Longest a first invocation keeps its cold start's turn. Default: 0.5 s."""
 
     def __post_init__(self) -> None:
         module, _, func = self.handler.rpartition(".")
@@ -138,6 +138,9 @@ class RuntimeConfig:
         cold = self.max_concurrent_cold_starts
         if isinstance(cold, bool) or not isinstance(cold, int) or not 1 <= cold <= MAX_CONCURRENCY:
             raise SettingsError("max_concurrent_cold_starts", cold, f"an integer from 1 to {MAX_CONCURRENCY}")
+        turn = self.cold_start_turn_s
+        if isinstance(turn, bool) or not isinstance(turn, (int, float)) or not 0.01 <= turn <= INIT_TIMEOUT_S:
+            raise SettingsError("cold_start_turn_s", turn, f"seconds from 0.01 to {INIT_TIMEOUT_S:g}")
 
     @property
     def effective_region(self) -> str:
@@ -174,7 +177,7 @@ class LambdaRuntime:
         self._peak = 0
         self._busy = 0
         self.init_durations_ms: list[float] = []
-        self._cold_start_slots = threading.BoundedSemaphore(config.max_concurrent_cold_starts)
+        self._cold_starts = ColdStartTurns(config.max_concurrent_cold_starts, config.cold_start_turn_s)
         self._first_invocation_at: float | None = None
         self._last_cold_start_done_at: float | None = None
 
@@ -217,8 +220,7 @@ class LambdaRuntime:
         self._peak = max(self._peak, self._busy)
 
     def prepare(self) -> LambdaRuntime:
-        """Start the zygote now, before the first request: it is this runtime's own set-up (one interpreter with the
-        driver preloaded, which Lambda does not have), so the first request's cold start pays only its container."""
+        """Start the zygote now: the runtime's own set-up (Lambda has none), not the first request's cold start."""
         self._get_zygote()
         return self
 
@@ -287,10 +289,9 @@ class LambdaRuntime:
     ) -> Any:
         """Run the handler on `event` in a container; return its JSON result or raise InvocationError.
 
-        A cold start (no idle container) waits for one of `max_concurrent_cold_starts` slots and holds it through
-        the init and the first invocation; a warm invocation never waits. `on_start` is called when the invocation
-        stops waiting for its turn: the caller's clock (API Gateway's integration timeout) starts there, because on
-        AWS a cold start never waits for another's.
+        A cold start (no idle container) waits for its turn (`cold_starts`); a warm one never waits. `on_start` is
+        called when the turn comes: the caller's clock (API Gateway's integration timeout) starts there, as on AWS a
+        cold start never waits for another's.
         """
         with self._lock:
             if self._first_invocation_at is None:
@@ -298,7 +299,7 @@ class LambdaRuntime:
         container, cold = self._acquire()
         healthy = False
         try:
-            with self._cold_start_slots if cold else contextlib.nullcontext():
+            with self._cold_starts.turn() if cold else contextlib.nullcontext() as turn:
                 if on_start is not None:
                     on_start()
                 if cold:
@@ -309,6 +310,8 @@ class LambdaRuntime:
                         self._counts["containers_created"] += 1
                 with self._lock:
                     self._counts["invocations"] += 1
+                if turn is not None:
+                    turn.invocation_started()
                 try:
                     result = self._run(container, event, request_id or str(uuid.uuid4()))
                 finally:
