@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from handler import app_contract
+from tests.auth_support import APP_USER
+from tests.auth_support import DB_USER as MASTER_USER
 from tests.test_db_instance import deployed_state
-
-APP_USER = "app_user"
-MASTER_USER = "app_admin"
 
 
 def with_migrator(state: dict[str, Any], master_arn: str, app_arn: str) -> dict[str, Any]:

@@ -15,51 +15,14 @@ from typing import Any
 
 import pytest
 
-from handler import app_contract
 from local.data_plane.deployed import parse_state
 from local.data_plane.mariadb import mariadbd_available
 from local.data_plane.plane import DataPlaneConfig, LocalDataPlane
 from tests import auth_support
-from tests.dataplane_support import APP_USER, MASTER_USER
+from tests.auth_support import APP_USER
+from tests.auth_support import DB_USER as MASTER_USER
 
 pytestmark = pytest.mark.skipif(not mariadbd_available(), reason="needs mariadbd")
-
-
-def _deployed_state(grant: dict[str, Any]) -> dict[str, Any]:
-    """`auth_support.state` as the least-privilege stack deploys it: the request function (as the application user)
-    and the migrator (as the master, with its own role), plus the pool, the route and the proxy's auth block."""
-    state = auth_support.state(inline=[grant])
-    for resource in state["resources"]:
-        attributes = resource["instances"][0]["attributes"]
-        if resource["type"] == "aws_db_proxy":
-            attributes.update(idle_client_timeout=1800, auth=[{"iam_auth": "REQUIRED", "secret_arn": ""}])
-        if resource["type"] == "aws_lambda_function":
-            attributes.update(handler=app_contract.REQUEST_HANDLER, memory_size=256, timeout=10)
-            variables = attributes["environment"][0]["variables"]
-            variables.update(DB_USER=APP_USER, DB_TABLE="access_times", RESPONSE_LIMIT="5")
-            migrator_variables = {
-                **variables,
-                "DB_USER": MASTER_USER,
-                "APP_DB_USER": APP_USER,
-                "APP_DB_SECRET_ARN": f"arn:aws:secretsmanager:{auth_support.REGION}:{auth_support.ACCOUNT}:secret:a",
-            }
-    migrator = {
-        "function_name": "sms-local-migrator",
-        "handler": app_contract.MIGRATOR_HANDLER,
-        "role": f"arn:aws:iam::{auth_support.ACCOUNT}:role/sms-local-migrator",
-        "timeout": 60,
-        "environment": [{"variables": migrator_variables}],
-    }
-    state["resources"] += [
-        auth_support._resource("aws_lambda_function", "migrator", migrator),
-        auth_support._resource(
-            "aws_db_proxy_default_target_group",
-            "tg",
-            {"connection_pool_config": [{"max_connections_percent": 70, "max_idle_connections_percent": 50}]},
-        ),
-        auth_support._resource("aws_apigatewayv2_route", "route", {"route_key": "$default"}),
-    ]
-    return state
 
 
 APP_GRANT = auth_support.grant(auth_support.connect_arn(user=APP_USER))
@@ -67,7 +30,7 @@ APP_GRANT = auth_support.grant(auth_support.connect_arn(user=APP_USER))
 
 def _plane(tmp_path: Path, grant: dict[str, Any]) -> LocalDataPlane:
     state_file = tmp_path / "terraform.local.tfstate"
-    state_file.write_text(json.dumps(_deployed_state(grant)))
+    state_file.write_text(json.dumps(auth_support.plane_state(inline=[grant])))
     stack = parse_state(json.loads(state_file.read_text()), source=str(state_file))
     config = DataPlaneConfig(
         max_concurrency=2,
