@@ -73,7 +73,7 @@ class Environment:
             raise SettingsError(
                 LOCAL_ENDPOINT_VARIABLE,
                 self.local_endpoint,
-                "an http:// URL on the loopback interface, e.g. http://127.0.0.1:4599",
+                f"an http:// URL on the loopback interface, e.g. {DEFAULT_LOCAL_ENDPOINT}",
             )
         for account in self.allowed_account_ids:
             if not re.match(r"^\d{12}$", account):

@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from local.common.local_target import emulator_state_dir, local_state_dir
 from local.data_plane import db_instance, deployed
 from local.data_plane.db_instance import DbInstanceError
 from local.data_plane.local_instance import PersistentDb, ProxyAuthError
@@ -26,7 +27,6 @@ from local.data_plane.plane import (
     LocalDataPlane,
 )
 from local.data_plane.secrets import SecretError
-from modules.project import emulator_state_dir, local_state_dir
 from modules.validation import SettingsError
 
 _EMULATOR_RECORD = "emulator.json"
