@@ -47,6 +47,8 @@ def is_unresolved(value: Any) -> bool:
     cdktf = sys.modules.get("cdktf")
     if cdktf is None or not isinstance(value, str | float | list | tuple):  # number tokens are floats, never ints
         return False
+    if isinstance(value, str):  # an element of a list token is unresolved as a one-element list
+        return bool(cdktf.Token.is_unresolved(value) or cdktf.Token.is_unresolved([value]))
     return bool(cdktf.Token.is_unresolved(list(value) if isinstance(value, tuple) else value))
 
 
