@@ -97,6 +97,7 @@ def test_every_alarm_notifies_our_topic_and_the_existing_one(monitoring):
     topic = monitoring.ref("aws_sns_topic", attribute="arn")
     for alarm in _alarms(monitoring).values():
         assert alarm["alarm_actions"] == [topic, ON_CALL] == alarm["ok_actions"]
+        assert "https://docs.aws.amazon.com/" in alarm["alarm_description"]  # each names its metric's source
 
 
 def test_dashboard_widgets(monitoring):
@@ -109,6 +110,15 @@ def test_dashboard_widgets(monitoring):
         "Lambda: concurrent executions and errors",
         "HTTP API: 4xx and 5xx",
     ]
+    assert {m[1] for w in widgets for m in w["properties"]["metrics"]} == {
+        "ClientConnections",
+        "DatabaseConnections",
+        "DatabaseConnectionsBorrowLatency",
+        "ConcurrentExecutions",
+        "Errors",
+        "4xx",
+        "5xx",
+    }
     first = widgets[0]["properties"]
     assert first["metrics"][0][:4] == ["AWS/RDS", "ClientConnections", "ProxyName", "t-proxy"]
     assert first["metrics"][1][:4] == ["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", "t-db"]
