@@ -1,30 +1,32 @@
-"""Benchmark: is the RDS Proxy stand-in fast enough not to be the experiment's bottleneck?
+"""Benchmark: is the RDS Proxy stand-in fast and frugal enough not to distort the experiment?
 
-Runs the same workload directly against a private MariaDB and through the proxy (in its own
-process, as the data plane runs it) and prints statements/s, per-statement latency and the
-proxy's CPU time per statement (from /proc, so client-side GIL contention does not hide it).
+Runs workloads against a private MariaDB (max_connections 65 unless more are needed), each through a fresh stand-in
+in its own process, as the data plane runs it, and prints statements/s, latency, the proxy's CPU per statement (from
+/proc, so client-side GIL contention does not hide it), and the proxy's view of its DB connections and borrows.
 
-Workloads, each with --threads client threads (pure-Python mysql-connector):
-  persistent  one connection per thread, alternating SELECT of a row / INSERT
-  per-request connect, 3 statements (SELECT, INSERT, COMMIT), close -- the Lambda pattern
-  auth        connect + SELECT + close through the proxy in password mode (mysql_native_password, no TLS)
-              and as deployed (TLS with certificate and host-name verification, a fresh boto3-signed IAM token
-              per connection sent with mysql_clear_password): p50/p95 of connect+query, connections/s and the
-              proxy's CPU per connection (--auth-requests per mode; 0 skips it)
+Workloads (``--workloads``, comma-separated), pure-Python mysql-connector client threads:
+  persistent   --threads connections kept, alternating SELECT of a row / INSERT (direct and through the proxy)
+  per-request  connect, 3 statements (SELECT, INSERT, COMMIT), close -- the old Lambda pattern (both paths)
+  short        --users connections kept, each calling a one-statement autocommitted procedure (INSERT + SELECT)
+               for --seconds, at full speed or with --think-ms between calls (200 ms gives the reference
+               experiment's ~500 requests/s): 65 DB slots, pool cap 45; prints peak and time-weighted mean DB
+               connections and borrow wait/hold p50/p95/max
+  stalled      50 clients send a 64 MB SELECT and stop reading; then one more client connects and runs SELECT 1:
+               how long it waits, how many backends the stalled ones hold, and the proxy's RSS before, at its peak
+               and after the stalled clients left
 
-    .venv/bin/python bench/bench_rdsproxy.py [--threads 50] [--statements 100] [--requests 1000] [--auth-requests 1000]
+    .venv/bin/python bench/bench_rdsproxy.py [--workloads short,stalled] [--users 100] [--seconds 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import json
 import os
+import socket
 import statistics
+import struct
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,14 +37,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import mysql.connector
 
 from local.data_plane.mariadb import MariaDBConfig, MariaDBServer
-from local.data_plane.rdsproxy import ProxyConfig, ProxyProcess
+from local.data_plane.rdsproxy import ProxyConfig, ProxyProcess, StaticAccount
+from local.data_plane.rdsproxy.constants import Capability
 
-CLIENT_USER, CLIENT_PASSWORD = "bench", "bench-pw"
+USER, PASSWORD = "bench", ""  # no password: the stalled clients log in with a hand-made packet
+WORKLOADS = ("persistent", "per-request", "short", "stalled")
+BIG_SELECT = (
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 64) SELECT n, REPEAT('x', 1000000) FROM r"
+)
+
+
+def make_config(db, **fields) -> ProxyConfig:
+    """The stand-in in front of ``db`` with the bench user's account: cap 70 % of max_connections as deployed."""
+    base = dict(backend_host=db.host, backend_port=db.port, accounts=(StaticAccount(USER, PASSWORD),))
+    base.update(db_max_connections=db.config.max_connections, max_connections_percent=70, stats_port=0)
+    base.update(fields)
+    return ProxyConfig(**base)
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def connector(host: str, port: int, database: str, **options):
+    return lambda: mysql.connector.connect(
+        host=host, port=port, user=USER, password=PASSWORD, database=database, use_pure=True, **options
+    )
 
 
 def run(connect, threads: int, jobs: int, job) -> tuple[float, list[float]]:
@@ -76,36 +104,6 @@ def timed(cursor, sql, params=()):
     return time.perf_counter() - started
 
 
-def persistent_job(statements: int, opened: list):
-    local = threading.local()
-
-    def job(connect):
-        if not hasattr(local, "conn"):
-            local.conn = connect()
-            opened.append(local.conn)
-        cur = local.conn.cursor()
-        out = []
-        for i in range(statements):
-            if i % 2:
-                out.append(timed(cur, "INSERT INTO hits (who) VALUES ('p')"))
-            else:
-                out.append(timed(cur, "SELECT id, name, price FROM menus WHERE id = %s", (i % 9 + 1,)))
-        cur.close()
-        return out
-
-    return job
-
-
-def per_request_job(connect):
-    with contextlib.closing(connect()) as conn:
-        cur = conn.cursor()
-        return [
-            timed(cur, "SELECT * FROM menus"),
-            timed(cur, "INSERT INTO hits (who) VALUES ('r')"),
-            timed(cur, "COMMIT"),
-        ]
-
-
 def report(name, path, wall, latencies, cpu=None):
     latencies.sort()
     n = len(latencies)
@@ -120,169 +118,238 @@ def report(name, path, wall, latencies, cpu=None):
     return n / wall
 
 
-def run_auth_modes(db, base: ProxyConfig, threads: int, requests: int) -> None:
-    """Connect-per-request (connect, SELECT 1, close) in password mode and with TLS + IAM, through the proxy."""
-    from local.data_plane.auth.authenticator import IamAuthenticator, IamAuthSettings, RuntimeCredentials
-    from local.data_plane.auth.credentials import IssuerSettings
-    from local.data_plane.auth.local_ca import LocalCaSettings
-    from local.data_plane.auth.resolver_shim import AddressOverride, install
-    from tests.auth_support import DB_USER, ENDPOINT, REGION, ROLE_ARN, state
+# -- persistent and per-request: direct vs proxy --------------------------------------------------------------
+def classic(db, args) -> None:
+    def persistent_job(opened):
+        local = threading.local()
 
-    with tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp:
-        state_file = Path(tmp, "terraform.tfstate")
-        state_file.write_text(json.dumps(state()))
-        ca, key = Path(tmp, "ca"), Path(tmp, "issuer.key")
-        auth = IamAuthenticator(
-            IamAuthSettings.from_state(state(), ca=LocalCaSettings(directory=ca), issuer=IssuerSettings(key_path=key))
-        )
-        os.environ.update(RuntimeCredentials(auth.issuer, ROLE_ARN, "sms-local-api").environment())
-        import boto3
-
-        signer = boto3.client("rds", region_name=REGION)
-        iam_config = dataclasses.replace(
-            base, require_tls=True, iam_state_file=str(state_file), ca_dir=str(ca), issuer_key_path=str(key)
-        )
-        with ProxyProcess(base) as plain, ProxyProcess(iam_config) as secured:
-            install([AddressOverride(ENDPOINT, 3306, secured.port)])  # the deployed name, as in a container
-
-            def password_connect():
-                return mysql.connector.connect(
-                    host=plain.host,
-                    port=plain.port,
-                    user=CLIENT_USER,
-                    password=CLIENT_PASSWORD,
-                    database=db.database,
-                    use_pure=True,
-                    connection_timeout=30,
+        def job(connect):
+            if not hasattr(local, "conn"):
+                local.conn = connect()
+                opened.append(local.conn)
+            cur = local.conn.cursor()
+            out = []
+            for i in range(args.statements):
+                sql, params = (
+                    ("INSERT INTO hits (who) VALUES ('p')", ())
+                    if i % 2
+                    else ("SELECT id, name, price FROM menus WHERE id = %s", (i % 9 + 1,))
                 )
+                out.append(timed(cur, sql, params))
+            cur.close()
+            return out
 
-            def iam_connect():  # what the handler does for each new connection
-                return mysql.connector.connect(
-                    host=ENDPOINT,
-                    port=3306,
-                    user=DB_USER,
-                    password=signer.generate_db_auth_token(ENDPOINT, 3306, DB_USER, REGION),
-                    database=db.database,
-                    use_pure=True,
-                    connection_timeout=30,
-                    auth_plugin="mysql_clear_password",
-                    ssl_ca=str(auth.ca_bundle_path),
-                    ssl_verify_cert=True,
-                    ssl_verify_identity=True,
-                )
+        return job
 
-            def job(connect):
-                started = time.perf_counter()
-                with contextlib.closing(connect()) as conn:
-                    cur = conn.cursor()
-                    cur.execute("SELECT 1")
-                    cur.fetchall()
-                return [time.perf_counter() - started]
+    def per_request_job(connect):
+        with contextlib.closing(connect()) as conn:
+            cur = conn.cursor()
+            return [
+                timed(cur, "SELECT * FROM menus"),
+                timed(cur, "INSERT INTO hits (who) VALUES ('r')"),
+                timed(cur, "COMMIT"),
+            ]
 
+    with ProxyProcess(make_config(db, max_idle_connections_percent=70)) as proxy:
+        print(f"proxy pid {proxy.pid}, {args.threads} client threads, event loop {proxy.stats()['event_loop']}")
+        opened: list = []
+        for name, jobs, job, autocommit in (
+            ("persistent", args.threads, persistent_job(opened), True),
+            ("per-request", args.requests, per_request_job, False),
+        ):
+            if name not in args.workloads:
+                continue
             rates = {}
-            for name, proxy, connect in (("password", plain, password_connect), ("tls+iam", secured, iam_connect)):
-                run(connect, threads, min(threads, 20), job)  # warm-up: CA certs loaded, boto3 signer built
+            for path, host, port in (("direct", db.host, db.port), ("proxy", proxy.host, proxy.port)):
                 before = cpu_seconds(proxy.pid)
-                wall, latencies = run(connect, threads, requests, job)
-                cpu = cpu_seconds(proxy.pid) - before
-                latencies.sort()
-                n = len(latencies)
-                rates[name] = n / wall
-                print(
-                    f"auth {name:9s} {n:6d} connect+query {wall:6.2f} s {n / wall:7.0f} conn/s  latency "
-                    f"p50 {latencies[n // 2] * 1e3:6.2f} ms  p95 {latencies[int(n * 0.95)] * 1e3:6.2f} ms  "
-                    f"proxy CPU {cpu / n * 1e6:5.0f} us/conn",
-                    flush=True,
+                wall, latencies = run(
+                    connector(host, port, db.database, autocommit=autocommit), args.threads, jobs, job
                 )
-            stats = secured.stats()
+                while opened:
+                    opened.pop().close()
+                cpu = cpu_seconds(proxy.pid) - before if path == "proxy" else None
+                rates[path] = report(name, path, wall, latencies, cpu)
+            print(f"{name:11s} proxy/direct throughput: {rates['proxy'] / rates['direct']:.0%}", flush=True)
+
+
+# -- short: the reference experiment's picture -----------------------------------------------------------------
+def short(db, args) -> None:
+    """--users kept connections calling a one-statement procedure at full speed through a cap-45 pool."""
+    with ProxyProcess(make_config(db)) as proxy:
+        connect = connector(proxy.host, proxy.port, db.database, autocommit=True)
+        clients = [connect() for _ in range(args.users)]  # all logged in before the clock starts
+        stop = time.monotonic() + args.seconds
+        start = threading.Barrier(args.users + 1)
+        latencies: list[list[float]] = [[] for _ in clients]
+        think = args.think_ms / 1000
+        samples: list[int] = []
+
+        def user(index: int) -> None:
+            cur = clients[index].cursor()
+            start.wait()
+            while time.monotonic() < stop:
+                began = time.perf_counter()
+                cur.execute("CALL hit(%s)", ("s",))
+                cur.fetchall()
+                while cur.nextset():
+                    pass
+                latencies[index].append(time.perf_counter() - began)
+                if think:
+                    time.sleep(think)
+
+        threads = [threading.Thread(target=user, args=(i,)) for i in range(args.users)]
+        for thread in threads:
+            thread.start()
+        reset = getattr(proxy, "reset_stats", None)
+        if reset:
+            reset()  # logins are not part of the window
+        cpu_before, began = cpu_seconds(proxy.pid), time.perf_counter()
+        start.wait()
+        while time.monotonic() < stop:  # sampled too, for stand-ins that report no mean of their own
+            samples.append(proxy.stats()["backend_connections"])
+            time.sleep(0.02)
+        for thread in threads:
+            thread.join()
+        wall, cpu, stats = time.perf_counter() - began, cpu_seconds(proxy.pid) - cpu_before, proxy.stats()
+        for conn in clients:
+            conn.close()
+    done = sorted(x for per_user in latencies for x in per_user)
+    n = len(done)
+    print(
+        f"short       {args.users} users, think {args.think_ms:g} ms: {n:6d} calls {wall:6.2f} s"
+        f" {n / wall:7.0f} calls/s"
+        f"  latency p50 {done[n // 2] * 1e3:5.2f} ms p95 {done[int(n * 0.95)] * 1e3:5.2f} ms"
+        f"  proxy CPU {cpu / n * 1e6:4.0f} us/call"
+    )
+    mean = stats.get("backend_connections_mean", f"~{statistics.fmean(samples):.2f} (sampled)")
+    print(
+        f"short       DB connections: peak {stats['backend_connections_peak']} (cap {stats['pool_cap']}), "
+        f"time-weighted mean {mean}, opened {stats['backend_connections_opened']}, borrow timeouts "
+        f"{stats['borrow_timeouts']}, client peak {stats['client_connections_peak']}"
+    )
+    for key in ("borrow_wait_ms", "borrow_hold_ms"):
+        if key in stats:
+            figures = stats[key]
             print(
-                f"auth tls+iam/password throughput: {rates['tls+iam'] / rates['password']:.0%}; "
-                f"tls clients {stats['tls_clients']}, auth failures {stats['auth_failures']}",
-                flush=True,
+                f"short       {key}: p50 {figures['p50']} p95 {figures['p95']} max {figures['max']} "
+                f"({figures['count']} borrows)"
             )
+
+
+# -- stalled: 50 clients that stop reading ---------------------------------------------------------------------
+def stalled_client(host: str, port: int, database: str, sql: str) -> socket.socket:
+    """Log in (empty password, no TLS), send ``sql`` and never read the reply."""
+    sock = socket.create_connection((host, port), timeout=30)
+    sock.recv(65536)  # the greeting
+    flags = int(
+        Capability.PROTOCOL_41
+        | Capability.SECURE_CONNECTION
+        | Capability.CONNECT_WITH_DB
+        | Capability.PLUGIN_AUTH
+        | Capability.DEPRECATE_EOF
+        | Capability.MULTI_RESULTS
+    )
+    body = struct.pack("<IIB", flags, 1 << 24, 45) + bytes(23) + USER.encode() + b"\x00\x00"
+    body += database.encode() + b"\x00mysql_native_password\x00"
+    sock.sendall(len(body).to_bytes(3, "little") + b"\x01" + body)
+    reply = sock.recv(65536)
+    if reply[4:5] != b"\x00":
+        raise RuntimeError(f"login refused: {reply!r}")
+    query = b"\x03" + sql.encode()
+    sock.sendall(len(query).to_bytes(3, "little") + b"\x00" + query)
+    return sock
+
+
+def stalled(db, args) -> None:
+    with ProxyProcess(make_config(db)) as proxy:
+        baseline = rss_mb(proxy.pid)
+        peak = [baseline]
+        sampling = threading.Event()
+
+        def sample_rss():
+            while not sampling.is_set():
+                peak.append(rss_mb(proxy.pid))
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample_rss)
+        sampler.start()
+        began = time.perf_counter()
+        with ThreadPoolExecutor(50) as pool:
+            socks = list(pool.map(lambda _: stalled_client(proxy.host, proxy.port, db.database, BIG_SELECT), range(50)))
+        time.sleep(1.0)  # the stalled replies are under way
+        sent = time.perf_counter() - began
+        stats = proxy.stats()
+        held = stats["backend_connections"] - stats["idle_backends"]
+        waited_from = time.perf_counter()
+        with contextlib.closing(connector(proxy.host, proxy.port, db.database)()) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            cur.fetchall()
+        waited = time.perf_counter() - waited_from
+        for sock in socks:
+            sock.close()
+        time.sleep(3)  # let the stand-in notice and free what the stalled clients had
+        sampling.set()
+        sampler.join()
+        after = rss_mb(proxy.pid)
+        final = proxy.stats()
+    print(
+        f"stalled     50 clients stopped reading 64 MB replies ({sent:.1f} s); one more client served in "
+        f"{waited:.2f} s; backends held by the stalled clients 1 s after they stopped: {held} (cap {stats['pool_cap']})"
+    )
+    print(
+        f"stalled     proxy RSS: {baseline:.0f} MB before, {max(peak):.0f} MB peak, {after:.0f} MB 3 s after the "
+        f"stalled clients left; held backends at the end: {final['backend_connections'] - final['idle_backends']}"
+    )
+
+
+def prepare(db) -> None:
+    with contextlib.closing(db.admin_connect()) as admin:
+        cur = admin.cursor()
+        cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (USER, PASSWORD))
+        cur.execute(f"GRANT ALL PRIVILEGES ON `{db.database}`.* TO %s@'%%'", (USER,))
+    with contextlib.closing(db.app_connect()) as conn:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE menus (id INT PRIMARY KEY, name VARCHAR(50), price INT) DEFAULT CHARSET=utf8mb4")
+        cur.executemany(
+            "INSERT INTO menus VALUES (%s, %s, %s)", [(i, f"menu {i} 定食", 300 + 50 * i) for i in range(1, 10)]
+        )
+        cur.execute("CREATE TABLE hits (id INT AUTO_INCREMENT PRIMARY KEY, who CHAR(1))")
+        cur.execute(  # one autocommitted statement that writes and reads, like the handler's GET
+            "CREATE PROCEDURE hit(IN who CHAR(1)) BEGIN INSERT INTO hits (who) VALUES (who); "
+            "SELECT LAST_INSERT_ID(), (SELECT COUNT(*) FROM hits WHERE id > CAST(LAST_INSERT_ID() AS SIGNED) - 10); END"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=50)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated: {', '.join(WORKLOADS)}")
+    parser.add_argument("--threads", type=int, default=50, help="client threads of persistent and per-request")
     parser.add_argument("--statements", type=int, default=100, help="per thread, persistent workload")
     parser.add_argument("--requests", type=int, default=1000, help="per-request workload, total")
-    parser.add_argument("--auth-requests", type=int, default=1000, help="per auth mode (0 skips the auth workload)")
-    parser.add_argument("--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"))
+    parser.add_argument("--users", type=int, default=100, help="short workload: kept client connections")
+    parser.add_argument("--seconds", type=float, default=10.0, help="short workload: duration")
+    parser.add_argument("--think-ms", type=float, default=0.0, help="short workload: pause of each user between calls")
     args = parser.parse_args()
-    if not (1 <= args.threads <= 200 and 1 <= args.statements <= 10000 and 1 <= args.requests <= 100000):
-        parser.error("threads 1..200, statements 1..10000, requests 1..100000")
-    if not 0 <= args.auth_requests <= 20000:
-        parser.error("auth-requests 0..20000")
-
-    # room for the direct clients plus the proxy's pool (it keeps idle backends open)
-    with MariaDBServer(MariaDBConfig(max_connections=2 * args.threads + 40)) as db:
-        with contextlib.closing(db.app_connect()) as conn:
-            cur = conn.cursor()
-            cur.execute("CREATE TABLE menus (id INT PRIMARY KEY, name VARCHAR(50), price INT) DEFAULT CHARSET=utf8mb4")
-            cur.executemany(
-                "INSERT INTO menus VALUES (%s, %s, %s)", [(i, f"menu {i} 定食", 300 + 50 * i) for i in range(1, 10)]
-            )
-            cur.execute("CREATE TABLE hits (id INT AUTO_INCREMENT PRIMARY KEY, who CHAR(1))")
-        config = ProxyConfig(
-            backend_host=db.host,
-            backend_port=db.port,
-            backend_user=db.app_user,
-            backend_password=db.app_password,
-            client_user=CLIENT_USER,
-            client_password=CLIENT_PASSWORD,
-            db_max_connections=args.threads + 20,
-            max_connections_percent=70,
-            max_idle_connections_percent=70,
-            event_loop=args.event_loop,
-            stats_port=0,
-        )
-        with ProxyProcess(config) as proxy:
-            print(
-                f"proxy pid {proxy.pid}, pool cap {config.pool_cap}, {args.threads} client threads, "
-                f"event loop {proxy.stats()['event_loop']}",
-                flush=True,
-            )
-
-            def direct(autocommit):
-                return lambda: db.app_connect(autocommit=autocommit)
-
-            def proxied(autocommit):
-                return lambda: mysql.connector.connect(
-                    host=proxy.host,
-                    port=proxy.port,
-                    user=CLIENT_USER,
-                    password=CLIENT_PASSWORD,
-                    database=db.database,
-                    use_pure=True,
-                    connection_timeout=30,
-                    autocommit=autocommit,
-                )
-
-            # persistent connections autocommit (else each would hold a backend in a transaction);
-            # per-request ones commit explicitly, like the handler
-            opened: list = []
-            for name, jobs, job, autocommit in (
-                ("persistent", args.threads, persistent_job(args.statements, opened), True),
-                ("per-request", args.requests, per_request_job, False),
-            ):
-                rates = {}
-                for path, connect in (("direct", direct(autocommit)), ("proxy", proxied(autocommit))):
-                    before = cpu_seconds(proxy.pid)
-                    wall, latencies = run(connect, args.threads, jobs, job)
-                    while opened:
-                        opened.pop().close()
-                    cpu = cpu_seconds(proxy.pid) - before if path == "proxy" else None
-                    rates[path] = report(name, path, wall, latencies, cpu)
-                print(f"{name:11s} proxy/direct throughput: {rates['proxy'] / rates['direct']:.0%}", flush=True)
-            stats = proxy.stats()
-            print(
-                f"proxy stats: backend peak {stats['backend_connections_peak']} (cap {stats['pool_cap']}), "
-                f"client peak {stats['client_connections_peak']}, statements {stats['statements']}, "
-                f"borrow waits {stats['borrow_waits']}, pinned {stats['pinned_sessions_total']}"
-            )
-        if args.auth_requests:
-            run_auth_modes(db, config, args.threads, args.auth_requests)
+    args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = sorted(set(args.workloads) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"--workloads: unknown {unknown}; allowed: {', '.join(WORKLOADS)}")
+    if not (1 <= args.threads <= 200 and 1 <= args.users <= 500 and 1 <= args.statements <= 10000):
+        parser.error("--threads 1..200, --users 1..500, --statements 1..10000")
+    if not (1 <= args.requests <= 100000 and 1 <= args.seconds <= 600 and 0 <= args.think_ms <= 10000):
+        parser.error("--requests 1..100000, --seconds 1..600, --think-ms 0..10000")
+    # 65 DB slots as the reference run; more when the direct path of the classic workloads needs them
+    classic_needs = 2 * args.threads + 40 if {"persistent", "per-request"} & set(args.workloads) else 65
+    with MariaDBServer(MariaDBConfig(max_connections=max(65, classic_needs))) as db:
+        prepare(db)
+        if {"persistent", "per-request"} & set(args.workloads):
+            classic(db, args)
+    with MariaDBServer(MariaDBConfig(max_connections=65)) as db:  # the reference run's DB for the pool's picture
+        prepare(db)
+        for name, workload in (("short", short), ("stalled", stalled)):
+            if name in args.workloads:
+                workload(db, args)
     return 0
 
 

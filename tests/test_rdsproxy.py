@@ -6,9 +6,7 @@ import contextlib
 import datetime
 import decimal
 import logging
-import os
 import shutil
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +16,17 @@ import pytest
 
 from handler.app_settings import Settings
 from handler.app_store import AccessTimesStore
-from local.data_plane.rdsproxy import EXCLUDE_VARIABLE_SETS, ProxyConfig, ProxyProcess, ProxyServer
-
-CLIENT_USER = "lambda"
-CLIENT_PASSWORD = "proxy-client-pw"
+from local.data_plane.rdsproxy import EXCLUDE_VARIABLE_SETS, ProxyProcess, ProxyServer
+from tests.standin_support import (
+    CLIENT_PASSWORD,
+    CLIENT_USER,
+    fetch,
+    mariadb_cli,
+    settled_stats,
+    wait_until,
+)
+from tests.standin_support import connect as via_proxy
+from tests.standin_support import standin_config as proxy_config
 
 
 @pytest.fixture(scope="module")
@@ -63,46 +68,6 @@ def db(mariadb_factory):
         cur.execute("CREATE TABLE counter (id INT AUTO_INCREMENT PRIMARY KEY, who VARCHAR(20)) ENGINE=InnoDB")
         conn.commit()
     return server
-
-
-def proxy_config(db, **overrides) -> ProxyConfig:
-    fields = dict(
-        backend_host=db.host,
-        backend_port=db.port,
-        backend_user=db.app_user,
-        backend_password=db.app_password,
-        client_user=CLIENT_USER,
-        client_password=CLIENT_PASSWORD,
-        db_max_connections=65,
-        max_connections_percent=70,
-        connection_borrow_timeout=10,
-    )
-    fields.update(overrides)
-    fields.setdefault("max_idle_connections_percent", fields["max_connections_percent"])
-    return ProxyConfig(**fields)
-
-
-def via_proxy(proxy, db, **options):
-    params = dict(
-        host=proxy.host,
-        port=proxy.port,
-        user=CLIENT_USER,
-        password=CLIENT_PASSWORD,
-        database=db.database,
-        use_pure=True,
-        connection_timeout=10,
-    )
-    params.update(options)
-    return mysql.connector.connect(**params)
-
-
-def fetch(conn, sql, params=(), **cursor_options):
-    cur = conn.cursor(**cursor_options)
-    cur.execute(sql, params)
-    rows = cur.fetchall() if cur.with_rows else []
-    description = cur.description
-    cur.close()
-    return description, rows
 
 
 def connection_id(conn) -> int:
@@ -165,30 +130,6 @@ def test_errors_pass_through_with_errno_and_sqlstate(db, sql, errno):
         assert failures[0][0] == errno
 
 
-def mariadb_cli(host, port, user, password, database, sql):
-    return subprocess.run(
-        [
-            "mariadb",
-            "--no-defaults",
-            "--default-character-set=utf8mb4",
-            "-h",
-            host,
-            "-P",
-            str(port),
-            "-u",
-            user,
-            "--batch",
-            database,
-            "-e",
-            sql,
-        ],
-        env=dict(os.environ, MYSQL_PWD=password),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
 @pytest.mark.skipif(shutil.which("mariadb") is None, reason="mariadb client not installed")
 def test_mariadb_command_line_client_works_through_the_proxy(db):
     sql = (
@@ -211,11 +152,21 @@ def test_authentication(db):
             via_proxy(proxy, db, password="wrong")
         assert caught.value.errno == 1045
         with pytest.raises(mysql.connector.Error):
-            via_proxy(proxy, db, user=db.app_user, password=db.app_password)  # DB creds are not proxy creds
-        # a client that starts with caching_sha2_password is switched to mysql_native_password
+            via_proxy(proxy, db, user=db.app_user, password=db.app_password)  # a DB user without an account
+        # a client that starts with caching_sha2_password is switched to mysql_native_password; its database
+        # session is its own account's user, as RDS Proxy logs in with the secret of the client's user
         with contextlib.closing(via_proxy(proxy, db, auth_plugin="caching_sha2_password")) as conn:
-            assert fetch(conn, "SELECT CURRENT_USER()")[1][0][0].startswith(db.app_user + "@")
+            assert fetch(conn, "SELECT CURRENT_USER()")[1][0][0].startswith(CLIENT_USER + "@")
         assert proxy.stats()["auth_failures"] == 2
+
+
+def running(db, statement: str) -> bool:
+    """The database is executing ``statement`` (seen from its admin port, outside max_connections)."""
+    with contextlib.closing(db.admin_connect()) as admin:
+        return (
+            fetch(admin, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = %s", (statement,))[1][0][0]
+            > 0
+        )
 
 
 def sample_threads_connected(db, stop: threading.Event, samples: list):
@@ -252,10 +203,8 @@ def test_many_clients_are_multiplexed_over_at_most_cap_backends(db):
             stop.set()
             sampler.join()
         stats = proxy.stats()
-        deadline = time.monotonic() + 5
-        while proxy.stats()["backend_connections"] > config.max_idle and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert proxy.stats()["backend_connections"] == config.max_idle  # idle ones above it were closed
+        wait_until(lambda: proxy.stats()["backend_connections"] <= config.max_idle)
+        assert proxy.stats()["backend_connections"] <= config.max_idle  # idle ones above it were closed
     assert results == [f"c{i}" for i in range(clients)]
     assert stats["client_connections_peak"] == clients
     assert stats["backend_connections_peak"] <= cap
@@ -276,7 +225,7 @@ def test_borrow_timeout_fails_the_waiting_client_with_9501_and_keeps_it_usable(d
         with contextlib.closing(via_proxy(proxy, db)) as busy, contextlib.closing(via_proxy(proxy, db)) as waiter:
             sleeper = threading.Thread(target=fetch, args=(busy, "SELECT SLEEP(1.5)"))
             sleeper.start()
-            time.sleep(0.3)
+            assert wait_until(lambda: running(db, "SELECT SLEEP(1.5)"))  # the one backend is busy
             started = time.monotonic()
             with pytest.raises(mysql.connector.Error) as caught:
                 fetch(waiter, "SELECT 1")
@@ -302,11 +251,8 @@ def test_idle_client_timeout_closes_idle_clients_and_rolls_back_their_transactio
         with pytest.raises(mysql.connector.Error):
             fetch(idle, "SELECT 1")
         assert fetch(active, "SELECT COUNT(*) FROM counter WHERE who = 'idle'")[1] == [(0,)]
-        active.close()
-        deadline = time.monotonic() + 5  # close() returns before the proxy has read the client's COM_QUIT
-        while proxy.stats()["client_connections"] and time.monotonic() < deadline:
-            time.sleep(0.02)
-        stats = proxy.stats()
+        active.close()  # returns before the proxy has read the client's COM_QUIT
+        stats = settled_stats(proxy, lambda now: now["client_connections"] == 0)
     assert stats["idle_client_timeouts"] == 1 and stats["client_connections"] == 0
 
 
@@ -391,8 +337,7 @@ def test_session_state_pins_the_client_to_its_backend(db, setup, check, expected
             assert fetch(pinned, check)[1] == expected
             assert connection_id(pinned) == mine
             assert proxy.stats()["pinned_sessions"] == 1
-        time.sleep(0.1)
-        stats = proxy.stats()
+        stats = settled_stats(proxy, lambda now: now["pinned_sessions"] == 0)
     assert stats["pinned_sessions"] == 0 and stats["pinned_sessions_total"] == 1
 
 
@@ -443,7 +388,7 @@ def test_init_query_runs_on_every_new_backend_connection(db):
 def test_backends_killed_while_idle_are_replaced_transparently(db):
     with ProxyServer(proxy_config(db)) as proxy, contextlib.closing(via_proxy(proxy, db, autocommit=True)) as conn:
         before = connection_id(conn)
-        assert db.kill_connections(db.app_user) >= 1
+        assert db.kill_connections(CLIENT_USER) >= 1  # the stand-in's connections are the client's account's
         time.sleep(0.2)  # let the proxy's loop see the server's goodbye
         after = connection_id(conn)
         assert after != before

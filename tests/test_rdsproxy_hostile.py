@@ -18,62 +18,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from local.data_plane.rdsproxy import ProxyConfig, ProxyServer
-from local.data_plane.rdsproxy import protocol as p
+from local.data_plane.rdsproxy import ProxyServer
+from local.data_plane.rdsproxy.constants import Capability, Command
+from local.data_plane.rdsproxy.protocol import MAX_PAYLOAD, parse_err
+from tests.standin_support import (
+    CLIENT_USER,
+    SOCKET_TIMEOUT,
+    client_account,
+    frame,
+    read_packet,
+    read_until_closed,
+    split_packets,
+    standin_config,
+)
+from tests.standin_support import select_one as served
 
-CLIENT_USER = "lambda"
 #: Empty: a handshake response captured once logs in again on any connection (no scramble in it).
 CLIENT_PASSWORD = ""
-SOCKET_TIMEOUT = 10.0
 MAX_ALLOWED_PACKET = 4096
-
-
-# -- wire helpers ---------------------------------------------------------------------------------
-def recv_exact(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} of {count} bytes")
-        data += chunk
-    return data
-
-
-def read_packet(sock: socket.socket) -> tuple[int, bytes]:
-    header = recv_exact(sock, 4)
-    return header[3], recv_exact(sock, int.from_bytes(header[:3], "little"))
-
-
-def frame(seq: int, payload: bytes, length: int | None = None) -> bytes:
-    """A wire packet; ``length`` overrides the header's length (lying headers)."""
-    size = len(payload) if length is None else length
-    return size.to_bytes(3, "little") + bytes((seq & 0xFF,)) + payload
-
-
-def read_until_closed(sock: socket.socket, limit: int = 1 << 20) -> bytes:
-    """Everything the proxy sends until it closes (a reset counts as a close)."""
-    data = b""
-    while len(data) < limit:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def split_packets(data: bytes) -> list[bytes]:
-    """Payloads of the complete packets in ``data`` (a trailing partial packet is dropped)."""
-    payloads, pos = [], 0
-    while pos + 4 <= len(data):
-        length = int.from_bytes(data[pos : pos + 3], "little")
-        if pos + 4 + length > len(data):
-            break
-        payloads.append(data[pos + 4 : pos + 4 + length])
-        pos += 4 + length
-    return payloads
 
 
 @contextlib.contextmanager
@@ -88,22 +50,22 @@ def greeted(proxy):
         sock.close()
 
 
-def parse_err(payload: bytes) -> tuple[int, str, str]:
+def error_of(payload: bytes) -> tuple[int, str, str]:
     assert payload[:1] == b"\xff", payload[:16]
-    return p.parse_err(payload)
+    return tuple(parse_err(payload))
 
 
 def handshake_fixed_part(capabilities: int) -> bytes:
     return struct.pack("<IIB", capabilities, 1 << 24, 45) + bytes(23)
 
 
-CONNECTOR_LIKE = (
-    p.CLIENT_PROTOCOL_41
-    | p.CLIENT_SECURE_CONNECTION
-    | p.CLIENT_PLUGIN_AUTH
-    | p.CLIENT_LONG_PASSWORD
-    | p.CLIENT_TRANSACTIONS
-    | p.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+CONNECTOR_LIKE = int(
+    Capability.PROTOCOL_41
+    | Capability.SECURE_CONNECTION
+    | Capability.PLUGIN_AUTH
+    | Capability.LONG_PASSWORD
+    | Capability.TRANSACTIONS
+    | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
 )
 
 
@@ -150,13 +112,9 @@ def db(mariadb_factory):
 
 @pytest.fixture(scope="module")
 def proxy(db):
-    config = ProxyConfig(
-        backend_host=db.host,
-        backend_port=db.port,
-        backend_user=db.app_user,
-        backend_password=db.app_password,
-        client_user=CLIENT_USER,
-        client_password=CLIENT_PASSWORD,
+    config = standin_config(
+        db,
+        accounts=(client_account(db, CLIENT_PASSWORD),),
         db_max_connections=30,
         max_connections_percent=50,
         connection_borrow_timeout=10,
@@ -180,20 +138,7 @@ def valid_login(proxy, db) -> bytes:
 
 def select_one(proxy, db) -> None:
     """A well-behaved client still gets served."""
-    with contextlib.closing(
-        mysql.connector.connect(
-            host=proxy.host,
-            port=proxy.port,
-            user=CLIENT_USER,
-            password=CLIENT_PASSWORD,
-            database=db.database,
-            use_pure=True,
-            connection_timeout=SOCKET_TIMEOUT,
-        )
-    ) as conn:
-        cur = conn.cursor()
-        cur.execute("SELECT 1")
-        assert cur.fetchall() == [(1,)]
+    assert served(proxy, db, password=CLIENT_PASSWORD) == [(1,)]
 
 
 @pytest.fixture
@@ -213,11 +158,14 @@ def test_user_name_without_terminating_nul_is_a_bad_handshake_not_a_frozen_proxy
         sock.sendall(frame(1, packet))
         payloads = split_packets(read_until_closed(sock))
     assert len(payloads) == 1
-    assert parse_err(payloads[0]) == (1043, "Bad handshake", "08S01")
+    assert error_of(payloads[0]) == (1043, "Bad handshake", "08S01")
     select_one(proxy, db)
 
 
-@pytest.mark.parametrize("capabilities", [p.CLIENT_PROTOCOL_41, CONNECTOR_LIKE, 0xFFFFFFFF & ~p.CLIENT_SSL])
+ALL_BUT_SSL = 0xFFFFFFFF ^ Capability.SSL.value
+
+
+@pytest.mark.parametrize("capabilities", [Capability.PROTOCOL_41.value, CONNECTOR_LIKE, ALL_BUT_SSL])
 def test_32_byte_handshake_response_is_a_bad_handshake_with_an_error_packet(
     proxy, db, capabilities, no_unexpected_errors
 ):
@@ -225,7 +173,7 @@ def test_32_byte_handshake_response_is_a_bad_handshake_with_an_error_packet(
     with greeted(proxy) as sock:
         sock.sendall(frame(1, handshake_fixed_part(capabilities)))
         payloads = split_packets(read_until_closed(sock))
-    assert [parse_err(x) for x in payloads] == [(1043, "Bad handshake", "08S01")]
+    assert [error_of(x) for x in payloads] == [(1043, "Bad handshake", "08S01")]
     select_one(proxy, db)
 
 
@@ -246,19 +194,19 @@ def test_32_byte_auth_token_is_answered_with_access_denied(proxy, db, plugin, no
         if reply[:1] == b"\xfe":  # switched to mysql_native_password: answer with 32 bytes again
             sock.sendall(frame(seq + 1, bytes(range(32))))
             seq, reply = read_packet(sock)
-        code, message, sqlstate = parse_err(reply)
+        code, message, sqlstate = error_of(reply)
     assert (code, sqlstate) == (1045, "28000") and "Access denied for user 'lambda'" in message
     select_one(proxy, db)
 
 
 def test_oversized_packet_before_login_is_refused_unread(proxy, db, no_unexpected_errors):
     with greeted(proxy) as sock:
-        sock.sendall(frame(1, b"", length=p.MAX_PAYLOAD))  # announces 16 MiB, sends none of it
+        sock.sendall(frame(1, b"", length=MAX_PAYLOAD))  # announces 16 MiB, sends none of it
         payloads = split_packets(read_until_closed(sock))
-    assert [parse_err(x)[0] for x in payloads] == [1043]
+    assert [error_of(x)[0] for x in payloads] == [1043]
     with greeted(proxy) as sock:  # ten such packets used to be buffered whole (40 -> 202 MB)
-        sock.sendall(frame(1, b"\x00" * 65536, length=p.MAX_PAYLOAD))
-        assert parse_err(split_packets(read_until_closed(sock))[0])[0] == 1043
+        sock.sendall(frame(1, b"\x00" * 65536, length=MAX_PAYLOAD))
+        assert error_of(split_packets(read_until_closed(sock))[0])[0] == 1043
     select_one(proxy, db)
 
 
@@ -298,9 +246,9 @@ def test_oversized_multi_packet_command_is_refused_at_its_first_header(proxy, db
     with greeted(proxy) as sock:
         sock.sendall(frame(1, valid_login))
         assert read_packet(sock)[1][:1] == b"\x00"
-        sock.sendall(frame(0, b"\x03SELECT 1", length=p.MAX_PAYLOAD))  # 16 MiB announced, 9 bytes sent
+        sock.sendall(frame(0, b"\x03SELECT 1", length=MAX_PAYLOAD))  # 16 MiB announced, 9 bytes sent
         payloads = split_packets(read_until_closed(sock))
-    assert [parse_err(x)[:1] for x in payloads] == [(1153,)]
+    assert [error_of(x)[:1] for x in payloads] == [(1153,)]
     assert proxy.stats()["oversized_packets"] >= 1
     select_one(proxy, db)
 
@@ -338,21 +286,21 @@ def mutate(packet: bytes, mutation) -> bytes:
 
 
 LENGTHS = st.one_of(
-    st.none(), st.integers(min_value=0, max_value=p.MAX_PAYLOAD), st.sampled_from([0, 1, 31, 32, 33, p.MAX_PAYLOAD])
+    st.none(), st.integers(min_value=0, max_value=MAX_PAYLOAD), st.sampled_from([0, 1, 31, 32, 33, MAX_PAYLOAD])
 )
 SAFE_COMMANDS = st.sampled_from(
     [
-        p.COM_QUERY,
-        p.COM_PING,
-        p.COM_INIT_DB,
-        p.COM_FIELD_LIST,
-        p.COM_STATISTICS,
-        p.COM_RESET_CONNECTION,
-        p.COM_CHANGE_USER,
-        p.COM_STMT_PREPARE,
-        0x00,
-        0x1B,
-        0x1A,
+        Command.QUERY,
+        Command.PING,
+        Command.INIT_DB,
+        Command.FIELD_LIST,
+        Command.STATISTICS,
+        Command.RESET_CONNECTION,
+        Command.CHANGE_USER,
+        Command.STMT_PREPARE,
+        Command.SLEEP,
+        Command.SET_OPTION,
+        Command.STMT_RESET,
         0x7F,
         0xFF,
     ]

@@ -8,28 +8,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from local.data_plane.rdsproxy import protocol as p
 from local.data_plane.rdsproxy.client_packets import HandshakeResponse, MalformedPacket, parse_handshake_response
 from local.data_plane.rdsproxy.config import ProxyConfig, ProxyConfigError
+from local.data_plane.rdsproxy.constants import PROXY_CAPABILITIES, Capability
+from local.data_plane.rdsproxy.protocol import lenenc_int
 from modules.pool_rules import ConnectionPoolRules
 from modules.validation import SettingsError
+from tests.standin_support import UNIT_FIELDS as BASE
 
-BASE = dict(
-    backend_host="127.0.0.1",
-    backend_port=3306,
-    backend_user="app",
-    backend_password="s",
-    client_user="app",
-    client_password="c",
-    db_max_connections=65,
-)
-FLAGS = (
-    p.CLIENT_PROTOCOL_41
-    | p.CLIENT_SECURE_CONNECTION
-    | p.CLIENT_PLUGIN_AUTH
-    | p.CLIENT_CONNECT_WITH_DB
-    | p.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
-    | p.CLIENT_CONNECT_ATTRS
+FLAGS = int(
+    Capability.PROTOCOL_41
+    | Capability.SECURE_CONNECTION
+    | Capability.PLUGIN_AUTH
+    | Capability.CONNECT_WITH_DB
+    | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | Capability.CONNECT_ATTRS
 )
 NAMES = st.text(st.characters(exclude_characters="\x00", codec="utf-8"), max_size=40)
 
@@ -39,17 +32,17 @@ def build(
 ) -> bytes:
     data = struct.pack("<IIB", flags, 1 << 24, 45) + bytes(23) + user.encode() + b"\x00"
     data += (
-        p.lenenc_int(len(token)) + token
-        if flags & p.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+        lenenc_int(len(token)) + token
+        if flags & Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
         else (bytes((len(token),)) + token)
     )
-    if flags & p.CLIENT_CONNECT_WITH_DB:
+    if flags & Capability.CONNECT_WITH_DB:
         data += (database or "").encode() + b"\x00"
-    if flags & p.CLIENT_PLUGIN_AUTH:
+    if flags & Capability.PLUGIN_AUTH:
         data += (plugin or "").encode() + b"\x00"
-    if flags & p.CLIENT_CONNECT_ATTRS:
-        body = b"".join(p.lenenc_int(len(k)) + k + p.lenenc_int(len(v)) + v for k, v in attrs)
-        data += p.lenenc_int(len(body)) + body
+    if flags & Capability.CONNECT_ATTRS:
+        body = b"".join(lenenc_int(len(k)) + k + lenenc_int(len(v)) + v for k, v in attrs)
+        data += lenenc_int(len(body)) + body
     return data
 
 
@@ -74,8 +67,8 @@ def test_any_bytes_parse_or_raise_malformed_packet_only(data, capabilities):
     lenenc=st.booleans(),
 )
 def test_well_formed_responses_round_trip(user, token, database, plugin, attrs, lenenc):
-    flags = FLAGS if lenenc else FLAGS & ~p.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
-    parsed = parse_handshake_response(build(flags, user, token, database, plugin, attrs), p.PROXY_CAPABILITIES)
+    flags = FLAGS if lenenc else FLAGS & ~Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
+    parsed = parse_handshake_response(build(flags, user, token, database, plugin, attrs), PROXY_CAPABILITIES)
     assert (parsed.username, parsed.auth_response, parsed.database, parsed.client_plugin) == (
         user,
         token,
@@ -91,7 +84,7 @@ def test_every_truncation_before_the_auth_response_ends_is_malformed(cut, user, 
     packet = build(FLAGS, user, token, None, None, [])
     end_of_token = 32 + len(user.encode()) + 1 + 1 + len(token)
     with pytest.raises(MalformedPacket):
-        parse_handshake_response(packet[: cut % end_of_token], p.PROXY_CAPABILITIES)
+        parse_handshake_response(packet[: cut % end_of_token], PROXY_CAPABILITIES)
 
 
 def test_user_name_without_nul_and_lying_lengths_are_malformed():
@@ -105,7 +98,7 @@ def test_user_name_without_nul_and_lying_lengths_are_malformed():
         (struct.pack("<I", 0) + fixed[4:] + b"u\x00", "protocol 4.1"),
     ]:
         with pytest.raises(MalformedPacket, match=where):
-            parse_handshake_response(packet, p.PROXY_CAPABILITIES)
+            parse_handshake_response(packet, PROXY_CAPABILITIES)
 
 
 # -- settings -------------------------------------------------------------------------------------
@@ -141,26 +134,14 @@ def test_pool_arithmetic_is_the_shared_pool_rules():
     assert config.exclude_variable_sets and config.max_allowed_packet == 64 << 20
 
 
-def test_cli_names_missing_options_and_exits_2(capsys):
+def test_cli_names_missing_options_and_exits_2(capsys, monkeypatch):
     from local.data_plane.rdsproxy.__main__ import main
 
-    assert main(["--backend-user", "app", "--login-timeout", "5"]) == 2
-    assert "missing: --backend-port, --client-user, --db-max-connections" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "--backend-port",
-                "1",
-                "--backend-user",
-                "a",
-                "--client-user",
-                "b",
-                "--db-max-connections",
-                "65",
-                "--max-allowed-packet",
-                "10",
-            ]
-        )
-        == 2
-    )
+    assert main(["--login-timeout", "5"]) == 2
+    assert "missing: --backend-port, --db-max-connections, --account" in capsys.readouterr().err
+    base = ["--backend-port", "1", "--db-max-connections", "65", "--account", "app-user"]
+    assert main(base) == 2  # the account's password is not in the environment
+    assert "RDSPROXY_PASSWORD_APP_USER" in capsys.readouterr().err
+    monkeypatch.setenv("RDSPROXY_PASSWORD_APP_USER", "pw")
+    assert main([*base, "--max-allowed-packet", "10"]) == 2
     assert "max_allowed_packet=10: must be in [1024, 1073741824]" in capsys.readouterr().err

@@ -8,25 +8,27 @@ proxy's own "lost connection" error only appears when the database vanishes with
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 import shutil
 import socket
-import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import mysql.connector
 import pytest
 
 from local.data_plane.rdsproxy import ProxyConfig, ProxyServer
+from tests.standin_support import CLIENT_PASSWORD, CLIENT_USER, select_one, settled_stats, standin_config, wait_until
+from tests.standin_support import connect as standin_connect
+from tests.standin_support import mariadb_cli as standin_cli
 
-CLIENT_USER = "lambda"
-CLIENT_PASSWORD = "proxy-client-pw"
 #: 64 rows of 1 MB: far more than socket buffers and the proxy's relay buffer hold.
 BIG_SELECT = (
     "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 64) SELECT n, REPEAT('x', 1000000) FROM r"
 )
+#: 6 MB: more than the kernel's socket buffers take (about 4 MB on loopback), so the stand-in buffers the rest.
+SIX_MB_SELECT = BIG_SELECT.replace("n < 64", "n < 6")
 needs_cli = pytest.mark.skipif(shutil.which("mariadb") is None, reason="mariadb client not installed")
 
 
@@ -113,70 +115,29 @@ class Relay:
 
 @pytest.fixture(scope="module")
 def db(mariadb_factory):
-    return mariadb_factory(max_connections=40)
+    return mariadb_factory(max_connections=65)
 
 
 def proxy_config(host: str, port: int, db, **overrides) -> ProxyConfig:
+    """A small pool (cap 2 of 10) in front of ``host:port`` (the database, or a relay to it)."""
     fields = dict(
         backend_host=host,
         backend_port=port,
-        backend_user=db.app_user,
-        backend_password=db.app_password,
-        client_user=CLIENT_USER,
-        client_password=CLIENT_PASSWORD,
         db_max_connections=10,
         max_connections_percent=20,
         max_idle_connections_percent=20,
         connection_borrow_timeout=15,
     )
     fields.update(overrides)
-    return ProxyConfig(**fields)
+    return standin_config(db, **fields)
 
 
 def connect(proxy, db, **options):
-    params = dict(
-        host=proxy.host,
-        port=proxy.port,
-        user=CLIENT_USER,
-        password=CLIENT_PASSWORD,
-        database=db.database,
-        use_pure=True,
-        connection_timeout=20,
-        autocommit=True,
-    )
-    params.update(options)
-    return mysql.connector.connect(**params)
+    return standin_connect(proxy, db, **{"connection_timeout": 20, "autocommit": True, **options})
 
 
-def select_one(proxy, db) -> list:
-    with contextlib.closing(connect(proxy, db)) as conn:
-        cur = conn.cursor()
-        cur.execute("SELECT 1")
-        return cur.fetchall()
-
-
-def mariadb_cli(port: int, database: str, sql: str, *options: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            "mariadb",
-            "--no-defaults",
-            "-h",
-            "127.0.0.1",
-            "-P",
-            str(port),
-            "-u",
-            CLIENT_USER,
-            "--batch",
-            *options,
-            database,
-            "-e",
-            sql,
-        ],
-        env=dict(os.environ, MYSQL_PWD=CLIENT_PASSWORD),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+def mariadb_cli(port: int, database: str, sql: str, *options: str):
+    return standin_cli("127.0.0.1", port, CLIENT_USER, CLIENT_PASSWORD, database, sql, *options)
 
 
 # -- stalled clients ------------------------------------------------------------------------------
@@ -193,9 +154,8 @@ def test_clients_that_stop_reading_lose_their_backend_after_the_write_timeout(db
                 stalled.append((conn, cur))
             # with slots held forever this client got 9501 after the 15 s borrow timeout
             assert select_one(proxy, db) == [(1,)]
-            deadline = time.monotonic() + 10  # both stalled clients time out, whichever freed the slot first
-            while proxy.stats()["client_write_timeouts"] < config.pool_cap and time.monotonic() < deadline:
-                time.sleep(0.05)
+            # both stalled clients time out, whichever freed the slot first
+            wait_until(lambda: proxy.stats()["client_write_timeouts"] >= config.pool_cap, timeout=10)
             stats = proxy.stats()
             assert stats["client_write_timeouts"] == config.pool_cap
             assert stats["borrow_timeouts"] == 0
@@ -208,6 +168,57 @@ def test_clients_that_stop_reading_lose_their_backend_after_the_write_timeout(db
                 with contextlib.suppress(Exception):
                     conn.close()
         assert select_one(proxy, db) == [(1,)]
+
+
+def test_fifty_clients_that_stop_reading_keep_no_backend_and_others_are_served_at_once(db):
+    """Replies that fit in client_buffer_limit are read from the database whatever the client does: the backend
+    goes back to the pool at once, the bytes wait in the stand-in, and are dropped with a client that never takes
+    them. (Before, 50 such clients held all 45 backends for client_write_timeout and a new client waited 54 s.)"""
+    config = proxy_config(
+        db.host,
+        db.port,
+        db,
+        db_max_connections=65,
+        max_connections_percent=70,  # cap 45, the experiment's
+        max_idle_connections_percent=70,
+        client_write_timeout=6,  # longer than stalling 50 clients takes on a busy machine
+        client_buffer_limit=8 << 20,
+    )
+    stalled: list = []
+
+    def stall(_):
+        conn = connect(proxy, db)
+        stalled.append(conn)
+        conn.cursor().execute(SIX_MB_SELECT)  # reads the column definitions, leaves the rows unread
+        return conn
+
+    with ProxyServer(config) as proxy:
+        try:
+            with ThreadPoolExecutor(50) as pool:
+                list(pool.map(stall, range(50)))
+            started = time.monotonic()
+            assert select_one(proxy, db) == [(1,)]
+            served_in = time.monotonic() - started
+            stats = settled_stats(  # the new client has left, and every backend is idle
+                proxy,
+                lambda now: (
+                    now["backend_connections"] == now["idle_backends"]
+                    and now["client_connections"] + now["client_write_timeouts"] == 50
+                ),
+            )
+            assert served_in < 1.0, f"a new client waited {served_in:.2f} s"
+            assert stats["backend_connections"] == stats["idle_backends"] <= config.pool_cap  # all back in the pool
+            assert stats["client_connections"] + stats["client_write_timeouts"] == 50  # stalled, or already dropped
+            assert stats["buffered_reply_bytes"] > 20 << 20  # what the kernel's buffers did not take
+            assert stats["borrow_timeouts"] == stats["stalled_replies"] == 0
+            # clients that never take their bytes are dropped after client_write_timeout, and the bytes with them
+            stats = settled_stats(proxy, lambda now: now["buffered_reply_bytes"] == 0, timeout=20)
+            assert stats["buffered_reply_bytes"] == 0 and stats["client_write_timeouts"] >= 1
+            assert select_one(proxy, db) == [(1,)]
+        finally:
+            for conn in stalled:
+                with contextlib.suppress(Exception):
+                    conn.close()
 
 
 def test_pinned_client_that_stops_reading_is_dropped_too(db):
@@ -235,7 +246,7 @@ def test_backend_killed_under_an_open_transaction_frees_the_slot_at_once(db):
     with ProxyServer(config) as proxy, contextlib.closing(connect(proxy, db)) as holder:
         cur = holder.cursor()
         cur.execute("START TRANSACTION")
-        assert db.kill_connections(db.app_user) >= 1
+        assert db.kill_connections(CLIENT_USER) >= 1
         # the holder never sends another command; the slot must not wait for it
         assert select_one(proxy, db) == [(1,)]
         assert proxy.stats()["held_backends_lost"] == 1

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import struct
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from local.data_plane.rdsproxy import protocol as p
-from local.data_plane.rdsproxy.classify import CHARSET_KEY, PIN, PLAIN, TRACK, USE, classify
+from local.data_plane.rdsproxy.accounts import StaticAccount
+from local.data_plane.rdsproxy.classify import CHARSET_KEY, StatementKind, classify
 from local.data_plane.rdsproxy.config import ProxyConfig, ProxyConfigError
-
-BASE = dict(
-    backend_host="127.0.0.1",
-    backend_port=3306,
-    backend_user="app",
-    backend_password="s",
-    client_user="app",
-    client_password="c",
-    db_max_connections=65,
+from local.data_plane.rdsproxy.constants import ServerStatus
+from local.data_plane.rdsproxy.protocol import (
+    MAX_PAYLOAD,
+    CommandCounter,
+    ResponseKind,
+    ResponseScanner,
+    err_payload,
+    lenenc_int,
+    packet,
+    read_lenenc_int,
 )
+from tests.standin_support import UNIT_FIELDS as BASE
+from tests.standin_support import coldef, eof, ok, result_set
 
 
 # -- config -------------------------------------------------------------------------------------
@@ -63,43 +60,12 @@ def test_config_errors_name_field_value_and_range(field, value, expected):
 def test_config_rejects_a_pool_of_zero_and_keeps_secrets_out_of_repr():
     with pytest.raises(ProxyConfigError, match="pool of 0"):
         ProxyConfig(**dict(BASE, db_max_connections=1, max_connections_percent=50))
-    text = repr(ProxyConfig(**dict(BASE, backend_password="hunter2", client_password="topsecret")))
-    assert "hunter2" not in text and "topsecret" not in text
+    text = repr(ProxyConfig(**dict(BASE, accounts=(StaticAccount("app", "hunter2"), StaticAccount("b", "topsecret")))))
+    assert "hunter2" not in text and "topsecret" not in text and "'app'" in text
 
 
 # -- response framing ---------------------------------------------------------------------------
-def pkt(seq, payload):
-    return p.packet(seq, payload)
-
-
-def eof(status=p.SERVER_STATUS_AUTOCOMMIT):
-    return b"\xfe" + struct.pack("<HH", 0, status)
-
-
-def ok(status=p.SERVER_STATUS_AUTOCOMMIT, header=b"\x00"):
-    return header + b"\x00\x00" + struct.pack("<HH", status, 0)
-
-
-def coldef(name=b"a"):
-    fixed = b"\x0c\x21\x00\x0b\x00\x00\x00\x08\x00\x00\x00\x00\x00"  # charset, length, type, flags
-    return b"\x03def\x00\x00\x00" + bytes((len(name),)) + name + b"\x00" + fixed
-
-
-def result_set(deprecate_eof, rows, status=p.SERVER_STATUS_AUTOCOMMIT):
-    seq = 1
-    out = [pkt(seq, b"\x02")]
-    for name in (b"a", b"b"):
-        seq += 1
-        out.append(pkt(seq, coldef(name)))
-    if not deprecate_eof:
-        seq += 1
-        out.append(pkt(seq, eof()))
-    for row in rows:
-        seq += 1
-        out.append(pkt(seq, row))
-    seq += 1
-    out.append(pkt(seq, ok(status, b"\xfe") if deprecate_eof else eof(status)))
-    return b"".join(out)
+AUTOCOMMIT, IN_TRANS = ServerStatus.AUTOCOMMIT, ServerStatus.IN_TRANS
 
 
 ROWS = [b"\x011\x03abc", b"\xfb\x02xy", b"\xfc\x00\x01" + b"z" * 256 + b"\x00"]
@@ -117,27 +83,27 @@ def feed_in_pieces(scanner, data, size):
 @pytest.mark.parametrize("deprecate_eof", [False, True])
 @pytest.mark.parametrize("piece", [1, 2, 3, 5, 7, 64, 100000])
 def test_scanner_finds_the_end_of_a_result_set_at_any_chunking(deprecate_eof, piece):
-    data = result_set(deprecate_eof, ROWS, status=p.SERVER_STATUS_AUTOCOMMIT | p.SERVER_STATUS_IN_TRANS)
-    scanner = p.ResponseScanner(deprecate_eof)
+    data = result_set(deprecate_eof, ROWS, status=AUTOCOMMIT | IN_TRANS)
+    scanner = ResponseScanner(deprecate_eof)
     done_at = feed_in_pieces(scanner, data, piece)
     assert done_at is not None and done_at >= len(data)
     assert scanner.extra == b""
-    assert scanner.status == p.SERVER_STATUS_AUTOCOMMIT | p.SERVER_STATUS_IN_TRANS
+    assert scanner.status == AUTOCOMMIT | IN_TRANS
     assert scanner.error is None
 
 
 def test_scanner_is_not_done_before_the_last_byte():
     data = result_set(True, ROWS)
-    scanner = p.ResponseScanner(True)
+    scanner = ResponseScanner(True)
     assert scanner.feed(data[:-1]) is False
     assert scanner.feed(data[-1:]) is True
 
 
 def test_scanner_follows_multiple_results_and_stops_at_an_error():
-    first = result_set(False, ROWS, status=p.SERVER_STATUS_AUTOCOMMIT | p.SERVER_MORE_RESULTS_EXISTS)
-    second = pkt(1, ok(p.SERVER_STATUS_AUTOCOMMIT | p.SERVER_MORE_RESULTS_EXISTS))
-    third = pkt(1, p.err_payload(1146, "Table 'x' doesn't exist", "42S02"))
-    scanner = p.ResponseScanner(False)
+    first = result_set(False, ROWS, status=AUTOCOMMIT | ServerStatus.MORE_RESULTS_EXISTS)
+    second = packet(1, ok(AUTOCOMMIT | ServerStatus.MORE_RESULTS_EXISTS))
+    third = packet(1, err_payload(1146, "Table 'x' doesn't exist", "42S02"))
+    scanner = ResponseScanner(False)
     assert scanner.feed(first) is False
     assert scanner.feed(second) is False
     assert scanner.feed(third) is True
@@ -145,97 +111,97 @@ def test_scanner_follows_multiple_results_and_stops_at_an_error():
 
 
 def test_scanner_reports_bytes_past_the_end():
-    scanner = p.ResponseScanner(True)
-    assert scanner.feed(pkt(1, ok()) + b"\x01\x00\x00\x02\x00") is True
+    scanner = ResponseScanner(True)
+    assert scanner.feed(packet(1, ok()) + b"\x01\x00\x00\x02\x00") is True
     assert scanner.extra == b"\x01\x00\x00\x02\x00"
 
 
 def test_scanner_skips_row_fragments_of_16mib_packets_even_if_they_look_like_eof():
-    big_row = b"\xfe" + (p.MAX_PAYLOAD + 100).to_bytes(8, "little") + b"x" * (p.MAX_PAYLOAD - 9)
+    big_row = b"\xfe" + (MAX_PAYLOAD + 100).to_bytes(8, "little") + b"x" * (MAX_PAYLOAD - 9)
     tail = b"\xfe" + b"\x00" * 4 + b"x" * 95  # continuation that starts like an EOF packet
     data = (
-        pkt(1, b"\x01")
-        + pkt(2, coldef())
-        + pkt(3, eof())
-        + pkt(4, big_row)
-        + pkt(5, tail)
-        + pkt(6, eof(p.SERVER_STATUS_AUTOCOMMIT))
+        packet(1, b"\x01")
+        + packet(2, coldef())
+        + packet(3, eof())
+        + packet(4, big_row)
+        + packet(5, tail)
+        + packet(6, eof(AUTOCOMMIT))
     )
-    scanner = p.ResponseScanner(False)
+    scanner = ResponseScanner(False)
     assert feed_in_pieces(scanner, data, 1 << 20) is not None
-    assert scanner.extra == b"" and scanner.status == p.SERVER_STATUS_AUTOCOMMIT
+    assert scanner.extra == b"" and scanner.status == AUTOCOMMIT
 
 
 def test_scanner_single_and_field_list_modes():
-    single = p.ResponseScanner(False, p.SINGLE)
-    assert single.feed(pkt(1, b"Uptime: 5  Threads: 1")) is True
-    fields = p.ResponseScanner(False, p.FIELD_LIST)
-    assert fields.feed(pkt(1, coldef()) + pkt(2, coldef(b"b"))) is False
-    assert fields.feed(pkt(3, eof())) is True
+    single = ResponseScanner(False, ResponseKind.SINGLE)
+    assert single.feed(packet(1, b"Uptime: 5  Threads: 1")) is True
+    fields = ResponseScanner(False, ResponseKind.FIELD_LIST)
+    assert fields.feed(packet(1, coldef()) + packet(2, coldef(b"b"))) is False
+    assert fields.feed(packet(3, eof())) is True
 
 
 def test_scanner_stops_after_column_definitions_when_a_cursor_was_opened():
-    data = pkt(1, b"\x01") + pkt(2, coldef()) + pkt(3, eof(p.SERVER_STATUS_CURSOR_EXISTS))
-    scanner = p.ResponseScanner(False)
+    data = packet(1, b"\x01") + packet(2, coldef()) + packet(3, eof(ServerStatus.CURSOR_EXISTS))
+    scanner = ResponseScanner(False)
     assert scanner.feed(data) is True
 
 
 def test_command_counter_counts_sequence_zero_packets_across_chunks():
-    stream = pkt(0, b"\x03SELECT 1") + pkt(0, b"\x17" + b"\x00" * 30) + pkt(1, b"x" * 10) + pkt(0, b"\x01")
-    counter = p.CommandCounter()
+    stream = packet(0, b"\x03SELECT 1") + packet(0, b"\x17" + b"\x00" * 30) + packet(1, b"x" * 10) + packet(0, b"\x01")
+    counter = CommandCounter()
     assert sum(counter.feed(stream[i : i + 3]) for i in range(0, len(stream), 3)) == 3
 
 
 def test_lenenc_round_trip():
     for value in (0, 250, 251, 65535, 65536, 1 << 24, 1 << 40):
-        assert p.read_lenenc_int(p.lenenc_int(value), 0) == (value, len(p.lenenc_int(value)))
+        assert read_lenenc_int(lenenc_int(value), 0) == (value, len(lenenc_int(value)))
 
 
 # -- classification -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "sql, action",
     [
-        ("SELECT * FROM menus", PLAIN),
-        ("  select 1", PLAIN),
-        ("/* hint */ SELECT 1", PLAIN),
-        ("(SELECT 1) UNION (SELECT 2)", PLAIN),
-        ("INSERT INTO t VALUES (';')", PLAIN),
-        ("SELECT 1;", PLAIN),
-        ("BEGIN", PLAIN),
-        ("START TRANSACTION", PLAIN),
-        ("COMMIT", PLAIN),
-        ("ROLLBACK", PLAIN),
-        ("CREATE TABLE t (a int)", PLAIN),
-        ("DROP TABLE t", PLAIN),
-        ("SELECT 1; SELECT 2", PIN),
-        ("SELECT @a := 1", PIN),
-        ("SELECT 1 INTO @a", PIN),
-        ("SELECT GET_LOCK('x', 1)", PIN),
-        ("SELECT SQL_CALC_FOUND_ROWS * FROM t", PIN),
-        ("CREATE TEMPORARY TABLE t (a int)", PIN),
-        ("create or replace temporary table t (a int)", PIN),
-        ("LOCK TABLES t WRITE", PIN),
-        ("FLUSH TABLES WITH READ LOCK", PIN),
-        ("PREPARE s FROM 'SELECT 1'", PIN),
-        ("CALL p()", PLAIN),  # RDS Proxy: calling a stored procedure does not pin
-        ("call `t_record`('id', '2026-11-24 10:00:00.000001', 100)", PLAIN),
-        ("CALL p(@out)", PIN),
-        ("CALL p('@not a variable')", PLAIN),
-        ("XA START 'x'", PIN),
-        ("/*!40101 SET NAMES utf8 */", PIN),
-        ("FROBNICATE", PIN),
-        ("SET @x = 1", PIN),
-        ("SET GLOBAL max_connections = 10", PIN),
-        ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", PIN),
-        ("SET sort_buffer_size = 1000000", PIN),
-        ("SET sql_mode = CONCAT(@@sql_mode, ',ANSI')", PIN),
-        ("SET autocommit = 0", TRACK),
-        ("SET @@session.autocommit = OFF", TRACK),
-        ("SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'", TRACK),
-        ("SET time_zone = '+00:00', sql_mode = 'ANSI'", TRACK),
-        ("SET SESSION tx_isolation = 'READ-COMMITTED'", TRACK),
-        ("USE app", USE),
-        ("use `my db`", USE),
+        ("SELECT * FROM menus", StatementKind.PLAIN),
+        ("  select 1", StatementKind.PLAIN),
+        ("/* hint */ SELECT 1", StatementKind.PLAIN),
+        ("(SELECT 1) UNION (SELECT 2)", StatementKind.PLAIN),
+        ("INSERT INTO t VALUES (';')", StatementKind.PLAIN),
+        ("SELECT 1;", StatementKind.PLAIN),
+        ("BEGIN", StatementKind.PLAIN),
+        ("START TRANSACTION", StatementKind.PLAIN),
+        ("COMMIT", StatementKind.PLAIN),
+        ("ROLLBACK", StatementKind.PLAIN),
+        ("CREATE TABLE t (a int)", StatementKind.PLAIN),
+        ("DROP TABLE t", StatementKind.PLAIN),
+        ("SELECT 1; SELECT 2", StatementKind.PIN),
+        ("SELECT @a := 1", StatementKind.PIN),
+        ("SELECT 1 INTO @a", StatementKind.PIN),
+        ("SELECT GET_LOCK('x', 1)", StatementKind.PIN),
+        ("SELECT SQL_CALC_FOUND_ROWS * FROM t", StatementKind.PIN),
+        ("CREATE TEMPORARY TABLE t (a int)", StatementKind.PIN),
+        ("create or replace temporary table t (a int)", StatementKind.PIN),
+        ("LOCK TABLES t WRITE", StatementKind.PIN),
+        ("FLUSH TABLES WITH READ LOCK", StatementKind.PIN),
+        ("PREPARE s FROM 'SELECT 1'", StatementKind.PIN),
+        ("CALL p()", StatementKind.PLAIN),  # RDS Proxy: calling a stored procedure does not pin
+        ("call `t_record`('id', '2026-11-24 10:00:00.000001', 100)", StatementKind.PLAIN),
+        ("CALL p(@out)", StatementKind.PIN),
+        ("CALL p('@not a variable')", StatementKind.PLAIN),
+        ("XA START 'x'", StatementKind.PIN),
+        ("/*!40101 SET NAMES utf8 */", StatementKind.PIN),
+        ("FROBNICATE", StatementKind.PIN),
+        ("SET @x = 1", StatementKind.PIN),
+        ("SET GLOBAL max_connections = 10", StatementKind.PIN),
+        ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", StatementKind.PIN),
+        ("SET sort_buffer_size = 1000000", StatementKind.PIN),
+        ("SET sql_mode = CONCAT(@@sql_mode, ',ANSI')", StatementKind.PIN),
+        ("SET autocommit = 0", StatementKind.TRACK),
+        ("SET @@session.autocommit = OFF", StatementKind.TRACK),
+        ("SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'", StatementKind.TRACK),
+        ("SET time_zone = '+00:00', sql_mode = 'ANSI'", StatementKind.TRACK),
+        ("SET SESSION tx_isolation = 'READ-COMMITTED'", StatementKind.TRACK),
+        ("USE app", StatementKind.USE),
+        ("use `my db`", StatementKind.USE),
     ],
 )
 def test_classification(sql, action):
@@ -253,8 +219,8 @@ def test_tracked_set_items_keep_their_text_and_key():
 
 
 def test_exclude_variable_sets_filter_stops_set_from_pinning():
-    assert classify(b"SET @x = 1", exclude_variable_sets=True).action == PLAIN
+    assert classify(b"SET @x = 1", exclude_variable_sets=True).action == StatementKind.PLAIN
     mixed = classify(b"SET @x = 1, autocommit = 0", exclude_variable_sets=True)
-    assert mixed.action == TRACK and mixed.items == (("autocommit", b"autocommit = 0"),)
+    assert mixed.action == StatementKind.TRACK and mixed.items == (("autocommit", b"autocommit = 0"),)
     # the filter is about SET only: other pinning conditions still pin
-    assert classify(b"CREATE TEMPORARY TABLE t (a int)", exclude_variable_sets=True).action == PIN
+    assert classify(b"CREATE TEMPORARY TABLE t (a int)", exclude_variable_sets=True).action == StatementKind.PIN

@@ -29,9 +29,17 @@ from local.data_plane.auth.authenticator import IamAuthenticator, IamAuthSetting
 from local.data_plane.auth.credentials import IssuerSettings
 from local.data_plane.auth.local_ca import LocalCaSettings
 from local.data_plane.auth.resolver_shim import AddressOverride
-from local.data_plane.rdsproxy import ProxyConfig, ProxyConfigError, ProxyProcess, ProxyServer
+from local.data_plane.rdsproxy import (
+    ProxyConfig,
+    ProxyConfigError,
+    ProxyProcess,
+    ProxyServer,
+    SecretAccount,
+    StaticAccount,
+)
 from local.data_plane.rdsproxy.security import ProxyStartError
 from tests.auth_support import ACCOUNT, DB_USER, ENDPOINT, REGION, ROLE_ARN, connect_arn, grant, signed_token, state
+from tests.standin_support import add_db_user, frame, read_packet, settled_stats
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ER_ACCESS_DENIED, ER_SECURE_TRANSPORT_REQUIRED = 1045, 3159
@@ -66,7 +74,8 @@ store.close()
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def db(mariadb_factory):
-    return mariadb_factory(max_connections=40)
+    """The DB user is the deployed function's DB_USER: the stand-in logs in as the user the token was signed for."""
+    return mariadb_factory(max_connections=40, app_user=DB_USER)
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +89,7 @@ def iam_config(db, auth_dir: Path, deployed: dict | None = None, name: str = "st
     fields = dict(
         backend_host=db.host,
         backend_port=db.port,
-        backend_user=db.app_user,
-        backend_password=db.app_password,
-        client_user="unused-in-iam-mode",
-        client_password="",
+        accounts=(StaticAccount(db.app_user, db.app_password),),
         db_max_connections=40,
         max_connections_percent=50,
         connection_borrow_timeout=10,
@@ -110,16 +116,6 @@ def authenticator(auth_dir) -> IamAuthenticator:
 def proxy(db, auth_dir, authenticator):
     with ProxyServer(iam_config(db, auth_dir)) as server:
         yield server
-
-
-def settled_stats(proxy, check, timeout: float = 5.0) -> dict:
-    """Stats once ``check(stats)`` holds: the proxy counts a refusal just after the client has read it."""
-    deadline = time.monotonic() + timeout
-    stats = proxy.stats()
-    while not check(stats) and time.monotonic() < deadline:
-        time.sleep(0.02)
-        stats = proxy.stats()
-    return stats
 
 
 def credentials(auth: IamAuthenticator, role_arn: str = ROLE_ARN, now: float | None = None):
@@ -253,7 +249,8 @@ def test_a_plain_text_client_is_refused_before_its_token_is_looked_at(proxy, db,
 
 
 def test_a_password_mode_stand_in_with_require_tls_refuses_plain_text_and_serves_tls(db, auth_dir):
-    config = iam_config(db, auth_dir, iam_state_file="", issuer_key_path="", client_user="app", client_password="pw")
+    account = add_db_user(db, "app", "pw")
+    config = iam_config(db, auth_dir, iam_state_file="", issuer_key_path="", accounts=(account,))
     with ProxyServer(config) as server:
         params = dict(host="127.0.0.1", port=server.port, user="app", password="pw", use_pure=True)
         with pytest.raises(mysql.connector.Error) as caught:
@@ -293,13 +290,17 @@ def tampered_token(auth: IamAuthenticator) -> str:
     ],
     ids=["expired", "signed-for-another-user", "tampered-signature", "another-endpoint", "malformed", "foreign-role"],
 )
-def test_a_bad_token_gets_1045_naming_the_check(proxy, db, authenticator, make_token, reason):
+def test_a_bad_token_gets_1045_naming_the_check(proxy, db, authenticator, make_token, reason, caplog):
+    caplog.set_level("INFO", logger="local.data_plane.rdsproxy")
     before = proxy.stats()["iam_auth_failures"].get(reason, 0)
     error = refused(proxy, db, authenticator, make_token(authenticator))
     assert error.errno == ER_ACCESS_DENIED and error.sqlstate == "28000"
     assert f"IAM authentication failed: {reason}" in error.msg and DB_USER in error.msg
     failures = settled_stats(proxy, lambda now: now["iam_auth_failures"].get(reason, 0) > before)["iam_auth_failures"]
     assert failures[reason] == before + 1
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused login")]
+    assert len(logged) == 1 and logged[0].startswith(f"refused login user={DB_USER} from 127.0.0.1:"), logged
+    assert f": IAM authentication failed: {reason}" in logged[0]  # one line: who, from where, which check
     assert select_one(proxy, db, authenticator) == [(1,)]  # and it keeps serving
 
 
@@ -322,30 +323,11 @@ def test_a_role_without_the_exact_grant_gets_1045_not_authorized(db, auth_dir, a
 
 
 # -- hostile and stalled clients ------------------------------------------------------------------------
-def read_packet(sock: socket.socket) -> tuple[int, bytes]:
-    header = recv_exact(sock, 4)
-    return header[3], recv_exact(sock, int.from_bytes(header[:3], "little"))
-
-
-def recv_exact(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} of {count} bytes")
-        data += chunk
-    return data
-
-
 def recv_some(sock: socket.socket) -> bytes:
     data = sock.recv(65536)
     if not data:
         raise ConnectionError("the stand-in closed the connection")
     return data
-
-
-def frame(seq: int, payload: bytes) -> bytes:
-    return len(payload).to_bytes(3, "little") + bytes((seq,)) + payload
 
 
 def ssl_request(extra: int = 0) -> bytes:
@@ -455,24 +437,54 @@ def test_backend_credentials_come_from_the_deployed_secret(db, auth_dir, authent
         Name="rds!db-local-proxy",
         SecretString=json.dumps({"username": db.app_user, "password": db.app_password}),
     )["ARN"]
-    config = iam_config(
-        db, auth_dir, backend_user="", backend_password="", backend_secret_arn=arn, secrets_endpoint=endpoint
-    )
+    config = iam_config(db, auth_dir, accounts=(SecretAccount(arn),), secrets_endpoint=endpoint)
     assert db.app_password not in repr(config)
     with ProxyProcess(config) as server:  # as the data plane runs it: a child process, config via a private file
         assert select_one(server, db, authenticator) == [(1,)]
         assert server.stats()["backend_connections_opened"] >= 1
 
 
+def test_each_secret_is_an_account_of_its_own_user(db, auth_dir, secrets):
+    """Two secrets, as the stack's proxy has (the master's and the application user's): each client logs in with
+    its own user's password and reaches the DB as that user."""
+    endpoint, client = secrets
+    reader = add_db_user(db, "report_reader", "report-pw")
+    arns = [
+        client.create_secret(Name=name, SecretString=json.dumps({"username": user, "password": password}))["ARN"]
+        for name, user, password in (
+            ("rds!db-master", db.app_user, db.app_password),
+            ("sms-local-app-user", reader.user, reader.password),
+        )
+    ]
+    config = iam_config(
+        db,
+        auth_dir,
+        iam_state_file="",
+        issuer_key_path="",
+        require_tls=False,
+        accounts=tuple(SecretAccount(arn) for arn in arns),
+        secrets_endpoint=endpoint,
+    )
+    with ProxyProcess(config) as server:
+        for user, password in ((db.app_user, db.app_password), (reader.user, reader.password)):
+            with contextlib.closing(
+                mysql.connector.connect(
+                    host="127.0.0.1", port=server.port, user=user, password=password, database=db.database
+                )
+            ) as conn:
+                cur = conn.cursor()
+                cur.execute("SELECT CURRENT_USER()")
+                assert cur.fetchall()[0][0].startswith(user + "@")
+        assert server.stats()["accounts"] == sorted([db.app_user, reader.user])
+
+
 def test_a_proxy_naming_a_missing_secret_fails_to_start_with_the_arn(db, auth_dir, secrets, capfd):
     endpoint, _ = secrets
     arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!db-does-not-exist-AbCdEf"
-    config = iam_config(
-        db, auth_dir, backend_user="", backend_password="", backend_secret_arn=arn, secrets_endpoint=endpoint
-    )
+    config = iam_config(db, auth_dir, accounts=(SecretAccount(arn),), secrets_endpoint=endpoint)
     with pytest.raises(ProxyStartError, match="ResourceNotFoundException") as caught:
         ProxyProcess(config).start()
-    assert arn in str(caught.value) and "backend_secret_arn" in str(caught.value)
+    assert arn in str(caught.value) and "accounts" in str(caught.value)
     with pytest.raises(ProxyStartError, match="does-not-exist"):
         ProxyServer(config).start()
 
@@ -484,13 +496,14 @@ def test_a_proxy_with_a_broken_state_file_fails_to_start_naming_it(db, auth_dir,
 
 
 def test_security_settings_are_validated(db, auth_dir):
+    arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:x"
     with pytest.raises(ProxyConfigError, match="secrets_endpoint"):
-        iam_config(db, auth_dir, backend_secret_arn=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:x")
-    with pytest.raises(ProxyConfigError, match="backend_secret_arn"):
-        iam_config(db, auth_dir, backend_secret_arn="my-secret", secrets_endpoint="http://127.0.0.1:1")
+        iam_config(db, auth_dir, accounts=(SecretAccount(arn),))
+    with pytest.raises(ProxyConfigError, match="secret_arn 'my-secret'"):
+        iam_config(db, auth_dir, accounts=(SecretAccount("my-secret"),), secrets_endpoint="http://127.0.0.1:1")
     with pytest.raises(ProxyConfigError, match="issuer_key_path"):
         iam_config(db, auth_dir, iam_state_file="")
     with pytest.raises(ProxyConfigError, match="require_tls"):
         iam_config(db, auth_dir, require_tls="yes")
-    with pytest.raises(ProxyConfigError, match="backend_user"):
-        iam_config(db, auth_dir, backend_user="")
+    with pytest.raises(ProxyConfigError, match="accounts=.*user ''"):
+        iam_config(db, auth_dir, accounts=(StaticAccount("", "pw"),))

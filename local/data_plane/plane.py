@@ -16,10 +16,10 @@ A `Supervisor` restarts a DB or proxy child that dies; both die with this proces
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handler import app_contract as names
 from local.data_plane import deployed
@@ -32,6 +32,10 @@ from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
 from local.data_plane.runtime_worker import WARM_BOTO3
 from local.data_plane.supervisor import Child, Supervisor, stderr_log
 from modules.project import HANDLER_DIR_NAME, REPO_ROOT
+
+if TYPE_CHECKING:
+    from local.data_plane.rdsproxy.accounts import Account
+    from local.data_plane.rdsproxy.config import ProxyConfig
 
 HANDLER_DIR = REPO_ROOT / HANDLER_DIR_NAME
 DEFAULT_DB_MAX_CONNECTIONS = 65  # a db.t2.micro, the reference experiment's DB
@@ -113,23 +117,24 @@ def proxy_config(
     stack: DeployedStack,
     db: MariaDBServer,
     db_max_connections: int,
-    client_user: str,
-    client_password: str,
-    backend: tuple[str, str] | None = None,
+    accounts: Sequence[Account],
+    secrets_endpoint: str = "",
     **client_auth: object,
-):
-    """The RDS Proxy stand-in's settings: the deployed pool settings in front of the local DB."""
+) -> ProxyConfig:
+    """The RDS Proxy stand-in's settings: the deployed pool settings in front of the local DB.
+
+    ``accounts``: one per DB user clients may log in as, like the deployed proxy's ``auth`` blocks: a
+    ``SecretAccount`` per secret ARN (read through ``secrets_endpoint``, the emulator, when the stand-in starts), or
+    a ``StaticAccount`` for a throw-away DB. ``client_auth``: the client side (``require_tls``, ``iam_state_file``,
+    ``ca_dir``, ``issuer_key_path``, as ``ProductionAuth.proxy_fields()`` gives them).
+    """
     from local.data_plane.rdsproxy.config import ProxyConfig  # the proxy package is optional for the direct path
 
     pool = stack.pool
-    backend_user, backend_password = backend or (db.app_user, db.app_password)
     return ProxyConfig(
         backend_host=db.host,
         backend_port=db.port,
-        backend_user=backend_user,
-        backend_password=backend_password,
-        client_user=client_user,
-        client_password=client_password,
+        accounts=tuple(accounts),
         db_max_connections=db_max_connections,
         max_connections_percent=pool.max_connections_percent,
         max_idle_connections_percent=pool.max_idle_connections_percent,
@@ -138,6 +143,7 @@ def proxy_config(
         init_query=pool.init_query or "",
         session_pinning_filters=frozenset(pool.session_pinning_filters),
         stats_port=0,
+        secrets_endpoint=secrets_endpoint,
         **client_auth,
     )
 
@@ -201,30 +207,25 @@ class LocalDataPlane:
         self.db = MariaDBServer(db_config).start()
         self._record("mariadb", self.db.pid)
         host, port = self.db.host, self.db.port
-        client_user = env.get(names.DB_USER, self.db.app_user)
         if self.config.via_proxy:
             from local.data_plane.proxy_child import SupervisedProxy
+            from local.data_plane.rdsproxy.accounts import SecretAccount, StaticAccount
 
             if self.config.production_auth:
                 state_dir = self.config.local_state_dir
                 self.auth = ProductionAuth.for_stack(self.stack, Path(state_dir) if state_dir else None)
             backend = (self.db.app_user, self.db.app_password)
             client_auth = self.auth.proxy_fields() if self.auth is not None else {}
+            accounts: list[Account] = [StaticAccount(*backend)]
+            secrets_endpoint = ""
             if persistent is not None:
                 # Like RDS Proxy, the stand-in reads the DB credentials from the secret its auth block names.
                 proxy_credentials(persistent, backend)  # a clear error now if that secret cannot log in
                 instance = persistent.instance
-                client_auth["backend_secret_arn"] = instance.proxy_secret_arn or instance.secret_arn
-                client_auth["secrets_endpoint"] = persistent.secrets_endpoint
-                backend = ("", "")
+                accounts = [SecretAccount(instance.proxy_secret_arn or instance.secret_arn)]
+                secrets_endpoint = persistent.secrets_endpoint
             config = proxy_config(
-                self.stack,
-                self.db,
-                self.config.db_max_connections,
-                client_user,
-                self.db.app_password,
-                backend,
-                **client_auth,
+                self.stack, self.db, self.config.db_max_connections, accounts, secrets_endpoint, **client_auth
             )
             self.proxy = SupervisedProxy(config).start(timeout=_PROXY_START_TIMEOUT_S)
             self._record("rdsproxy", self.proxy.pid)

@@ -1,8 +1,9 @@
 """Read the DB credentials from the Secrets Manager secret the stack deployed, through the emulator.
 
-RDS keeps the master password in a secret it manages (``manage_master_user_password``); RDS Proxy reads that
-secret with its role. Locally the same secret lives in the emulator, so the local DB instance and the proxy
-stand-in read it there too: no password is handed around on command lines, printed, or written to our files.
+RDS keeps the master password in a secret it manages (``manage_master_user_password``), the stack keeps the
+application user's in another; RDS Proxy reads the secrets its ``auth`` blocks name with its role. Locally the same
+secrets live in the emulator, so the local DB instance and the proxy stand-in read them there too: no password is
+handed around on command lines, printed, or written to our files.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 
-_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:.+$")
+#: A Secrets Manager secret ARN (the region is the endpoint's signing region).
+SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:.+$")
 _TIMEOUT_S = 10.0
 
 
@@ -19,7 +21,7 @@ class SecretError(RuntimeError):
 
 
 def region_of(arn: str) -> str:
-    match = _ARN.match(arn or "")
+    match = SECRET_ARN.match(arn or "")
     if not match:
         raise SecretError(f"secret ARN {arn!r} is not a Secrets Manager secret ARN (arn:aws:secretsmanager:...)")
     return match.group("region")

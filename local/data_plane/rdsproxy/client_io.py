@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from . import protocol as p
+from .protocol import MAX_PAYLOAD
 
 
 class CommandTooLarge(Exception):
@@ -27,7 +27,7 @@ async def read_command(reader: asyncio.StreamReader, header: bytes, limit: int) 
         raise CommandTooLarge(seq)
     payload = await reader.readexactly(length)
     raw = header + payload
-    while length == p.MAX_PAYLOAD:
+    while length == MAX_PAYLOAD:
         more = await reader.readexactly(4)
         length = more[0] | more[1] << 8 | more[2] << 16
         total += length

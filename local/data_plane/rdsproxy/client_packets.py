@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import protocol as p
+from .constants import Capability
 
 #: Largest packet accepted before authentication; a real handshake response (user, 20-byte token,
 #: database, plugin name, connect attributes) is a few hundred bytes.
@@ -92,26 +92,26 @@ def parse_handshake_response(data: bytes, server_capabilities: int) -> Handshake
     """
     cursor = _Cursor(bytes(data))
     client_flags = cursor.int_le(4, "capability flags")
-    if not client_flags & p.CLIENT_PROTOCOL_41:
+    if not client_flags & Capability.PROTOCOL_41:
         raise MalformedPacket("client does not speak protocol 4.1")
     max_packet = cursor.int_le(4, "max packet size")
     charset = cursor.int_le(1, "character set")
     cursor.take(23, "filler")
-    flags = client_flags & server_capabilities
+    flags = client_flags & int(server_capabilities)  # a plain int: client values never become enum members
     username = _text(cursor.nul_terminated("user name"))
-    if flags & p.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA:
+    if flags & Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA:
         auth_response = cursor.lenenc_bytes("auth response")
-    elif flags & p.CLIENT_SECURE_CONNECTION:
+    elif flags & Capability.SECURE_CONNECTION:
         auth_response = cursor.take(cursor.int_le(1, "auth response length"), "auth response")
     else:
         auth_response = cursor.nul_terminated("auth response")
     database = None
-    if flags & p.CLIENT_CONNECT_WITH_DB and cursor.remaining:
+    if flags & Capability.CONNECT_WITH_DB and cursor.remaining:
         database = _text(cursor.nul_terminated("database")) or None
     client_plugin = None
-    if flags & p.CLIENT_PLUGIN_AUTH and cursor.remaining:
+    if flags & Capability.PLUGIN_AUTH and cursor.remaining:
         client_plugin = _text(cursor.nul_terminated("auth plugin name")) or None
-    if flags & p.CLIENT_CONNECT_ATTRS and cursor.remaining:
+    if flags & Capability.CONNECT_ATTRS and cursor.remaining:
         attributes = _Cursor(cursor.lenenc_bytes("connect attributes"))
         while attributes.remaining:
             attributes.lenenc_bytes("connect attribute key")

@@ -1,10 +1,11 @@
 """Connection phase on both sides of the proxy.
 
-Client side: the proxy is the server. Packets it sends come from ``mysql_mimic`` (greeting, auth
-switch) and the password check is its ``mysql_native_password`` plugin; what the client sends is
-parsed by the bounds-checked ``client_packets`` (never by mysql_mimic: client bytes are hostile).
-Backend side: the proxy is a client. ``mysql.connector``'s protocol helpers parse the server
-greeting and build the handshake response / auth-switch answers with the configured "secret".
+Client side: the proxy is the server. It writes the greeting itself (``protocol.handshake_v10``), asks for another
+auth plugin with mysql_mimic's packet builder and checks ``mysql_native_password`` answers with mysql_mimic's
+verifier; what the client sends is parsed by the bounds-checked ``client_packets`` (client bytes are hostile).
+Who may log in is the accounts' business: a user needs an account, and in password mode the account's password.
+Backend side: the proxy is a client. ``mysql.connector``'s protocol helpers parse the server greeting and build the
+handshake response / auth-switch answers with the account's credentials.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +22,11 @@ from mysql.connector.protocol import MySQLProtocol
 from mysql_mimic import packets as mimic_packets
 from mysql_mimic.auth import NativePasswordAuthPlugin
 from mysql_mimic.charset import CharacterSet
-from mysql_mimic.types import Capabilities, ServerStatus
 
-from . import protocol as p
+from .accounts import StaticAccount
 from .client_packets import FIXED_PART, LOGIN_PACKET_LIMIT, MalformedPacket, parse_handshake_response
+from .constants import BACKEND_BASE_CAPABILITIES, PROXY_CAPABILITIES, Capability, ErrorCode
+from .protocol import MAX_PAYLOAD, ProtocolError, ServerError, err_payload, handshake_v10, ok_payload, packet, parse_err
 from .tls_stream import TlsConnection
 
 if TYPE_CHECKING:
@@ -55,7 +58,7 @@ class PacketTooLarge(Exception):
         self.seq = seq
 
 
-async def read_packet(reader: asyncio.StreamReader, limit: int = p.MAX_PAYLOAD) -> tuple[int, bytes]:
+async def read_packet(reader: asyncio.StreamReader, limit: int = MAX_PAYLOAD) -> tuple[int, bytes]:
     """(sequence id, payload) of one wire packet; PacketTooLarge (unread) above ``limit`` bytes."""
     header = await reader.readexactly(4)
     length = header[0] | header[1] << 8 | header[2] << 16
@@ -92,11 +95,15 @@ class ClientStreams:
 
 
 class AuthFailed(Exception):
-    """The client was refused (the ERR packet is sent); ``reason`` names the IAM check that failed, if one did."""
+    """The client was refused (the ERR packet is sent).
 
-    def __init__(self, message: str, reason: str = "") -> None:
-        super().__init__(message)
-        self.reason = reason
+    ``check`` says which check failed (for the log, never a secret), ``user`` who the client said it was (None
+    before its handshake response was parsed), ``reason`` the IAM check's name when one failed (for the counters).
+    """
+
+    def __init__(self, check: str, user: str | None = None, reason: str = "") -> None:
+        super().__init__(check)
+        self.check, self.user, self.reason = check, user, reason
 
 
 async def accept_client(
@@ -104,77 +111,82 @@ async def accept_client(
     *,
     connection_id: int,
     server: ServerInfo,
-    user: str,
-    password: str,
+    accounts: Mapping[str, StaticAccount],
     tls: ssl.SSLContext | None = None,
     iam: IamAuthenticator | None = None,
     tls_required: bool = False,
 ) -> ClientLogin:
     """Greet a client, upgrade it to TLS if it asks (and ``tls`` is given), authenticate it, send OK.
 
-    Password mode (``iam`` None): mysql_native_password with ``user``/``password``; clients that answer
-    with another plugin (caching_sha2_password, ed25519, ...) are switched to it. IAM mode: the password is
-    an RDS IAM auth token sent with mysql_clear_password (clients are switched to it), checked by ``iam``.
-    A plain-text client is refused before its password is looked at when ``tls_required`` (error 3159).
-    On failure the ERR packet is sent here and AuthFailed raised (its text says why); packets above
+    Password mode (``iam`` None): mysql_native_password with the password of the user's account; clients that
+    answer with another plugin (caching_sha2_password, ed25519, ...) are switched to it. IAM mode: the password is
+    an RDS IAM auth token sent with mysql_clear_password (clients are switched to it), checked by ``iam``; the user
+    then needs an account too. A plain-text client is refused before its password is looked at when
+    ``tls_required`` (error 3159). On failure the ERR packet is sent here and AuthFailed raised; packets above
     LOGIN_PACKET_LIMIT are refused without being read.
     """
     scramble = new_scramble()
-    capabilities = p.PROXY_CAPABILITIES | (p.CLIENT_SSL if tls is not None else 0)
-    greeting = mimic_packets.make_handshake_v10(
-        capabilities=Capabilities(capabilities),
-        server_charset=CharacterSet.utf8mb4,
+    capabilities = PROXY_CAPABILITIES | (Capability.SSL if tls is not None else 0)
+    greeting = handshake_v10(
+        capabilities=capabilities,
+        charset=server.charset,
         server_version=server.version,
         connection_id=connection_id,
-        auth_data=scramble + b"\x00",
-        status_flags=ServerStatus(p.SERVER_STATUS_AUTOCOMMIT),
-        auth_plugin_name=NATIVE,
+        scramble=scramble,
+        plugin=NATIVE,
     )
-    # mysql_mimic writes utf8mb4's id; advertise the backend's default collation instead
-    greeting = _with_greeting_charset(greeting, server.charset)
-    streams.writer.write(p.packet(0, greeting))
+    streams.writer.write(packet(0, greeting))
     seq, data = await _read_login_packet(streams)
-    if len(data) >= 4 and int.from_bytes(data[:4], "little") & p.CLIENT_SSL:
+    if len(data) >= 4 and int.from_bytes(data[:4], "little") & Capability.SSL:
         if tls is None:
-            _send_error(streams, seq + 1, p.ER_NOT_SUPPORTED, "The RDS Proxy stand-in does not offer TLS", "08004")
-            raise AuthFailed("client asked for TLS, which is not configured")
+            _send_error(
+                streams, seq + 1, ErrorCode.NOT_SUPPORTED_YET, "The RDS Proxy stand-in does not offer TLS", "08004"
+            )
+            raise AuthFailed("the client asked for TLS, which is not configured")
         if len(data) != FIXED_PART:  # CLIENT_SSL in a full response: the client skipped the TLS upgrade
-            _send_error(streams, seq + 1, p.ER_HANDSHAKE_ERROR, "Bad handshake", "08S01")
-            raise AuthFailed("CLIENT_SSL set in a handshake response that is not an SSLRequest")
+            _send_error(streams, seq + 1, ErrorCode.HANDSHAKE_ERROR, "Bad handshake")
+            raise AuthFailed("CLIENT_SSL set in a handshake response that is not an SSLRequest", _user_in(data))
         await _start_tls(streams, tls)
         seq, data = await _read_login_packet(streams)
     elif tls_required:
-        _send_error(streams, seq + 1, p.ER_SECURE_TRANSPORT_REQUIRED, TLS_REQUIRED_MESSAGE, "HY000")
-        raise AuthFailed("plain-text client refused: TLS is required")
+        _send_error(streams, seq + 1, ErrorCode.SECURE_TRANSPORT_REQUIRED, TLS_REQUIRED_MESSAGE)
+        raise AuthFailed("TLS is required and the client did not start it", _user_in(data))
     try:
-        parsed = parse_handshake_response(data, p.PROXY_CAPABILITIES)  # CLIENT_SSL never reaches the backend
+        parsed = parse_handshake_response(data, PROXY_CAPABILITIES)  # CLIENT_SSL never reaches the backend
     except MalformedPacket as exc:
-        _send_error(streams, seq + 1, p.ER_HANDSHAKE_ERROR, "Bad handshake", "08S01")
+        _send_error(streams, seq + 1, ErrorCode.HANDSHAKE_ERROR, "Bad handshake")
         raise AuthFailed(f"malformed handshake response: {exc}") from None
+    user = parsed.username
     wanted = CLEAR_PASSWORD if iam is not None else NATIVE
     token = parsed.auth_response
     if (parsed.client_plugin or NATIVE) != wanted:
         seq += 1
         switch_data = b"" if iam is not None else scramble + b"\x00"
         streams.writer.write(
-            p.packet(seq, mimic_packets.make_auth_switch_request(CharacterSet.utf8mb4, wanted, switch_data))
+            packet(seq, mimic_packets.make_auth_switch_request(CharacterSet.utf8mb4, wanted, switch_data))
         )
-        seq, token = await _read_login_packet(streams)
+        seq, token = await _read_login_packet(streams, user)
+    account = accounts.get(user)
     if iam is not None:
-        _check_iam(streams, seq, iam, parsed.username, token)
-    elif parsed.username != user or not _password_matches(password, token, scramble):
-        _send_error(
-            streams,
-            seq + 1,
-            p.ER_ACCESS_DENIED,
-            f"Access denied for user '{parsed.username}' (using password: {'YES' if token else 'NO'})",
-            "28000",
-        )
-        raise AuthFailed(f"access denied for {parsed.username!r}")
-    streams.writer.write(p.packet(seq + 1, p.ok_payload()))
+        _check_iam(streams, seq, iam, user, token)
+        if account is None:
+            _deny(streams, seq, f"Access denied for user '{user}' (the proxy has no secret for this user)")
+            raise AuthFailed("no account for this user (no secret in the proxy's auth)", user)
+    elif account is None or not _password_matches(account.password, token, scramble):
+        _deny(streams, seq, f"Access denied for user '{user}' (using password: {'YES' if token else 'NO'})")
+        raise AuthFailed("no account for this user" if account is None else "wrong password", user)
+    streams.writer.write(packet(seq + 1, ok_payload()))
     return ClientLogin(
-        capabilities=parsed.capabilities, charset=parsed.charset, database=parsed.database, username=parsed.username
+        capabilities=parsed.capabilities, charset=parsed.charset, database=parsed.database, username=user
     )
+
+
+def _user_in(data: bytes) -> str | None:
+    """The user name in a handshake response, for the log only (None when it does not parse)."""
+    try:
+        return parse_handshake_response(data, PROXY_CAPABILITIES).username
+    except MalformedPacket:
+        return None
 
 
 async def _start_tls(streams: ClientStreams, context: ssl.SSLContext) -> None:
@@ -195,16 +207,16 @@ def _check_iam(streams: ClientStreams, seq: int, iam: IamAuthenticator, username
     try:
         iam.check(username, clear_text_password(token), host=server_name)
     except AuthError as exc:
-        _send_error(streams, seq + 1, p.ER_ACCESS_DENIED, exc.client_message(username), "28000")
-        raise AuthFailed(f"IAM authentication failed for {username!r}: {exc}", exc.reason) from None
+        _deny(streams, seq, exc.client_message(username))
+        raise AuthFailed(f"IAM authentication failed: {exc}", username, exc.reason) from None
 
 
-async def _read_login_packet(streams: ClientStreams) -> tuple[int, bytes]:
+async def _read_login_packet(streams: ClientStreams, user: str | None = None) -> tuple[int, bytes]:
     try:
         return await read_packet(streams.reader, LOGIN_PACKET_LIMIT)
     except PacketTooLarge as exc:
-        _send_error(streams, exc.seq + 1, p.ER_HANDSHAKE_ERROR, "Bad handshake", "08S01")
-        raise AuthFailed(f"login packet too large: {exc}") from None
+        _send_error(streams, exc.seq + 1, ErrorCode.HANDSHAKE_ERROR, "Bad handshake")
+        raise AuthFailed(f"login packet too large: {exc}", user) from None
 
 
 def _password_matches(password: str, token: bytes, scramble: bytes) -> bool:
@@ -215,14 +227,12 @@ def _password_matches(password: str, token: bytes, scramble: bytes) -> bool:
     return _native.verify_scramble(NativePasswordAuthPlugin.create_auth_string(password), token, scramble)
 
 
-def _with_greeting_charset(greeting: bytes, charset: int) -> bytes:
-    version_end = greeting.index(b"\x00", 1)
-    offset = version_end + 1 + 4 + 9 + 2  # conn id, auth data part 1 + filler, caps low
-    return greeting[:offset] + bytes((charset,)) + greeting[offset + 1 :]
+def _deny(streams: ClientStreams, seq: int, message: str) -> None:
+    _send_error(streams, seq + 1, ErrorCode.ACCESS_DENIED, message)
 
 
-def _send_error(streams: ClientStreams, seq: int, code: int, message: str, sqlstate: str) -> None:
-    streams.writer.write(p.packet(seq, p.err_payload(code, message, sqlstate)))
+def _send_error(streams: ClientStreams, seq: int, code: ErrorCode, message: str, sqlstate: str | None = None) -> None:
+    streams.writer.write(packet(seq, err_payload(code, message, sqlstate)))
 
 
 @dataclass
@@ -239,11 +249,11 @@ async def login_backend(
     """Authenticate the proxy to MariaDB/MySQL on a fresh connection; raises ServerError."""
     seq, greeting = await read_packet(reader)
     if greeting[:1] == b"\xff":
-        raise p.ServerError(*p.parse_err(greeting))
+        raise ServerError(*parse_err(greeting))
     hello = MySQLProtocol.parse_handshake(b"\x00\x00\x00\x00" + greeting)
-    flags = capabilities | p.BACKEND_BASE_CAPABILITIES
+    flags = int(capabilities | BACKEND_BASE_CAPABILITIES)
     if not database:
-        flags &= ~p.CLIENT_CONNECT_WITH_DB
+        flags &= ~Capability.CONNECT_WITH_DB.value
     charset = hello["charset"] if charset is None else charset
     response, _ = MySQLProtocol.make_auth(
         handshake=hello,
@@ -255,7 +265,7 @@ async def login_backend(
         auth_plugin=hello["auth_plugin"],
     )
     seq += 1
-    writer.write(p.packet(seq, response))
+    writer.write(packet(seq, response))
     for _ in range(3):  # greeting answer, at most one auth switch, final OK/ERR
         seq, reply = await read_packet(reader)
         if reply[:1] == b"\x00":
@@ -263,12 +273,12 @@ async def login_backend(
                 hello["server_threadid"], hello["server_version_original"], hello["charset"], hello["server_status"]
             )
         if reply[:1] == b"\xff":
-            raise p.ServerError(*p.parse_err(reply))
+            raise ServerError(*parse_err(reply))
         if reply[:1] == b"\xfe":
             plugin, data = MySQLProtocol.parse_auth_switch_request(b"\x00\x00\x00\x00" + reply)
             answer = get_auth_plugin(plugin)(user, password).auth_response(data)
             seq += 1
-            writer.write(p.packet(seq, answer or b""))
+            writer.write(packet(seq, answer or b""))
             continue
         break
-    raise p.ProtocolError(f"unexpected packet during backend authentication: {reply[:1]!r}")
+    raise ProtocolError(f"unexpected packet during backend authentication: {reply[:1]!r}")

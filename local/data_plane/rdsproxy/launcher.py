@@ -6,7 +6,6 @@ import a library module, never an entry point.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import select
@@ -26,12 +25,11 @@ PortsReader = Callable[[subprocess.Popen, float], tuple[int, "int | None"]]
 def build_command(config: ProxyConfig, python: str = sys.executable) -> tuple[list[str], PortsReader]:
     """Command line that runs ``config`` in a child process, and a function reading its ports.
 
-    The config (with passwords) goes through a private temp file that the child deletes after
+    The config (with the accounts' passwords) goes through a private temp file that the child deletes after
     reading it. Start the command with ``stdout=subprocess.PIPE`` and the repository root as cwd,
     then call ``read_ports(process, timeout)`` -> (port, stats_port).
     """
-    fields = dataclasses.asdict(config)
-    fields["session_pinning_filters"] = sorted(config.session_pinning_filters)
+    fields = config.to_json()
     fd, path = tempfile.mkstemp(prefix="rdsproxy-", suffix=".json")  # mode 0600
     with os.fdopen(fd, "w") as handle:
         json.dump(fields, handle)

@@ -1,202 +1,94 @@
-"""Backend connection pool with RDS Proxy's limits.
+"""Backend connection pool with RDS Proxy's limits, pooled per account under one cap.
 
-At most ``pool_cap`` connections exist at once (opening ones included). A client that needs a
-connection when all are busy waits in FIFO order up to ``connection_borrow_timeout`` and then
-gets :class:`BorrowTimeout`. Released connections go to the first waiter, else become idle;
-idle connections beyond ``max_idle`` are closed once they have been idle for ``IDLE_GRACE``
-seconds (``trim_idle``), so a busy pool does not close and reopen connections between bursts.
+At most ``pool_cap`` connections exist at once (opening ones included), whichever accounts they belong to. When no
+idle connection fits, a borrow queues and the pool grows by ``growth.GrowthPolicy`` (one connection at a time, only
+when the queue's head has waited longer than connections take to come back); at the cap a borrow waits up to
+``connection_borrow_timeout`` and then gets :class:`BorrowTimeout`. Released connections go to the first waiter,
+else become idle; idle connections beyond ``max_idle`` are closed once they have been idle ``IDLE_GRACE`` seconds
+(``trim_idle``), so a busy pool does not close and reopen connections between bursts.
 
-A backend carries session state it was given on behalf of clients: negotiated capabilities and
-charset (the pool key, fixed at connect), tracked SET variables and the default database.
-Before a client uses a backend, the backend is brought to the client's state with one SET
-(variables the client never set go back to DEFAULT, charset variables to what the backend had
-right after connecting). Idle backends that already match are preferred, so a steady workload
-pays nothing. A client without a default database cannot use a backend that has one (MySQL
-cannot unselect a database); such mismatches open a fresh connection instead.
+Before a client uses a backend, the backend is brought to the client's tracked state with one SET (variables the
+client never set go back to DEFAULT, charset variables to what the backend had right after connecting). Idle
+backends that already match are preferred, so a steady workload pays nothing. A client without a default database
+cannot use a backend that has one (MySQL cannot unselect a database); such mismatches open a fresh connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import logging
+from collections.abc import Mapping
 
-from . import protocol as p
-from .classify import CHARSET_KEY, split_statements
+from .accounts import StaticAccount
+from .backend import BackendConnection, BackendKey, connect_backend
+from .classify import split_statements
 from .config import ProxyConfig
-from .handshake import BackendHandshake, login_backend
+from .constants import Capability, Command
+from .growth import GrowthPolicy
+from .handshake import login_backend
+from .protocol import ResponseKind
 from .stats import Stats
 
 log = logging.getLogger(__name__)
 
 #: Seconds an idle connection above max_idle is kept before it is closed.
 IDLE_GRACE = 1.0
+#: Capabilities of connections the proxy opens for itself (the start-up check).
+_OWN_CAPABILITIES = Capability.DEPRECATE_EOF | Capability.MULTI_RESULTS
 
 
 class BorrowTimeout(Exception):
     """No backend connection became free within connection_borrow_timeout."""
 
 
-class BackendReader(asyncio.StreamReader):
-    """A StreamReader that records bytes or an end of stream arriving while its connection is parked."""
+class _Grant(enum.Enum):
+    """What a waiter is handed instead of a connection: a slot to open one in."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.parked = False
-        self.unsolicited = False
-
-    def feed_data(self, data: bytes) -> None:
-        if self.parked:
-            self.unsolicited = True
-        super().feed_data(data)
-
-    def feed_eof(self) -> None:
-        if self.parked:
-            self.unsolicited = True
-        super().feed_eof()
+    FREED = "freed"  # a connection was closed: its slot passes on
+    GROWTH = "growth"  # the pool grows by one for the head of the queue
 
 
-async def connect_backend(host: str, port: int) -> tuple[BackendReader, asyncio.StreamWriter]:
-    """``asyncio.open_connection`` with a BackendReader."""
-    loop = asyncio.get_running_loop()
-    reader = BackendReader()
-    protocol = asyncio.StreamReaderProtocol(reader)
-    transport, _ = await loop.create_connection(lambda: protocol, host, port)
-    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+class _Waiter:
+    __slots__ = ("future", "since")
 
-
-class BackendConnection:
-    __slots__ = (
-        "reader",
-        "writer",
-        "key",
-        "state",
-        "db",
-        "deprecate_eof",
-        "info",
-        "closed",
-        "charset_baseline",
-        "idle_since",
-    )
-
-    def __init__(self, reader, writer, key: tuple[int, int], db: str | None, info: BackendHandshake):
-        self.reader = reader
-        self.writer = writer
-        self.key = key
-        self.state: dict[str, bytes] = {}
-        self.db = db
-        self.deprecate_eof = bool(key[0] & p.CLIENT_DEPRECATE_EOF)
-        self.info = info
-        self.closed = False
-        #: SET items that restore the charset variables this connection started with
-        self.charset_baseline = b""
-        self.idle_since = 0.0
-
-    @property
-    def usable(self) -> bool:
-        """False once closed by either side. A parked connection (idle in the pool, or held between
-        a client's commands for its open transaction) never receives bytes: if it does, the server
-        sent something unsolicited (the ERR MariaDB sends before it drops a killed or timed-out
-        connection), so the connection is not reused. The reader records that; no system call."""
-        return self.open and not self.reader.unsolicited
-
-    @property
-    def open(self) -> bool:
-        """Not known to be closed."""
-        return not (self.closed or self.reader.at_eof() or self.writer.is_closing())
-
-    def park(self) -> None:
-        """Between commands: from now on any byte or close from the server makes it unusable."""
-        self.reader.parked = True
-
-    def unpark(self) -> None:
-        """Before a command is sent: bytes are expected again."""
-        self.reader.parked = False
-
-    async def command(
-        self, command: int, argument: bytes, mode: int = p.RESULT, keep: list | None = None
-    ) -> p.ResponseScanner:
-        """Run one command for the proxy itself; raises ServerError on an ERR reply.
-
-        ``keep``, if given, collects the raw response bytes.
-        """
-        self.writer.write(p.packet(0, bytes((command,)) + argument))
-        scanner = p.ResponseScanner(self.deprecate_eof, mode)
-        while True:
-            data = await self.reader.read(65536)
-            if not data:
-                raise ConnectionError("backend closed the connection")
-            if keep is not None:
-                keep.append(data)
-            if scanner.feed(data):
-                break
-        if scanner.extra:
-            raise p.ProtocolError("backend sent data past the end of a response")
-        if scanner.error:
-            raise p.ServerError(*scanner.error)
-        return scanner
-
-    async def remember_charset_baseline(self) -> None:
-        names = ("character_set_client", "character_set_connection", "character_set_results", "collation_connection")
-        response: list[bytes] = []
-        await self.command(p.COM_QUERY, b"SELECT " + b", ".join(b"@@" + n.encode() for n in names), keep=response)
-        values = p.single_row(b"".join(response), self.deprecate_eof)
-        self.charset_baseline = b", ".join(
-            n.encode() + b" = " + (b"NULL" if v is None else b"'" + v + b"'")
-            for n, v in zip(names, values, strict=True)
-        )
-
-    def sync_items(self, state: dict[str, bytes]) -> list[bytes]:
-        """SET items that turn this backend's tracked state into ``state``."""
-        mine = self.state
-        items = []
-        for name in mine:
-            if name not in state and name != CHARSET_KEY:
-                items.append(b"SESSION " + name.encode() + b" = DEFAULT")
-        charset = state.get(CHARSET_KEY)
-        if mine.get(CHARSET_KEY) != charset:
-            if CHARSET_KEY in mine:
-                items.append(self.charset_baseline)
-            if charset is not None:
-                items.append(charset)
-        for name, text in state.items():
-            if name != CHARSET_KEY and mine.get(name) != text:
-                items.append(text)
-        return items
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            if not self.writer.is_closing():
-                self.writer.write(p.packet(0, bytes((p.COM_QUIT,))))
-            self.writer.close()
-        except (ConnectionError, RuntimeError):  # pragma: no cover - loop shutting down
-            pass
+    def __init__(self, future: asyncio.Future, since: float) -> None:
+        self.future = future
+        self.since = since
 
 
 class BackendPool:
-    def __init__(self, config: ProxyConfig, stats: Stats):
+    def __init__(self, config: ProxyConfig, stats: Stats, accounts: Mapping[str, StaticAccount]):
         self._config = config
         self._stats = stats
+        self._accounts = accounts
         self._cap = config.pool_cap
         self._max_idle = config.max_idle
+        self._growth = GrowthPolicy(config.pool_cap, config.connection_borrow_timeout, config.pool_growth_patience)
         self._slots = 0  # open + opening connections
+        self._growing = False  # a connection opened for growth is under way
+        self._grown_at = float("-inf")  # when the last one was open: the queue waits ``patience`` again after it
+        self._grow_timer: asyncio.TimerHandle | None = None
+        self._grow_due = 0.0
+        self._expiry: asyncio.TimerHandle | None = None
         self._idle: list[BackendConnection] = []
-        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        self._busy: set[BackendConnection] = set()  # borrowed: the growth rule asks how long they have been held
+        self._waiters: collections.deque[_Waiter] = collections.deque()
         self._closed = False
 
     # -- borrowing -------------------------------------------------------------------------
-    async def acquire(self, key: tuple[int, int], state: dict[str, bytes], db: str | None) -> BackendConnection:
-        """A backend with the client's key, tracked variables and database applied."""
+    async def acquire(self, key: BackendKey, state: dict[str, bytes], db: str | None) -> BackendConnection:
+        """A backend of the key's account, with the client's tracked variables and database applied."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         backend = self._take_idle(key, state, db)
         if backend is None:
-            if self._slots < self._cap:
+            if self._growth.open_at_once(slots=self._slots, idle=len(self._idle)):
                 self._slots += 1
                 backend = await self._open_in_slot(key, db)
-            elif self._idle:
-                self._close_backend(self._idle.pop(0))  # slot passes to us
+            elif self._slots >= self._cap and self._idle:
+                self._close_backend(self._idle.pop(0))  # an idle one of another kind: its slot passes to us
                 backend = await self._open_in_slot(key, db)
             else:
                 backend = await self._wait(key, db)
@@ -205,10 +97,21 @@ class BackendPool:
         except BaseException:
             self.release(backend, reusable=False)
             raise
+        backend.borrowed_at = now = loop.time()
+        self._busy.add(backend)
+        self._stats.borrowed(now - started)
         return backend
 
     def release(self, backend: BackendConnection, reusable: bool = True) -> None:
         """Give a backend back; ``reusable=False`` closes it (unknown or unwanted state)."""
+        if backend.borrowed_at:
+            now = asyncio.get_running_loop().time()
+            held = now - backend.borrowed_at
+            backend.borrowed_at = 0.0
+            self._busy.discard(backend)
+            self._stats.returned(held)
+            if reusable:
+                self._growth.observe_hold(held, now)
         if not reusable or not backend.open or self._closed:  # taking it checks ``usable``
             self._close_backend(backend)
             self._give_slot(None)
@@ -230,19 +133,19 @@ class BackendPool:
         return closed
 
     def _give_slot(self, backend: BackendConnection | None) -> bool:
-        """Hand a backend (or, with None, a free slot) to the first live waiter."""
+        """Hand a backend (or, with None, a freed slot) to the first live waiter."""
         while self._waiters:
             waiter = self._waiters.popleft()
-            if not waiter.done():
+            if not waiter.future.done():
                 if backend is not None:
                     backend.park()  # until the waiter runs and checks it
-                waiter.set_result(backend)
+                waiter.future.set_result(backend if backend is not None else _Grant.FREED)
                 return True
         if backend is None:
             self._slots -= 1
         return False
 
-    def _take_idle(self, key, state, db) -> BackendConnection | None:
+    def _take_idle(self, key: BackendKey, state, db) -> BackendConnection | None:
         """Best idle backend: same state, else fewest differences; None if none fits."""
         idle = self._idle
         best = None
@@ -272,104 +175,168 @@ class BackendPool:
             best.unpark()
         return best
 
-    async def _wait(self, key, db) -> BackendConnection:
+    async def _wait(self, key: BackendKey, db) -> BackendConnection:
         loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
+        waiter = _Waiter(loop.create_future(), loop.time())
         self._waiters.append(waiter)
         self._stats.borrow_waits += 1
-        timer = loop.call_later(self._config.connection_borrow_timeout, self._expire, waiter)
+        self._schedule_growth()
+        self._schedule_expiry()
         try:
-            backend = await waiter
+            got = await waiter.future
         except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                got = waiter.result()  # handed over just as we were cancelled
-                if got is None:
-                    self._give_slot(None)
-                else:
-                    self.release(got)
+            future = waiter.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._hand_back(future.result())  # handed over just as we were cancelled
             raise
-        finally:
-            timer.cancel()
-        if backend is None:
-            return await self._open_in_slot(key, db)
-        if backend.key != key or (db is None and backend.db is not None) or not backend.usable:
-            self._close_backend(backend)
-            return await self._open_in_slot(key, db)
-        backend.unpark()
-        return backend
-
-    def _expire(self, waiter: asyncio.Future) -> None:
-        if not waiter.done():
-            self._stats.borrow_timeouts += 1
-            waiter.set_exception(BorrowTimeout())
+        if got is _Grant.GROWTH:
             try:
-                self._waiters.remove(waiter)
-            except ValueError:
-                pass
+                return await self._open_in_slot(key, db)
+            finally:
+                self._growing = False
+                self._grown_at = asyncio.get_running_loop().time()
+                self._schedule_growth()
+        if got is _Grant.FREED:
+            return await self._open_in_slot(key, db)
+        if got.key != key or (db is None and got.db is not None) or not got.usable:
+            self._close_backend(got)
+            return await self._open_in_slot(key, db)
+        got.unpark()
+        return got
+
+    def _hand_back(self, got: BackendConnection | _Grant) -> None:
+        if got is _Grant.GROWTH:
+            self._growing = False
+            self._give_slot(None)
+            self._schedule_growth()
+        elif got is _Grant.FREED:
+            self._give_slot(None)
+        else:
+            self.release(got)
+
+    def _schedule_growth(self, at_least: float = 0.0) -> None:
+        """Arm the growth timer for when the head of the queue will have waited ``patience`` (counted from the
+        last growth at the earliest, so the pool grows by at most one connection per ``patience``)."""
+        if self._grow_timer is not None or self._growing or self._closed or self._slots >= self._cap:
+            return
+        while self._waiters and self._waiters[0].future.done():
+            self._waiters.popleft()
+        if not self._waiters:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._grow_due = now + max(max(self._waiters[0].since, self._grown_at) + self._growth.patience - now, at_least)
+        self._grow_timer = loop.call_at(self._grow_due, self._grow)
+
+    def _grow(self) -> None:
+        self._grow_timer = None
+        while self._waiters and self._waiters[0].future.done():
+            self._waiters.popleft()
+        if not self._waiters or self._closed:
+            return
+        head = self._waiters[0]
+        # the time this timer fired late is time the proxy itself did not run (a loaded machine): not demand
+        now = min(asyncio.get_running_loop().time(), self._grow_due)
+        waited = now - max(head.since, self._grown_at)
+        busy_ages = (now - backend.borrowed_at for backend in self._busy)
+        if not self._growth.may_grow(slots=self._slots, growing=self._growing, waited=waited, busy_ages=busy_ages):
+            self._schedule_growth(at_least=self._growth.patience)  # the database is the queue: look again later
+            return
+        self._waiters.popleft()
+        self._slots += 1
+        self._growing = True
+        head.future.set_result(_Grant.GROWTH)
+
+    def _schedule_expiry(self) -> None:
+        """Arm one timer for the queue's head: every borrow has the same timeout and the queue is first come,
+        first served, so the head always expires first (one timer, not one per waiting borrow)."""
+        timeout = self._config.connection_borrow_timeout
+        if timeout <= 0 or self._expiry is not None or self._closed:
+            return
+        while self._waiters and self._waiters[0].future.done():
+            self._waiters.popleft()
+        if self._waiters:
+            self._expiry = asyncio.get_running_loop().call_at(self._waiters[0].since + timeout, self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._expiry = None
+        deadline = asyncio.get_running_loop().time() - self._config.connection_borrow_timeout
+        while self._waiters and (self._waiters[0].future.done() or self._waiters[0].since <= deadline):
+            future = self._waiters.popleft().future
+            if not future.done():
+                self._stats.borrow_timeouts += 1
+                future.set_exception(BorrowTimeout())
+        self._schedule_expiry()
 
     async def _sync(self, backend: BackendConnection, state, db) -> None:
         if backend.state != state:
-            await backend.command(p.COM_QUERY, b"SET " + b", ".join(backend.sync_items(state)))
+            await backend.command(Command.QUERY, b"SET " + b", ".join(backend.sync_items(state)))
             backend.state = state
         if db is not None and backend.db != db:
-            await backend.command(p.COM_INIT_DB, db.encode("utf-8", "surrogateescape"), p.SINGLE)
+            await backend.command(Command.INIT_DB, db.encode("utf-8", "surrogateescape"), ResponseKind.SINGLE)
             backend.db = db
 
     # -- connections -----------------------------------------------------------------------
-    async def _open_in_slot(self, key, db) -> BackendConnection:
+    async def _open_in_slot(self, key: BackendKey, db) -> BackendConnection:
         """Open a backend in a slot the caller already holds; frees the slot on failure."""
         try:
-            return await self.open(key, db)
+            backend = await self.open(key, db)
         except BaseException:
             self._give_slot(None)
             raise
+        self._stats.backend_opened()
+        return backend
 
-    async def open(self, key: tuple[int, int] | None, db: str | None) -> BackendConnection:
-        """Connect and authenticate with the proxy's own credentials; runs init_query."""
+    async def open(self, key: BackendKey, db: str | None) -> BackendConnection:
+        """Connect and log in with the key's account; runs init_query. Not counted: callers count what they keep."""
         cfg = self._config
+        account = self._accounts[key.user]
         try:
             reader, writer = await connect_backend(cfg.backend_host, cfg.backend_port)
         except OSError:
             self._stats.backend_connect_errors += 1
             raise
-        self._stats.backend_opened()
-        capabilities, charset = key if key is not None else (p.CLIENT_DEPRECATE_EOF | p.CLIENT_MULTI_RESULTS, None)
         try:
             info = await login_backend(
                 reader,
                 writer,
-                user=cfg.backend_user,
-                password=cfg.backend_password,
+                user=account.user,
+                password=account.password,
                 database=db,
-                charset=charset,
-                capabilities=capabilities,
+                charset=key.charset or None,
+                capabilities=key.capabilities,
             )
-            backend = BackendConnection(
-                reader, writer, (capabilities, charset if charset is not None else info.charset), db, info
-            )
+            backend = BackendConnection(reader, writer, key, db, info)
             for statement in split_statements(cfg.init_query.encode()):
-                await backend.command(p.COM_QUERY, statement)
+                await backend.command(Command.QUERY, statement)
             await backend.remember_charset_baseline()
         except BaseException:
             self._stats.backend_connect_errors += 1
-            self._stats.backend_connections -= 1
             writer.close()
             raise
         return backend
 
+    def own_key(self, user: str) -> BackendKey:
+        """The key of a connection the proxy opens for itself as ``user`` (charset: the server's default)."""
+        return BackendKey(user, int(_OWN_CAPABILITIES), 0)
+
     def _close_backend(self, backend: BackendConnection) -> None:
         if not backend.closed:
             backend.close()
-            self._stats.backend_connections -= 1
+            self._stats.backend_closed()
 
     def close(self) -> None:
         self._closed = True
+        for timer in (self._grow_timer, self._expiry):
+            if timer is not None:
+                timer.cancel()
+        self._grow_timer = self._expiry = None
         for backend in self._idle:
             self._close_backend(backend)
         self._idle.clear()
         for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(ConnectionError("proxy is shutting down"))
+            if not waiter.future.done():
+                waiter.future.set_exception(ConnectionError("proxy is shutting down"))
         self._waiters.clear()
 
     @property
@@ -379,3 +346,7 @@ class BackendPool:
     @property
     def idle_count(self) -> int:
         return len(self._idle)
+
+    @property
+    def growth(self) -> GrowthPolicy:
+        return self._growth

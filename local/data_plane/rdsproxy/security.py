@@ -1,17 +1,15 @@
-"""What the stand-in sets up once at start for RDS Proxy's security: TLS, IAM auth, the DB secret.
+"""What the stand-in sets up once at start for RDS Proxy's client-side security: TLS and IAM auth.
 
 - TLS: a server certificate from the local CA for the deployed endpoint name and loopback (the function
   verifies it against ``DB_SSL_CA``, as it verifies RDS Proxy's certificate in AWS).
-- IAM: ``auth.IamAuthenticator`` built from the deployed Terraform state (endpoint, DB user, role policies).
-- Backend credentials: read from the Secrets Manager secret named in the proxy's auth block, through the
-  emulator, as RDS Proxy reads it with its role. The password never leaves memory.
+- IAM: ``auth.IamAuthenticator`` built from the deployed Terraform state (endpoint, role policies).
 
-The ``auth`` package (and so moto, trustme, botocore) is imported only when one of these is configured.
+The database side (the accounts' credentials, secrets read through the emulator) is ``accounts``'s. The ``auth``
+package (and so moto, trustme, botocore) is imported only when TLS or IAM is configured.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,16 +78,3 @@ def _authenticator(config: ProxyConfig, ca_settings) -> IamAuthenticator:
         raise ProxyStartError(
             f"iam_state_file={config.iam_state_file!r}: cannot set up IAM auth from this Terraform state: {exc}"
         ) from None
-
-
-def with_backend_secret(config: ProxyConfig) -> ProxyConfig:
-    """``config`` with backend_user/backend_password from its secret (unchanged when no secret is named)."""
-    if not config.backend_secret_arn:
-        return config
-    from local.data_plane.secrets import SecretError, read_db_secret
-
-    try:
-        user, password = read_db_secret(config.secrets_endpoint, config.backend_secret_arn)
-    except SecretError as exc:
-        raise ProxyStartError(f"backend_secret_arn: {exc}") from None
-    return dataclasses.replace(config, backend_user=user, backend_password=password)

@@ -16,11 +16,13 @@ from typing import Any
 
 from modules.project import REPO_ROOT
 
+from .accounts import AccountError, StaticAccount, resolve_accounts
 from .config import ProxyConfig
 from .handshake import ServerInfo
 from .launcher import build_command
 from .pool import IDLE_GRACE, BackendPool
-from .security import client_security, with_backend_secret
+from .protocol import ServerError
+from .security import ProxyStartError, client_security
 from .session import ClientSession, SessionContext
 from .stats import Stats, serve_stats
 
@@ -46,7 +48,8 @@ class Proxy:
     def __init__(self, config: ProxyConfig):
         self.config = config
         self.stats = Stats()
-        self.pool = BackendPool(config, self.stats)
+        self.accounts: dict[str, StaticAccount] = {}
+        self.pool = BackendPool(config, self.stats, self.accounts)
         self.sessions: set[ClientSession] = set()
         self.server_info: ServerInfo | None = None
         self._context: SessionContext | None = None
@@ -55,34 +58,47 @@ class Proxy:
         self._server: asyncio.AbstractServer | None = None
         self._stats_server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task | None = None
-        self._trimmer: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._next_id = 0
 
     async def start(self) -> None:
-        """Set up TLS/IAM and the backend credentials, check them (one connection, closed again), then listen.
+        """Set up TLS/IAM, read the accounts' secrets, log in once with each account (closed again), then listen.
 
-        ProxyStartError when the TLS, IAM or secret settings cannot be used.
+        ProxyStartError when the TLS, IAM or account settings cannot be used or an account cannot log in.
         """
         security = await asyncio.to_thread(client_security, self.config)
-        if self.config.backend_secret_arn:
-            self.config = await asyncio.to_thread(with_backend_secret, self.config)
-            self.pool = BackendPool(self.config, self.stats)  # nothing opened yet: start over with the credentials
-        probe = await self.pool.open(None, None)
-        self.server_info = ServerInfo(probe.info.version, probe.info.charset)
-        probe.close()
-        self.stats.backend_connections -= 1
+        try:
+            resolved = await asyncio.to_thread(resolve_accounts, self.config.accounts, self.config.secrets_endpoint)
+        except AccountError as exc:
+            raise ProxyStartError(f"accounts: {exc}") from None
+        self.accounts.update(resolved)
+        for user in self.accounts:
+            self.server_info = await self._check_account(user)
+        assert self.server_info is not None
         self._context = SessionContext(
-            config=self.config, pool=self.pool, stats=self.stats, server_info=self.server_info, security=security
+            config=self.config,
+            pool=self.pool,
+            stats=self.stats,
+            server_info=self.server_info,
+            accounts=self.accounts,
+            security=security,
         )
         cfg = self.config
         self._server = await asyncio.start_server(self._accept, cfg.listen_host, cfg.listen_port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         if cfg.stats_port is not None:
-            self._stats_server = await serve_stats(cfg.listen_host, cfg.stats_port, self.snapshot)
+            self._stats_server = await serve_stats(cfg.listen_host, cfg.stats_port, self.snapshot, self.reset_stats)
             self.stats_port = self._stats_server.sockets[0].getsockname()[1]
-        self._sweeper = asyncio.ensure_future(self._sweep_idle_clients())
-        self._trimmer = asyncio.ensure_future(self._trim_idle_backends())
+        self._sweeper = asyncio.ensure_future(self._sweep())
+
+    async def _check_account(self, user: str) -> ServerInfo:
+        """Log in as ``user`` once, as RDS Proxy checks its secrets: a clear error now rather than at each client."""
+        try:
+            probe = await self.pool.open(self.pool.own_key(user), None)
+        except ServerError as exc:
+            raise ProxyStartError(f"accounts: the database refused user {user!r}: {exc}") from None
+        probe.close()
+        return ServerInfo(probe.info.version, probe.info.charset)
 
     def snapshot(self) -> dict:
         data = self.stats.snapshot()
@@ -90,11 +106,23 @@ class Proxy:
             pool_cap=self.config.pool_cap,
             max_idle=self.config.max_idle,
             idle_backends=self.pool.idle_count,
+            pool_growth_patience_ms=round(self.pool.growth.patience * 1e3, 3),
+            hold_mean_ms=_ms(self.pool.growth.hold_mean),
+            hold_floor_ms=_ms(self.pool.growth.hold_floor),
+            db_congested=self.pool.growth.congested,
+            buffered_reply_bytes=sum(session.buffered_bytes for session in self.sessions),
+            accounts=sorted(self.accounts),
             event_loop=_loop_name(),
             require_tls=self.config.tls_required,
             iam_auth=self.config.iam_auth,
         )
         return data
+
+    def reset_stats(self) -> dict:
+        """The closing window's snapshot; peaks, means and percentiles start over."""
+        closing = self.snapshot()
+        self.stats.reset_window()
+        return closing
 
     async def _accept(self, reader, writer) -> None:
         self._next_id += 1
@@ -108,28 +136,24 @@ class Proxy:
             self.sessions.discard(session)
             self._tasks.discard(task)
 
-    async def _sweep_idle_clients(self) -> None:
-        timeout = self.config.idle_client_timeout
+    async def _sweep(self) -> None:
+        """Every quarter of a second: close idle backends above max_idle, free backends the database closed under
+        a client, drop clients that stopped reading or stayed idle too long."""
         loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(min(timeout / 4, 5.0))
-            deadline = loop.time() - timeout
-            for session in list(self.sessions):
-                if not session.busy and session.last_active < deadline:
-                    session.close_idle()
-
-    async def _trim_idle_backends(self) -> None:
-        """Close idle backends above max_idle, and free backends the database closed under a client."""
+        idle_timeout = self.config.idle_client_timeout
         while True:
             await asyncio.sleep(IDLE_GRACE / 4)
             self.pool.trim_idle()
+            now = loop.time()
             for session in list(self.sessions):
                 session.check_held_backend()
+                session.check_write_stall(now)
+                if not session.busy and session.last_active < now - idle_timeout:
+                    session.close_idle()
 
     async def stop(self) -> None:
-        for task in (self._sweeper, self._trimmer):
-            if task:
-                task.cancel()
+        if self._sweeper:
+            self._sweeper.cancel()
         for server in (self._server, self._stats_server):
             if server:
                 server.close()
@@ -144,6 +168,10 @@ class Proxy:
             if pending:
                 await asyncio.wait(pending, timeout=1)
         self.pool.close()  # anything released while sessions wound down
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e3, 3)
 
 
 def _loop_name() -> str:
@@ -179,13 +207,20 @@ class ProxyServer:
 
     def stats(self) -> dict:
         """Counters as a dict (a consistent copy taken on the proxy's loop)."""
-        if self._loop is None or not self._loop.is_running():
-            return self._proxy.stats.snapshot()
-        future = asyncio.run_coroutine_threadsafe(self._snapshot(), self._loop)
-        return future.result(timeout=5)
+        return self._on_loop(self._proxy.snapshot)
 
-    async def _snapshot(self) -> dict:
-        return self._proxy.snapshot()
+    def reset_stats(self) -> dict:
+        """The closing window's figures; peaks, means and percentiles start over."""
+        return self._on_loop(self._proxy.reset_stats)
+
+    def _on_loop(self, function):
+        if self._loop is None or not self._loop.is_running():
+            return function()
+
+        async def call():
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout=5)
 
     def start(self) -> ProxyServer:
         self._thread = threading.Thread(target=self._run, name="rdsproxy", daemon=True)
@@ -273,6 +308,12 @@ class ProxyProcess:
 
     def stats(self) -> dict:
         with urllib.request.urlopen(f"http://{self.host}:{self.stats_port}/stats", timeout=5) as r:
+            return json.loads(r.read())
+
+    def reset_stats(self) -> dict:
+        """``POST /stats/reset``: the closing window's figures; peaks, means and percentiles start over."""
+        request = urllib.request.Request(f"http://{self.host}:{self.stats_port}/stats/reset", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=5) as r:
             return json.loads(r.read())
 
     def stop(self, timeout: float = 10) -> int | None:

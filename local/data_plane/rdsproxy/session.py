@@ -1,17 +1,14 @@
-"""One client connection: authenticate, then run its commands over borrowed backends.
+"""One client connection's I/O: log in, then run ``core.SessionCore`` against real sockets.
 
-Multiplexed mode: each command borrows a backend (or keeps the one held for an open
-transaction), is written to it unchanged, and the backend's response is relayed byte for byte
-while a :class:`ResponseScanner` looks for its end and final status flags. Without
-``SERVER_STATUS_IN_TRANS`` the backend goes back to the pool right away.
+The machine decides; this shell reads commands (never buffering one above ``max_allowed_packet``), borrows and
+releases backends, relays reply bytes, pipes pinned sessions and enforces the limits that need a clock:
 
-Pinned mode: once a statement needs session state the proxy cannot move (see ``classify``),
-the backend belongs to this client until it disconnects, and bytes are piped both ways.
-
-Hostile or stalled clients cost only their own connection: login has a deadline
-(``login_timeout``), commands above ``max_allowed_packet`` get error 1153 and are not buffered, and a
-client that stops reading is dropped after ``client_write_timeout`` with its backend closed, so it
-cannot hold a pool slot.
+- A reply that fits in ``client_buffer_limit`` is read from the database at once, whatever the client does, and
+  the backend goes back to the pool; the client then has ``client_write_timeout`` to take the bytes (progress
+  resets it) before it is dropped with its buffer.
+- A client that holds a backend (mid-reply, in a transaction, or pinned) and sits above the limit must keep
+  reading: after ``reply_stall_timeout`` without taking a quarter of the limit it is dropped and the backend
+  closed, so a stalled reader never keeps a pool slot for long.
 """
 
 from __future__ import annotations
@@ -19,65 +16,59 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from . import protocol as p
-from .classify import PIN, TRACK, USE, apply_tracked, classify
+from .accounts import StaticAccount
+from .backend import BackendConnection, BackendKey
 from .client_io import CommandTooLarge, close_now, linger, read_command
 from .config import ProxyConfig
-from .handshake import ClientLogin, ClientStreams, ServerInfo
+from .constants import SESSION_CAPABILITIES, Capability, Command, ErrorCode
+from .core import Actions, Adopt, Borrow, Close, Hold, Phase, Pin, Release, RollBack, SessionCore, ToBackend, ToClient
+from .handshake import ClientStreams, ServerInfo
 from .login import log_in
 from .pool import BackendPool, BorrowTimeout
+from .protocol import CommandCounter, ErrPacket, ProtocolError, ServerError
 from .security import ClientSecurity
 from .stats import Stats
 
 log = logging.getLogger(__name__)
 
-SERVER_STATUS_DB_DROPPED = 0x0100
-_DRAIN_ABOVE = 1 << 20  # relayed bytes buffered for a client before the relay waits for it
-_PIPE_DRAIN_ABOVE = 1 << 16
+_CHUNK = 256 << 10  # bytes read from a backend at a time
 _LINGER = 2.0  # seconds an oversized command's sender gets to read its error before the close
+_RELAYING = (Phase.RELAYING, Phase.CHECKING)
 
 
 @dataclass(frozen=True)
 class SessionContext:
-    """What every client session shares: the settings, the pool, the counters, the advertised server."""
+    """What every client session shares: settings, accounts, the pool, the counters, the advertised server."""
 
     config: ProxyConfig
     pool: BackendPool
     stats: Stats
     server_info: ServerInfo
+    accounts: Mapping[str, StaticAccount]
     security: ClientSecurity = ClientSecurity()
-
-
-class ClientStalled(Exception):
-    """The client did not take response bytes within client_write_timeout."""
 
 
 class ClientSession:
     def __init__(
         self, context: SessionContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection_id: int
     ):
+        self._context = context
         self.config = context.config
-        self.security = context.security
-        self.server_info = context.server_info
         self.pool = context.pool
         self.stats = context.stats
         self.reader = reader
         self.writer = writer
         self.connection_id = connection_id
-        self._exclude_sets = context.config.exclude_variable_sets
-        self._write_timeout = context.config.client_write_timeout
-        self._reply_seq = 1
-        self.key: tuple[int, int] = (0, 0)
-        self.state: dict[str, bytes] = {}
-        self.db: str | None = None
-        self.initial_db: str | None = None
-        self.backend = None  # attached backend: in use, held for a transaction, or pinned
-        self.pinned = False
-        self.status = p.SERVER_STATUS_AUTOCOMMIT
+        self.core: SessionCore | None = None
+        self.key = BackendKey("", 0, 0)
+        self.backend: BackendConnection | None = None
         self.busy = False  # inside a command (not idle, whatever the clock says)
         self.last_active = asyncio.get_running_loop().time()
+        self._unread = 0  # reply bytes the client had not taken at the last write-stall check
+        self._unread_since = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -86,31 +77,42 @@ class ClientSession:
             login = await self._login()
             if login is None:
                 return
-            self.key = (login.capabilities & p.SESSION_CAPABILITIES, login.charset)
-            self.db = self.initial_db = login.database
+            self.key = BackendKey(login.username, login.capabilities & int(SESSION_CAPABILITIES), login.charset)
+            self.core = SessionCore(
+                deprecate_eof=bool(login.capabilities & Capability.DEPRECATE_EOF),
+                database=login.database,
+                exclude_variable_sets=self.config.exclude_variable_sets,
+            )
+            limit = self.config.client_buffer_limit
+            self.writer.transport.set_write_buffer_limits(high=limit, low=limit * 3 // 4)
             await self._serve()
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
-        except p.ProtocolError as exc:
+        except ProtocolError as exc:
             log.debug("client %d: protocol error: %s", self.connection_id, exc)
         except Exception:  # a bug must cost one client connection, not the proxy
             log.exception("client %d: unexpected error", self.connection_id)
         finally:
-            await self._detach()
-            self.stats.client_connections -= 1
+            if self.core is not None:
+                if self.core.pin_reason:
+                    self.stats.pinned_sessions -= 1
+                await self._apply(self.core.client_left())
+            self.stats.client_closed()
             self.close()
 
-    async def _login(self) -> ClientLogin | None:
+    async def _login(self):
         streams = ClientStreams(self.reader, self.writer)
+        context = self._context
         try:
             return await log_in(
                 streams,
                 connection_id=self.connection_id,
                 config=self.config,
-                security=self.security,
+                accounts=context.accounts,
+                security=context.security,
                 stats=self.stats,
-                server_info=self.server_info,
-                flush=self._flush,
+                server_info=context.server_info,
+                flush=lambda: self._drain(self.config.client_write_timeout),
             )
         finally:  # from here on the session talks through TLS if the client started it
             self.reader, self.writer = streams.reader, streams.writer
@@ -123,39 +125,33 @@ class ClientSession:
     def close(self) -> None:
         close_now(self.writer)
 
-    async def _flush(self) -> bool:
-        """Wait until the client took what was written; False (client dropped) after client_write_timeout."""
-        try:
-            await asyncio.wait_for(self.writer.drain(), self._write_timeout)
-        except TimeoutError:
-            self.stats.client_write_timeouts += 1
-            log.debug("client %d stopped reading; dropped", self.connection_id)
-            self.writer.transport.abort()
-            return False
-        except ConnectionError:
-            pass
-        return True
+    # -- checks the proxy runs between events ----------------------------------------------------
+    def check_held_backend(self) -> None:
+        """A backend held for an open transaction that the database closed (killed, wait_timeout, restart) is
+        released at once and the client disconnected: its transaction is gone, the slot must not wait."""
+        core, backend = self.core, self.backend
+        if core is None or backend is None or self.busy or core.phase is not Phase.IDLE or backend.usable:
+            return
+        self.stats.held_backends_lost += 1
+        log.debug("client %d: its database connection closed during a transaction", self.connection_id)
+        self._apply_now(core.held_backend_lost())
 
-    async def _detach(self) -> None:
-        backend, self.backend = self.backend, None
-        if backend is None:
+    def check_write_stall(self, now: float) -> None:
+        """Drop a client that took none of its buffered reply bytes for client_write_timeout (and free them)."""
+        unread = 0 if self.writer.is_closing() else self._buffered()
+        if not unread or not self._unread or unread < self._unread:  # no backlog, a new one, or progress
+            self._unread, self._unread_since = unread, now
             return
-        if self.pinned:
-            self.stats.pinned_sessions -= 1
-        if self.pinned or self.busy or self.pool.closed:
-            self.pool.release(backend, reusable=False)  # state unknown: do not reuse
-            return
-        try:  # held for an open transaction the client abandoned
-            backend.unpark()
-            await backend.command(p.COM_QUERY, b"ROLLBACK")
-        except (p.ServerError, p.ProtocolError, ConnectionError, OSError):
-            self.pool.release(backend, reusable=False)
-        else:
-            self.pool.release(backend)
+        self._unread = unread
+        if now - self._unread_since >= self.config.client_write_timeout:
+            self.stats.client_write_timeouts += 1
+            log.debug("client %d left %d reply bytes unread; dropped", self.connection_id, unread)
+            self.writer.transport.abort()
 
     # -- command loop ----------------------------------------------------------------------
     async def _serve(self) -> None:
-        reader = self.reader
+        reader, core = self.reader, self.core
+        assert core is not None
         loop = asyncio.get_running_loop()
         limit = self.config.max_allowed_packet
         while True:
@@ -167,237 +163,205 @@ class ClientSession:
             try:
                 raw, payload, seq = await read_command(reader, header, limit)
             except CommandTooLarge as exc:
-                await self._refuse_oversized(exc.seq)
+                self.stats.oversized_packets += 1
+                await self._apply(core.oversized(exc.seq))
                 return
-            self._reply_seq = seq + 1
-            if not payload:
-                self._reply(p.err_payload(p.ER_UNKNOWN_COM, "Unknown command", "08S01"))
-                await self._flush()
-                return
-            command = payload[0]
             self.stats.statements += 1
-            if command == p.COM_QUERY:
-                done = await self._query(raw, payload)
-            elif command == p.COM_QUIT:
+            if self._buffered() > self.config.client_buffer_limit and not await self._room_for_a_reply():
                 return
-            elif command == p.COM_PING:
-                self._reply(p.ok_payload(self.status & (p.SERVER_STATUS_AUTOCOMMIT | p.SERVER_STATUS_IN_TRANS)))
-                done = False
-            elif command == p.COM_INIT_DB:
-                done = await self._statement(raw, p.SINGLE, use_db=payload[1:].decode("utf-8", "surrogateescape"))
-            elif command == p.COM_FIELD_LIST:
-                done = await self._statement(raw, p.FIELD_LIST)
-            elif command == p.COM_STATISTICS:
-                done = await self._statement(raw, p.SINGLE)
-            elif command == p.COM_RESET_CONNECTION:
-                self._reset_session()
-                done = False
-            elif command == p.COM_CHANGE_USER:
-                self._reply(
-                    p.err_payload(p.ER_NOT_SUPPORTED, "COM_CHANGE_USER is not supported by the RDS Proxy stand-in")
-                )
-                done = False
-            else:  # prepared statements and anything else stateful or unknown
-                done = await self._pin_and_pipe(raw, f"command 0x{command:02x}")
-            if done:
+            if not await self._run(core.command(raw, payload, seq)):
                 return
 
-    async def _refuse_oversized(self, seq: int) -> None:
-        """MySQL's answer to a command above max_allowed_packet: error 1153, then close (nothing buffered)."""
-        self.stats.oversized_packets += 1
-        self._reply_seq = seq + 1
-        self._reply(
-            p.err_payload(p.ER_NET_PACKET_TOO_LARGE, "Got a packet bigger than 'max_allowed_packet' bytes", "08S01")
-        )
-        if await self._flush():
-            await linger(self.reader, self.writer, _LINGER)
-
-    async def _query(self, raw: bytes, payload: bytes) -> bool:
-        statement = classify(payload[1:], self._exclude_sets)
-        if statement.action == PIN:
-            return await self._pin_and_pipe(raw, statement.reason)
-        if statement.action == TRACK:
-            return await self._statement(raw, p.RESULT, track=statement.items)
-        if statement.action == USE:
-            return await self._statement(raw, p.RESULT, use_db=statement.items[0][0])
-        return await self._statement(raw, p.RESULT)
-
-    async def _statement(self, raw: bytes, mode: int, *, track=(), use_db: str | None = None) -> bool:
-        """Run one multiplexable command; returns True when the session must end.
-
-        A tracked SET runs on a backend already brought to the state the SET produces (so the
-        SET itself is a no-op there, and a bad value fails the same way either time).
-        """
-        new_state = apply_tracked(self.state, track) if track else None
-        backend = await self._borrow(new_state)
-        if backend is None:
+    async def _run(self, actions: Actions) -> bool:
+        """Carry out ``actions``, then relay or pipe as long as the machine says; False when the session ends."""
+        core = self.core
+        assert core is not None
+        if not await self._apply(actions):
             return False
-        scanner = await self._exchange(backend, raw, mode)
-        if scanner is None:
-            return self.writer.is_closing()
-        if scanner.error is None:
-            if track:
-                self.state = backend.state = new_state
-            elif use_db is not None:
-                self.db = backend.db = use_db
-        elif track:
-            # a SET may have applied some of its items before failing: the backend's state is unknown
-            self.backend = None
-            self.pool.release(backend, reusable=False)
-            return False
-        await self._settle(backend, scanner)
-        return False
-
-    async def _settle(self, backend, scanner: p.ResponseScanner) -> None:
-        """Keep the backend while a transaction is open, else return it to the pool."""
-        status = scanner.status
-        if status is None:  # ended with ERR, which carries no status: ask the server
-            if self.status & p.SERVER_STATUS_IN_TRANS or not self.status & p.SERVER_STATUS_AUTOCOMMIT:
-                try:
-                    status = (await backend.command(p.COM_PING, b"", p.SINGLE)).status
-                except (p.ServerError, p.ProtocolError, ConnectionError, OSError):
-                    self.backend = None
-                    self.pool.release(backend, reusable=False)
-                    return
+        while core.phase in _RELAYING:
+            assert self.backend is not None
+            try:
+                data = await self.backend.reader.read(_CHUNK)
+            except (ConnectionError, OSError) as exc:
+                data, failure = b"", str(exc)
             else:
-                status = self.status
-        if status is None:
-            status = self.status
-        if status & SERVER_STATUS_DB_DROPPED:
-            backend.db = self.db = None
-        self.status = status
-        if not status & p.SERVER_STATUS_IN_TRANS:
-            self.backend = None
-            self.pool.release(backend)
-        else:
-            backend.park()  # held until the client's next command; check_held_backend watches it
+                failure = "the database closed the connection"
+            if data:
+                actions = core.backend_data(data)
+            else:
+                log.warning("client %d: backend failed: %s", self.connection_id, failure)
+                actions = core.backend_lost(failure)
+            if not await self._apply(actions):
+                return False
+            if core.phase is Phase.RELAYING and self.writer.is_closing():
+                # the client is gone: closing the backend stops the query, where reading on would fetch the whole
+                # reply for nobody (a 64 MB result per vanished client)
+                self._apply_now(core.client_left())
+                return False
+            stalling = core.phase is Phase.RELAYING and self._buffered() > self.config.client_buffer_limit
+            if stalling and not await self._drain(self.config.reply_stall_timeout):
+                return await self._stalled()
+        if core.phase is Phase.PINNED:
+            await self._pipe()
+            return False
+        return core.phase is not Phase.CLOSED
 
-    def check_held_backend(self) -> None:
-        """Between commands, a backend held for an open transaction that the database closed (killed,
-        wait_timeout, restart) is released at once and the client is disconnected, as the database
-        would have disconnected it: its transaction is gone, and the pool slot must not wait for the
-        client's next command."""
-        backend = self.backend
-        if backend is None or self.busy or self.pinned or backend.usable:
-            return
-        self.backend = None
-        self.pool.release(backend, reusable=False)
-        self.stats.held_backends_lost += 1
-        log.debug("client %d: its database connection closed during a transaction", self.connection_id)
-        self._reply_seq = 0
-        self._reply(p.err_payload(p.ER_CONNECTION_KILLED, "Connection was killed", "70100"))
-        self.close()
+    async def _apply(self, actions: Actions) -> bool:
+        """Carry out actions in order; False once the session must end. (``type(...) is`` tests, not ``match``:
+        this runs several times per statement, and class patterns cost a few microseconds each.)"""
+        for action in actions:
+            kind = type(action)
+            if kind is ToClient:  # the most frequent first
+                if not self.writer.is_closing():
+                    self.writer.write(action.data)
+            elif kind is Borrow:
+                return await self._borrow(action)  # always the last action
+            elif kind is RollBack:
+                await self._roll_back()
+            elif kind is Close:
+                if await self._drain(self.config.client_write_timeout) and action.linger:
+                    await linger(self.reader, self.writer, _LINGER)
+                self.close()
+                return False
+            else:
+                self._do(action)
+        return True
 
-    def _reset_session(self) -> None:
-        """COM_RESET_CONNECTION: forget tracked state and any open transaction."""
-        if self.backend is not None:
-            backend, self.backend = self.backend, None
-            self.pool.release(backend, reusable=False)
-        self.state = {}
-        self.db = self.initial_db
-        self.status = p.SERVER_STATUS_AUTOCOMMIT
-        self._reply(p.ok_payload())
-
-    # -- backends ----------------------------------------------------------------------------
-    async def _borrow(self, state: dict[str, bytes] | None = None):
-        if self.backend is not None:
-            self.backend.unpark()
-            return self.backend
-        try:
-            self.backend = await self.pool.acquire(self.key, self.state if state is None else state, self.db)
-        except BorrowTimeout:
-            self._reply(p.err_payload(p.ER_BORROW_TIMEOUT, "Timed-out waiting to acquire database connection", "08001"))
-            return None
-        except p.ServerError as exc:
-            self._reply(p.err_payload(exc.code, exc.message, exc.sqlstate))
-            return None
-        except (OSError, p.ProtocolError, asyncio.IncompleteReadError) as exc:
-            self._reply(
-                p.err_payload(
-                    p.ER_SERVER_SHUTDOWN, f"The RDS Proxy stand-in could not reach the database: {exc}", "08S01"
-                )
-            )
-            return None
-        return self.backend
-
-    async def _exchange(self, backend, raw: bytes, mode: int) -> p.ResponseScanner | None:
-        """Send a command and relay the response; None if the backend failed mid-way."""
-        backend.writer.write(raw)
-        scanner = p.ResponseScanner(backend.deprecate_eof, mode)
-        client = self.writer
-        read = backend.reader.read
-        relayed = False
-        try:
-            while True:
-                data = await read(262144)
-                if not data:
-                    raise ConnectionError("database closed the connection")
-                done = scanner.feed(data)
-                if not client.is_closing():
-                    client.write(data)
-                    relayed = True
-                if done:
-                    break
-                # a closed client needs no waiting: the rest of the response is read and dropped so
-                # the backend ends it cleanly
-                if client.transport.get_write_buffer_size() > _DRAIN_ABOVE and not await self._flush():
-                    raise ClientStalled
-            if scanner.extra:
-                raise p.ProtocolError("database sent data past the end of a response")
-        except ClientStalled:
-            self.backend = None  # mid-response: its state is unknown, and the slot is needed
-            self.pool.release(backend, reusable=False)
-            return None
-        except (ConnectionError, OSError, p.ProtocolError) as exc:
-            log.warning("client %d: backend failed: %s", self.connection_id, exc)
-            self.backend = None
-            self.pool.release(backend, reusable=False)
-            if relayed:
+    def _apply_now(self, actions: Actions) -> None:
+        """Carry out actions that need no waiting (from the checks between events)."""
+        for action in actions:
+            if type(action) is ToClient:
+                if not self.writer.is_closing():
+                    self.writer.write(action.data)
+            elif type(action) is Close:
                 self.close()
             else:
-                self._reply(
-                    p.err_payload(
-                        p.ER_CONNECTION_KILLED,
-                        f"Connection was killed: the RDS Proxy stand-in lost its database connection ({exc})",
-                        "70100",
-                    )
-                )
-            return None
-        return scanner
+                self._do(action)
 
-    async def _pin_and_pipe(self, raw: bytes, reason: str) -> bool:
-        backend = await self._borrow()
+    def _do(self, action) -> None:
+        kind = type(action)
+        if kind is ToBackend:
+            assert self.backend is not None
+            self.backend.unpark()
+            self.backend.writer.write(action.data)
+        elif kind is Release:
+            backend, self.backend = self.backend, None
+            if backend is not None:
+                self.pool.release(backend, reusable=action.reusable)
+        elif kind is Hold:
+            assert self.backend is not None
+            self.backend.park()  # check_held_backend watches it until the client's next command
+        elif kind is Adopt:
+            assert self.backend is not None
+            self.backend.state, self.backend.db = dict(action.state), action.db
+        elif kind is Pin:
+            self.stats.pinned_sessions += 1
+            self.stats.pinned_sessions_total += 1
+            log.debug("client %d pinned: %s", self.connection_id, action.reason)
+        else:  # pragma: no cover - Borrow, RollBack and Close need _apply
+            raise TypeError(f"{action!r} cannot be carried out without waiting")
+
+    # -- backends ----------------------------------------------------------------------------
+    async def _borrow(self, borrow: Borrow) -> bool:
+        core = self.core
+        assert core is not None
+        try:
+            self.backend = await self.pool.acquire(self.key, dict(borrow.state), borrow.db)
+        except BorrowTimeout:
+            failure = ErrPacket(ErrorCode.BORROW_TIMEOUT, "Timed-out waiting to acquire database connection", "08001")
+        except ServerError as exc:
+            failure = ErrPacket(exc.code, exc.message, exc.sqlstate)
+        except (OSError, ProtocolError, asyncio.IncompleteReadError) as exc:
+            message = f"The RDS Proxy stand-in could not reach the database: {exc}"
+            failure = ErrPacket(ErrorCode.SERVER_SHUTDOWN, message, ErrorCode.SERVER_SHUTDOWN.sqlstate)
+        else:
+            return await self._apply(core.backend_ready())
+        return await self._apply(core.borrow_failed(failure))
+
+    async def _roll_back(self) -> None:
+        backend, self.backend = self.backend, None
         if backend is None:
+            return
+        if self.pool.closed:
+            self.pool.release(backend, reusable=False)
+            return
+        try:
+            backend.unpark()
+            await backend.command(Command.QUERY, b"ROLLBACK")
+        except (ServerError, ProtocolError, ConnectionError, OSError):
+            self.pool.release(backend, reusable=False)
+        else:
+            self.pool.release(backend)
+
+    # -- stalled clients ---------------------------------------------------------------------
+    @property
+    def buffered_bytes(self) -> int:
+        """Reply bytes written for this client that it has not taken yet (beyond what the kernel holds)."""
+        return 0 if self.writer.is_closing() else self._buffered()
+
+    def _buffered(self) -> int:
+        return self.writer.transport.get_write_buffer_size()
+
+    async def _drain(self, timeout: float) -> bool:
+        """Wait until the client took bytes below the buffer limit; False if it did not within ``timeout``."""
+        try:
+            await asyncio.wait_for(self.writer.drain(), timeout)
+        except TimeoutError:
             return False
-        self.pinned = True
-        self.stats.pinned_sessions += 1
-        self.stats.pinned_sessions_total += 1
-        log.debug("client %d pinned: %s", self.connection_id, reason)
-        backend.writer.write(raw)
+        except ConnectionError:
+            pass  # the client is gone: nothing left to wait for
+        return True
+
+    async def _room_for_a_reply(self) -> bool:
+        """Before a new command: a client still above the buffer limit must take its earlier replies first."""
+        core = self.core
+        assert core is not None
+        if await self._drain(self.config.reply_stall_timeout if core.attached else self.config.client_write_timeout):
+            return True
+        if core.attached:
+            return await self._stalled()
+        self.stats.client_write_timeouts += 1
+        self.writer.transport.abort()
+        return False
+
+    async def _stalled(self) -> bool:
+        """Drop a client that holds a backend and stopped reading: the backend is closed, its slot freed."""
+        core = self.core
+        assert core is not None
+        self.stats.client_write_timeouts += 1
+        self.stats.stalled_replies += 1
+        log.debug("client %d stopped reading with a backend; dropped, the backend closed", self.connection_id)
+        self.writer.transport.abort()
+        self._apply_now(core.client_stalled())
+        return False
+
+    async def _pipe(self) -> None:
+        """Pinned: bytes both ways until either side ends (the backend is closed afterwards)."""
+        assert self.backend is not None
+        backend = self.backend
         self.busy = False
-        up = asyncio.ensure_future(self._copy(self.reader, backend.writer, p.CommandCounter()))
-        down = asyncio.ensure_future(self._copy(backend.reader, self.writer, None))
+        up = asyncio.ensure_future(self._copy_up(backend))
+        down = asyncio.ensure_future(self._copy_down(backend))
         try:
             await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
         finally:
             up.cancel()
             down.cancel()
             await asyncio.gather(up, down, return_exceptions=True)
-        return True
 
-    async def _copy(self, reader, writer, counter) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                return
+    async def _copy_up(self, backend: BackendConnection) -> None:
+        counter, loop = CommandCounter(), asyncio.get_running_loop()
+        while data := await self.reader.read(65536):
             self.last_active = loop.time()
-            writer.write(data)
-            if counter is not None:
-                self.stats.statements += counter.feed(data)
-                await writer.drain()  # towards the database
-            elif writer.transport.get_write_buffer_size() > _PIPE_DRAIN_ABOVE and not await self._flush():
-                return  # the client stopped reading: end the session, which closes the backend
+            backend.writer.write(data)
+            self.stats.statements += counter.feed(data)
+            await backend.writer.drain()
 
-    def _reply(self, payload: bytes) -> None:
-        self.writer.write(p.packet(self._reply_seq, payload))
+    async def _copy_down(self, backend: BackendConnection) -> None:
+        loop, limit = asyncio.get_running_loop(), self.config.client_buffer_limit
+        while data := await backend.reader.read(_CHUNK):
+            self.last_active = loop.time()
+            self.writer.write(data)
+            if self._buffered() > limit and not await self._drain(self.config.reply_stall_timeout):
+                await self._stalled()
+                return
