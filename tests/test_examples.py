@@ -15,7 +15,7 @@ from modules.project import REPO_ROOT
 from tests.construct_support import Template
 
 EXAMPLES = REPO_ROOT / "examples"
-NAMES = ("new-vpc", "existing-vpc", "alarms-to-sns")
+NAMES = ("new-vpc", "existing-vpc", "alarms-to-sns", "shared-proxy")
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,17 @@ def test_alarms_go_to_the_given_topic_with_custom_throttling_and_concurrency(syn
         "/*/GET/",
         "/*/GET/times",
     ]
+
+
+def test_shared_proxy_is_imported_and_granted_to_one_role_as_one_user(synthesized):
+    stack = _template(synthesized, "shared-proxy")
+    assert set(stack.json["resource"]) == {"aws_iam_role", "aws_iam_role_policy"}  # nothing for the proxy itself
+    grant = stack.has_resource_properties(
+        "aws_iam_role_policy", {"name": "rds-db-connect-reports", "role": stack.ref("aws_iam_role")}
+    )
+    (statement,) = stack.policy_statements(grant["policy"])
+    assert statement["actions"] == ["rds-db:connect"]
+    assert statement["resources"][0].endswith('${element(split(":", var.proxy_arn), 6)}/reports')
 
 
 @pytest.mark.parametrize("name", NAMES)
