@@ -119,7 +119,7 @@ class Props(BaseModel):
         except ValidationError as exc:
             path, value, allowed = describe_failure(type(self), exc, "prop")
             error = PropError(type(self).__name__, path, value, allowed)
-            error.source = (type(self), exc)  # lets an enclosing props class name the field from its own root
+            error.source = (type(self), exc)
             raise error from None
 
     def refuse(self, field: str, allowed: str, value: Any = None) -> NoReturn:
@@ -165,7 +165,7 @@ def describe_failure(model: type[BaseModel], exc: ValidationError, kind: str, la
     owner, path, field = _walk(model, error["loc"])
     ctx = error.get("ctx") or {}
     cause = ctx.get("error")
-    if isinstance(cause, PropError) and hasattr(cause, "source"):  # a nested props class built from a mapping
+    if isinstance(cause, PropError) and cause.source is not None:  # a nested props class built from a mapping
         inner, inner_exc = cause.source
 
         def nested(of: type, sub: str) -> str:

@@ -29,6 +29,8 @@ class PropError(SettingsError):
     setting (``invalid prop DatabaseProps.port=80: allowed an integer from 1150 to 65535``)."""
 
     kind = "prop"
+    source: tuple[type, Exception] | None = None
+    """(props class, its validation error): lets an enclosing props class re-name the field from its own root."""
 
     def __init__(self, owner: str, field_name: str, value: Any, allowed: str):
         self.owner = owner
