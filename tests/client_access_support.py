@@ -19,6 +19,7 @@ from pathlib import Path
 
 from local.client_access.endpoint_names import resolving
 from local.data_plane.rdsproxy import ProxyConfig, ProxyServer
+from local.data_plane.rdsproxy.accounts import SecretAccount
 from local.processes import free_port
 from tests.auth_support import DB_USER, ENDPOINT, REGION, state
 from tests.emulator_principals_support import client
@@ -82,10 +83,7 @@ def standin(db, emulator: str, auth_dir: Path, **overrides) -> Iterator[Standin]
     fields = dict(
         backend_host=db.host,
         backend_port=db.port,
-        backend_user="",
-        backend_password="",
-        client_user="unused-in-iam-mode",
-        client_password="",
+        accounts=(SecretAccount(arn),),
         db_max_connections=40,
         max_connections_percent=50,
         listen_port=free_port(),
@@ -93,7 +91,6 @@ def standin(db, emulator: str, auth_dir: Path, **overrides) -> Iterator[Standin]
         iam_state_file=str(state_file),
         ca_dir=str(auth_dir / "ca"),
         issuer_key_path=str(auth_dir / "issuer.key"),
-        backend_secret_arn=arn,
         secrets_endpoint=emulator,
         login_timeout=5,
     )

@@ -41,7 +41,9 @@ def emulator(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def target(mariadb_factory, emulator, tmp_path_factory) -> Standin:
-    with standin(mariadb_factory(max_connections=30), emulator, tmp_path_factory.mktemp("auth")) as running:
+    with standin(
+        mariadb_factory(max_connections=30, app_user=DB_USER), emulator, tmp_path_factory.mktemp("auth")
+    ) as running:
         yield running
 
 
