@@ -1,12 +1,13 @@
-"""Lambda entry point behind API Gateway HTTP API (payload 2.0): each GET records its UTC time in MySQL
-(through RDS Proxy) and returns the newest recorded times.
+"""Lambda entry point behind API Gateway HTTP API: ``GET /`` records its UTC time in MySQL (through RDS Proxy) and
+returns the newest recorded times; ``GET /times`` returns them without recording anything.
 
 Settings, logger and the store are created once per container at import (cold start); the database
-connection itself is opened on first use and reused by later warm invocations. Each GET stores exactly one
-row per request id (see ``app_store``), and its database calls end before the invocation's deadline
-(``get_remaining_time_in_millis()`` minus ``DB_DEADLINE_MARGIN_MS``).
-The handler never raises: failures become JSON 503 (database unavailable, nothing stored), 502 (the connection
-failed after COMMIT was sent, so the row may exist) or 500 responses.
+connection itself is opened on first use and reused by later warm invocations. Each ``GET /`` stores exactly one
+row per request id in one autocommitted statement (see ``app_store``), and its database calls end before the
+invocation's deadline (``get_remaining_time_in_millis()`` minus ``DB_DEADLINE_MARGIN_MS``).
+The handler never raises: failures become JSON 503 (database unavailable or schema not migrated yet: nothing
+stored), 502 (a write's reply was lost and the retry could not learn whether it was applied) or 500 responses;
+a path it does not serve is a 404 and another method a 405, as API Gateway answers them.
 """
 
 from __future__ import annotations
@@ -18,20 +19,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-if __package__:
-    from .app_logging import get_logger
-    from .app_settings import ConfigError, Settings
-    from .app_store import AccessSnapshot, AccessTimesStore, DatabaseUnavailable, Deadline, OutcomeUnknown
-else:  # top level of the Lambda zip: handler string "app.lambda_handler"
-    from app_logging import get_logger  # type: ignore[no-redef]
-    from app_settings import ConfigError, Settings  # type: ignore[no-redef]
-    from app_store import (  # type: ignore[no-redef]
-        AccessSnapshot,
-        AccessTimesStore,
-        DatabaseUnavailable,
-        Deadline,
-        OutcomeUnknown,
-    )
+from handler.app_contract import ROUTES
+from handler.app_db import DatabaseUnavailable, Deadline
+from handler.app_http import METHOD_NOT_ALLOWED, NOT_FOUND, HttpRequest, parse_request, route
+from handler.app_logging import get_logger
+from handler.app_settings import ConfigError, Settings
+from handler.app_store import AccessSnapshot, AccessTimesStore, OutcomeUnknown, SchemaNotReady, TimesSnapshot
 
 __all__ = ["ConfigError", "SETTINGS", "STORE", "lambda_handler"]
 
@@ -39,35 +32,26 @@ SETTINGS = Settings.from_env(os.environ)  # raises ConfigError naming the variab
 LOGGER = get_logger(SETTINGS.log_level)
 STORE = AccessTimesStore(SETTINGS, LOGGER)
 
-_ALLOWED_METHODS = ("GET",)
 _container = {"cold": True}  # first invocation of this execution environment
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     started = time.perf_counter()
-    method = _http_method(event)
+    request = parse_request(event)
     fields: dict[str, Any] = {
         "request_id": getattr(context, "aws_request_id", None),
-        "method": method,
+        "method": request.method if request else None,
+        "path": request.path if request else None,
         "cold_start": _container.pop("cold", False),
     }
     try:
-        if method is None:
-            response = _json_response(400, {"error": "not an API Gateway HTTP API event"})
-        elif method not in _ALLOWED_METHODS:
-            response = _json_response(
-                405, {"error": f"method {method} not allowed"}, {"Allow": ", ".join(_ALLOWED_METHODS)}
-            )
-        else:
-            deadline = Deadline.from_context(context, SETTINGS.deadline_margin_ms)
-            snapshot = STORE.record_access(datetime.now(UTC), _request_id(event, context), deadline)
-            response = _json_response(200, _snapshot_body(snapshot))
-            fields["count"] = snapshot.total
-            if snapshot.replayed:
-                fields["replayed"] = True
+        response = _respond(request, context, fields)
     except OutcomeUnknown as exc:
         fields.update(errno=exc.errno, error=str(exc))
         response = _json_response(502, {"error": "outcome unknown: the time may have been stored", "code": exc.errno})
+    except SchemaNotReady as exc:
+        fields.update(error=str(exc))
+        response = _json_response(503, {"error": "database schema not migrated yet"}, {"Retry-After": "1"})
     except DatabaseUnavailable as exc:
         fields.update(errno=exc.errno, error=str(exc))
         response = _json_response(503, {"error": "database unavailable", "code": exc.errno}, {"Retry-After": "1"})
@@ -80,43 +64,60 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return response
 
 
+def _respond(request: HttpRequest | None, context: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    if request is None:
+        return _json_response(400, {"error": "not an API Gateway HTTP API event"})
+    decision = route(request)
+    if decision.status == 404:
+        return _json_response(404, NOT_FOUND)
+    if decision.status == 405:
+        return _json_response(405, METHOD_NOT_ALLOWED, {"Allow": ", ".join(decision.allowed)})
+    deadline = Deadline.from_context(context, SETTINGS.deadline_margin_ms)
+    return _ROUTE_HANDLERS[decision.path](request, context, deadline, fields)
+
+
+def _store_time(request: HttpRequest, context: Any, deadline: Deadline, fields: dict[str, Any]) -> dict[str, Any]:
+    """``GET /``: store this request's time once, answer with the newest times and the total."""
+    request_id = request.request_id or getattr(context, "aws_request_id", None)
+    snapshot = STORE.record_access(datetime.now(UTC), request_id if isinstance(request_id, str) else None, deadline)
+    fields["count"] = snapshot.total
+    if snapshot.replayed:
+        fields["replayed"] = True
+    return _json_response(200, _snapshot_body(snapshot))
+
+
+def _list_times(request: HttpRequest, context: Any, deadline: Deadline, fields: dict[str, Any]) -> dict[str, Any]:
+    """``GET /times``: the newest times and the total, storing nothing."""
+    times = STORE.newest_times(deadline)
+    fields["count"] = times.total
+    return _json_response(200, _times_body(times))
+
+
+_ROUTE_HANDLERS = {"/": _store_time, "/times": _list_times}
+if set(_ROUTE_HANDLERS) != set(ROUTES):  # every route of the contract has exactly one handler here
+    raise ImportError(f"handlers for {sorted(_ROUTE_HANDLERS)} but app_contract.ROUTES has {sorted(ROUTES)}")
+
+
 def _log_level(status: int) -> int:
     if status == 503:
-        return logging.WARNING  # expected under overload; the errno field says why
+        return logging.WARNING  # expected under overload or before the migrator ran; the fields say why
     return logging.ERROR if status >= 500 else logging.INFO
-
-
-def _http_method(event: Any) -> str | None:
-    if not isinstance(event, dict):
-        return None
-    context = event.get("requestContext")
-    http = context.get("http") if isinstance(context, dict) else None
-    method = http.get("method") if isinstance(http, dict) else None
-    method = method or event.get("httpMethod")  # payload 2.0, else 1.0
-    return method.upper() if isinstance(method, str) else None
-
-
-def _request_id(event: dict[str, Any], context: Any) -> str | None:
-    """API Gateway's id of the request (the same for every attempt at it), else the invocation's."""
-    request_context = event.get("requestContext")
-    request_id = request_context.get("requestId") if isinstance(request_context, dict) else None
-    if isinstance(request_id, str) and request_id:
-        return request_id
-    invocation_id = getattr(context, "aws_request_id", None)
-    return invocation_id if isinstance(invocation_id, str) and invocation_id else None
-
-
-def _iso_utc(naive_utc: datetime) -> str:
-    # isoformat is twice as fast as strftime, and a response formats up to RESPONSE_LIMIT of these.
-    return naive_utc.isoformat(timespec="microseconds") + "Z"
 
 
 def _snapshot_body(snapshot: AccessSnapshot) -> dict[str, Any]:
     return {
-        "inserted": _iso_utc(snapshot.inserted_at.replace(tzinfo=None)),
+        "inserted": snapshot.inserted,
         "count": snapshot.total,
         "limit": SETTINGS.response_limit,
-        "times": [_iso_utc(moment) for moment in snapshot.newest],
+        "times": snapshot.newest,
+    }
+
+
+def _times_body(times: TimesSnapshot) -> dict[str, Any]:
+    return {
+        "count": times.total,
+        "limit": SETTINGS.response_limit,
+        "times": times.newest,
     }
 
 

@@ -35,35 +35,26 @@ ROUTES: dict[str, tuple[str, ...]] = {"/": ("GET",), "/times": ("GET",)}
 #: database to it before the new code serves requests.
 SCHEMA_VERSION = 4
 
+#: Application DB user names (``APP_DB_USER``): a letter, then letters, digits or ``_``, at most 32 characters
+#: (MySQL's limit). The migrator splices the name into account statements, so nothing else is accepted.
+APP_USER_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,31}$"
+APP_USER_NAME_ALLOWED = "a letter, then letters, digits or _, at most 32 characters"
+
 AUTH_IAM = "iam"
 AUTH_PASSWORD = "password"
 AUTH_MODES = (AUTH_IAM, AUTH_PASSWORD)
 
 DEFAULT_PORT = 3306
 DEFAULT_TABLE = "access_times"
-#: The handler also creates ``<table>_count``, ``<table>_schema`` and the procedure ``<table>_record``; MySQL
-#: identifiers end at 64 characters.
+#: Names the handler derives from ``DB_TABLE``: ``<table>_count`` (counter shards), ``<table>_schema`` (applied
+#: migrations), the procedures ``<table>_record`` (v3, the previous release's) and ``<table>_store`` (v4).
+TABLE_SUFFIXES = ("_count", "_schema", "_record", "_store")
+#: MySQL identifiers end at 64 characters; the longest suffix must still fit.
 TABLE_NAME_MAX_LENGTH = 56
+MYSQL_IDENTIFIER_MAX_LENGTH = 64
 RESPONSE_LIMIT_DEFAULT = 100
 RESPONSE_LIMIT_RANGE = (1, 1000)
 CONNECT_TIMEOUT_DEFAULT = 5.0
 DEADLINE_MARGIN_MS_DEFAULT = 500
 DEADLINE_MARGIN_MS_RANGE = (50, 5000)
 LAMBDA_CA_BUNDLE = "/etc/pki/tls/certs/ca-bundle.crt"  # CA bundle shipped in the Lambda runtime image
-
-#: Every variable the handler reads, in the order the README lists them.
-ALL_VARIABLES = (
-    DB_HOST,
-    DB_PORT,
-    DB_NAME,
-    DB_USER,
-    DB_PASSWORD,
-    DB_TABLE,
-    DB_AUTH,
-    DB_SSL_CA,
-    DB_SSL_VERIFY_IDENTITY,
-    DB_CONNECT_TIMEOUT,
-    DB_DEADLINE_MARGIN_MS,
-    RESPONSE_LIMIT,
-    LOG_LEVEL,
-)

@@ -1,16 +1,19 @@
 """Opening MySQL connections within an invocation's time budget, and classifying the driver's errors.
 
-Shared by the request path (``app_store``) and the schema migrator (``app_schema``), which opens its own
-short-lived connection. Every socket wait is bounded by the invocation's deadline: the connect by
-``min(DB_CONNECT_TIMEOUT, time left)``, and each later read or write by the driver's ``read_timeout`` /
-``write_timeout`` (whole seconds, re-applied before each statement), so a hung database turns into a 503 from
-the handler before the function timeout instead of an error from the Lambda runtime.
+Shared by the request path (``app_store``) and the migrator (``migrator``). Every socket wait is bounded by the
+invocation's deadline: the connect by ``min(DB_CONNECT_TIMEOUT, time left)``, and each later read or write by the
+driver's ``read_timeout`` / ``write_timeout`` (whole seconds, re-applied before each statement), so a hung database
+turns into an answer from the handler before the function timeout instead of an error from the Lambda runtime.
+A first attempt may keep half of what is left for its retry: a reply that never came can then still be asked for
+again within the same invocation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import select
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +21,7 @@ from typing import Any
 import mysql.connector
 from mysql.connector import errors as mysql_errors
 
-if __package__:
-    from .app_settings import Settings
-else:  # top level of the Lambda zip
-    from app_settings import Settings  # type: ignore[no-redef]
+from handler.app_settings import Settings
 
 # The server or proxy closed our connection (idle timeout, KILL, failover): reconnect once and retry.
 CONNECTION_LOST_ERRNOS = frozenset(
@@ -90,18 +90,20 @@ class Deadline:
     def seconds_left(self) -> float | None:
         return None if self.at is None else self.at - time.monotonic()
 
-    def socket_timeout(self) -> int | None:
+    def socket_timeout(self, keep_for_retry: bool = False) -> int | None:
         """Whole seconds a single read or write may wait (the driver accepts integers only).
 
-        Rounded down so one wait never passes the deadline; raises when less than a second is left,
-        because the driver reads 0 as "wait forever".
+        Rounded down so one wait never passes the deadline; with ``keep_for_retry`` at most half of what is left
+        (but at least a second), so a retry still has time. Raises when less than a second is left, because the
+        driver reads 0 as "wait forever".
         """
         left = self.seconds_left()
         if left is None:
             return None
         if left < 1.0:
             raise DatabaseUnavailable(f"invocation deadline: {max(left, 0.0):.3f}s left for the database", None)
-        return int(math.floor(left))
+        usable = left / 2 if keep_for_retry else left
+        return max(1, int(math.floor(usable)))
 
     def connect_timeout(self, configured: float) -> float:
         left = self.seconds_left()
@@ -112,9 +114,9 @@ class Deadline:
         return min(configured, left)
 
 
-def apply_deadline(connection: Any, deadline: Deadline) -> None:
+def apply_deadline(connection: Any, deadline: Deadline, keep_for_retry: bool = False) -> None:
     """Bound every following socket read/write of ``connection`` by the time left (no round trip)."""
-    timeout = deadline.socket_timeout()
+    timeout = deadline.socket_timeout(keep_for_retry)
     connection.read_timeout = timeout
     connection.write_timeout = timeout
 
@@ -149,6 +151,24 @@ def connect(settings: Settings, password_provider: Callable[[], str], deadline: 
         raise DatabaseUnavailable(f"connect failed: {exc.msg}", exc.errno) from exc
     except Exception as exc:  # e.g. no AWS credentials to sign the IAM token, unreadable CA file
         raise DatabaseUnavailable(f"connect failed: {type(exc).__name__}", None) from exc
+
+
+def closed_by_peer(connection: Any) -> bool:
+    """Whether an idle connection was closed by the server or proxy (an idle timeout, KILL, a restart), seen
+    without a round trip: a connection nobody asked anything is readable only when it has ended or carries an
+    unasked notice (MySQL 8 sends error 4031 before it closes an idle client). Checked before a statement is sent,
+    so such a connection is replaced while nothing has been sent yet. Reads the pinned driver's socket
+    (``_socket.sock``); without one it says False and the statement's own error is classified as before."""
+    sock = getattr(getattr(connection, "_socket", None), "sock", None)
+    if sock is None:
+        return False
+    try:
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):  # closed or unusable socket
+        return True
+    return bool(readable)
 
 
 def still_connected(connection: Any) -> bool:

@@ -11,10 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-if __package__:
-    from . import app_contract as env_names
-else:  # top level of the Lambda zip
-    import app_contract as env_names  # type: ignore[no-redef]
+from handler import app_contract as env_names
 
 LAMBDA_CA_BUNDLE = env_names.LAMBDA_CA_BUNDLE
 _MAX_TABLE = env_names.TABLE_NAME_MAX_LENGTH
@@ -91,10 +88,6 @@ class Settings:
                 f"{env_names.LOG_LEVEL}={self.log_level!r} is not supported; allowed {', '.join(_LOG_LEVELS)}"
             )
 
-    @property
-    def uses_tls(self) -> bool:
-        return self.ssl_ca is not None
-
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from an environment mapping (``os.environ`` in Lambda)."""
@@ -117,6 +110,49 @@ class Settings:
             connect_timeout=_number(env, env_names.DB_CONNECT_TIMEOUT, env_names.CONNECT_TIMEOUT_DEFAULT),
             deadline_margin_ms=_integer(env, env_names.DB_DEADLINE_MARGIN_MS, env_names.DEADLINE_MARGIN_MS_DEFAULT),
             log_level=env.get(env_names.LOG_LEVEL, "INFO").strip().upper(),
+        )
+
+
+_USER_NAME = re.compile(env_names.APP_USER_NAME_PATTERN)
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+
+
+@dataclass(frozen=True)
+class MigratorSettings:
+    """The migrator's settings: the master connection (``DB_*``) and the application user it manages."""
+
+    connection: Settings
+    """How to reach the database as the master user (``DB_USER``): the same variables as the request path."""
+    app_user: str
+    """``APP_DB_USER``: the application user the request path logs in as; created and granted here."""
+    app_secret_arn: str
+    """``APP_DB_SECRET_ARN``: the Secrets Manager secret whose JSON holds that user's name and password."""
+
+    def __post_init__(self) -> None:
+        if not _USER_NAME.match(self.app_user):
+            # Spliced into account-management statements (a user name cannot be a bound parameter).
+            raise ConfigError(
+                f"{env_names.APP_DB_USER}={self.app_user!r} is not a valid user name; "
+                f"allowed {env_names.APP_USER_NAME_ALLOWED}"
+            )
+        if self.app_user == self.connection.user:
+            raise ConfigError(
+                f"{env_names.APP_DB_USER}={self.app_user!r} must differ from {env_names.DB_USER} (the master user, "
+                "which only the migrator uses)"
+            )
+        if not _SECRET_ARN.match(self.app_secret_arn):
+            raise ConfigError(
+                f"{env_names.APP_DB_SECRET_ARN}={self.app_secret_arn!r} is not a Secrets Manager secret ARN; "
+                "allowed arn:aws:secretsmanager:<region>:<account>:secret:<name>"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MigratorSettings:
+        """Build settings from an environment mapping (``os.environ`` in Lambda)."""
+        return cls(
+            connection=Settings.from_env(env),
+            app_user=_required(env, env_names.APP_DB_USER).strip(),
+            app_secret_arn=_required(env, env_names.APP_DB_SECRET_ARN).strip(),
         )
 
 

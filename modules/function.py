@@ -21,7 +21,7 @@ from modules.policy import service_assume_role
 from modules.props import expect_props
 from modules.suppressions import skip_checks
 
-HANDLER_ENTRY = "app.lambda_handler"
+HANDLER_ENTRY = contract.REQUEST_HANDLER
 
 
 class FunctionProps(FunctionOptions, LogRetention):

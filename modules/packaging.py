@@ -1,4 +1,8 @@
-"""Deterministic Lambda deployment zip: the handler modules plus the pure-Python MySQL driver.
+"""Deterministic Lambda deployment zip: the ``handler`` package plus the pure-Python MySQL driver.
+
+One zip serves both functions: the request function (``handler.app.lambda_handler``) and the migrator
+(``handler.migrator.lambda_handler``). The package sits at the zip's top level, as ``handler/``, so its modules
+import each other as ``handler.<module>`` in Lambda, in the tests and in the local runtime alike.
 
 Terraform redeploys a function whenever ``source_code_hash`` changes, so the zip must be byte-identical
 for identical inputs on any checkout: entries sorted, timestamps fixed, permissions fixed, handler line
@@ -26,10 +30,17 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from handler import app_contract
+
 DRIVER_DISTRIBUTION = "mysql-connector-python"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest timestamp the zip format can store
 FILE_MODE = 0o100644  # regular file, rw-r--r--
 DEFLATE_LEVEL = 9
+PACKAGE_NAME = app_contract.REQUEST_HANDLER.split(".")[0]
+"""The package the handler strings name; the source directory's files go under it, whatever its own name."""
+_ENTRY_MODULES = tuple(
+    handler.split(".")[1] + ".py" for handler in (app_contract.REQUEST_HANDLER, app_contract.MIGRATOR_HANDLER)
+)
 
 # Parts of the driver the handler never imports: the asyncio API, the Django backend and the
 # C-extension wrappers (which only import-fail without the .so and are skipped by the driver).
@@ -71,16 +82,17 @@ def pinned_driver_version(requirements: Path) -> str:
 
 
 def handler_files(source_dir: Path) -> dict[str, Path]:
-    """``{name in zip: file}`` for the handler's own top-level modules (no tests, no package marker)."""
+    """``{name in zip: file}`` for the handler package's modules, under ``handler/`` (no tests, no bytecode)."""
     if not source_dir.is_dir():
         raise PackagingError(f"handler source directory {source_dir} does not exist")
     files = {
-        path.name: path
+        f"{PACKAGE_NAME}/{path.name}": path
         for path in source_dir.glob("*.py")
-        if path.is_file() and path.name != "__init__.py" and not path.name.startswith("test")
+        if path.is_file() and not path.name.startswith("test")
     }
-    if "app.py" not in files:
-        raise PackagingError(f"{source_dir} has no app.py (the Lambda entry module)")
+    missing = [name for name in ("__init__.py", *_ENTRY_MODULES) if f"{PACKAGE_NAME}/{name}" not in files]
+    if missing:
+        raise PackagingError(f"{source_dir} has no {', '.join(missing)} (the package and its Lambda entry modules)")
     return files
 
 

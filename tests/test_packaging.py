@@ -1,4 +1,5 @@
-"""The Lambda zip: deterministic bytes, the right contents, and it really runs in isolation."""
+"""The Lambda zip: deterministic bytes, the right contents (the ``handler`` package with both entry points and the
+pure-Python driver), and it really runs in isolation."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from handler.app_contract import MIGRATOR_HANDLER, REQUEST_HANDLER
 from local.data_plane.mariadb import MariaDBServer
 from modules.packaging import PackagingError, build_handler_zip
 from modules.project import REPO_ROOT
+from tests.handler_support import SECRET_ARN, create_master, new_table
 
 HANDLER_DIR = REPO_ROOT / "handler"
 PINNED = "26.10.0"
@@ -96,17 +99,10 @@ def test_entries_are_sorted_with_fixed_metadata(built) -> None:
 def test_contents_are_the_handler_and_the_pure_python_driver_only(built) -> None:
     with zipfile.ZipFile(built.path) as archive:
         names = set(archive.namelist())
-    top_level = {name for name in names if "/" not in name}
-    assert top_level == {
-        "app.py",
-        "app_contract.py",
-        "app_db.py",
-        "app_iam.py",
-        "app_logging.py",
-        "app_schema.py",
-        "app_settings.py",
-        "app_store.py",
-    }
+    assert not {name for name in names if "/" not in name}  # nothing at the top level: one package, the driver
+    package = {name for name in names if name.startswith("handler/")}
+    assert package == {f"handler/{path.name}" for path in HANDLER_DIR.glob("*.py")}
+    assert {"handler/__init__.py", "handler/app.py", "handler/migrator.py"} <= package
     for needed in (
         "mysql/__init__.py",
         "mysql/connector/__init__.py",
@@ -126,7 +122,7 @@ def test_contents_are_the_handler_and_the_pure_python_driver_only(built) -> None
         or name.startswith(("mysqlx/", "mysql/vendor/", "mysql/ai/", "mysql/connector/aio/", "mysql/connector/django/"))
         or "__pycache__" in name
         or "/tests/" in name
-        or (name.endswith(("RECORD", "requirements.txt", "__init__.py")) and "/" not in name)
+        or name.endswith(("RECORD", "requirements.txt"))
     ]
     assert forbidden == []
     assert all(name.endswith(".py") or ".dist-info/" in name for name in names)
@@ -148,7 +144,7 @@ def test_missing_handler_sources_fail_clearly(tmp_path: Path) -> None:
     with pytest.raises(PackagingError, match="does not exist"):
         build_handler_zip(tmp_path / "nowhere", tmp_path / "x.zip")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PackagingError, match=r"no app\.py"):
+    with pytest.raises(PackagingError, match=r"has no __init__\.py, app\.py, migrator\.py \(the package and its"):
         build_handler_zip(tmp_path / "empty", tmp_path / "x.zip")
 
 
@@ -166,33 +162,51 @@ def _run_isolated(code: str, path_entry: Path, env: dict[str, str], cwd: Path) -
     )
 
 
-def test_extracted_zip_runs_the_handler_against_mariadb(built, mariadb: MariaDBServer, tmp_path: Path) -> None:
-    task_root = tmp_path / "var_task"
-    with zipfile.ZipFile(built.path) as archive:
-        archive.extractall(task_root)
-    env = {
+# Both entry points, resolved from their handler strings as Lambda does: the migrator (its secret read replaced by
+# the test's, since boto3 is not importable here), then the request function as the application user.
+DEPLOY_AND_SERVE = f"""
+import importlib, json, os
+def entry(handler):
+    module, _, function = handler.rpartition(".")
+    return getattr(importlib.import_module(module), function)
+migrator = importlib.import_module("handler.migrator")
+assert entry({REQUEST_HANDLER!r}) and entry({MIGRATOR_HANDLER!r})
+secret = migrator.AppCredentials(os.environ["APP_DB_USER"], os.environ["APP_PASSWORD"])
+migrator.run(migrator.MigratorSettings.from_env(os.environ), migrator.Deadline.none(), lambda arn: secret)
+os.environ.update(DB_USER=os.environ["APP_DB_USER"], DB_PASSWORD=os.environ["APP_PASSWORD"])
+import mysql.connector
+r = entry({REQUEST_HANDLER!r})({{"requestContext": {{"http": {{"method": "GET"}}}}}}, None)
+print(json.dumps({{"status": r["statusCode"], "body": json.loads(r["body"]), "cext": mysql.connector.HAVE_CEXT,
+    "driver": mysql.connector.__file__, "boto3": "boto3" in sys.modules, "version": list(sys.version_info[:2])}}))
+"""
+
+
+def deploy_env(mariadb: MariaDBServer, table: str) -> dict[str, str]:
+    accounts = create_master(mariadb)
+    return {
         "PATH": os.environ.get("PATH", ""),
         "DB_HOST": mariadb.host,
         "DB_PORT": str(mariadb.port),
         "DB_NAME": mariadb.database,
-        "DB_USER": mariadb.app_user,
-        "DB_PASSWORD": mariadb.app_password,
+        "DB_USER": accounts.master,
+        "DB_PASSWORD": accounts.master_password,
         "DB_AUTH": "password",
-        "DB_TABLE": "zip_smoke",
+        "DB_TABLE": table,
+        "APP_DB_USER": accounts.app_user,
+        "APP_DB_SECRET_ARN": SECRET_ARN,
+        "APP_PASSWORD": accounts.app_password,
     }
-    code = (
-        "import json, app, mysql.connector\n"
-        "assert mysql.connector.__file__.startswith(sys.path[0]), mysql.connector.__file__\n"
-        "assert 'boto3' not in sys.modules\n"
-        "r = app.lambda_handler({'requestContext': {'http': {'method': 'GET'}}}, None)\n"
-        "print(json.dumps({'status': r['statusCode'], 'body': json.loads(r['body']),"
-        " 'cext': mysql.connector.HAVE_CEXT}))\n"
-    )
-    result = _run_isolated(code, task_root, env, cwd=tmp_path)
+
+
+def test_extracted_zip_migrates_and_serves_against_mariadb(built, mariadb: MariaDBServer, tmp_path: Path) -> None:
+    task_root = tmp_path / "var_task"
+    with zipfile.ZipFile(built.path) as archive:
+        archive.extractall(task_root)
+    result = _run_isolated(DEPLOY_AND_SERVE, task_root, deploy_env(mariadb, new_table()), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
-    assert outcome["status"] == 200 and outcome["body"]["count"] >= 1
-    assert outcome["cext"] is False
+    assert (outcome["status"], outcome["body"]["count"]) == (200, 1)
+    assert outcome["driver"].startswith(str(task_root)) and outcome["cext"] is False and outcome["boto3"] is False
 
 
 def _interpreter(version: str) -> str | None:
@@ -214,33 +228,19 @@ def test_zip_runs_on_the_lambda_python_versions(built, mariadb: MariaDBServer, t
     task_root = tmp_path / "var_task"
     with zipfile.ZipFile(built.path) as archive:
         archive.extractall(task_root)
-    env = {
-        "DB_HOST": mariadb.host,
-        "DB_PORT": str(mariadb.port),
-        "DB_NAME": mariadb.database,
-        "DB_USER": mariadb.app_user,
-        "DB_PASSWORD": mariadb.app_password,
-        "DB_AUTH": "password",
-        "DB_TABLE": "zip_runtime_probe",
-    }
-    script = (
-        f"import sys; sys.path.insert(0, {str(task_root)!r})\n"
-        "import app\n"
-        "r = app.lambda_handler({'requestContext': {'http': {'method': 'GET'}}}, None)\n"
-        "print(sys.version_info[:2], r['statusCode'])\n"
-    )
+    script = f"import sys; sys.path.insert(0, {str(task_root)!r})\n{DEPLOY_AND_SERVE}"
     result = subprocess.run(
         [interpreter, "-I", "-S", "-B", "-c", script],
         cwd=tmp_path,
-        env=env,
+        env=deploy_env(mariadb, new_table()),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    major, minor = version.split(".")
-    assert result.stdout.strip().splitlines()[-1] == f"({major}, {minor}) 200"
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (outcome["version"], outcome["status"]) == ([int(part) for part in version.split(".")], 200)
 
 
 def test_zipimport_of_the_driver_connects_in_pure_mode(built, mariadb: MariaDBServer, tmp_path: Path) -> None:

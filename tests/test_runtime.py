@@ -19,10 +19,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from handler.app_contract import REQUEST_HANDLER
 from local.data_plane.auth.authenticator import RuntimeCredentials
 from local.data_plane.auth.credentials import CredentialIssuer, IssuerSettings
 from local.data_plane.auth.local_ca import LocalCa, LocalCaSettings
 from local.data_plane.auth.rds_token import TokenCheckSettings, verify_token
+from local.data_plane.plane import HANDLER_DIR
 from local.data_plane.runtime import (
     ContainerCrashed,
     FunctionError,
@@ -32,8 +34,10 @@ from local.data_plane.runtime import (
     Throttled,
 )
 from local.data_plane.runtime_worker import WARM_BOTO3, ContainerSpec
+from local.data_plane.task_root import unpacked_handler
 from modules.validation import SettingsError
 from tests.auth_support import DB_USER, ENDPOINT, REGION, ROLE_ARN
+from tests.handler_support import create_master, migrate, new_table
 
 HANDLERS = str(Path(__file__).parent / "runtime_handlers")
 
@@ -384,9 +388,10 @@ def wait_gone(pid: int) -> bool:
 
 def test_an_idle_container_past_its_age_is_replaced_with_fresh_credentials(issuer):
     credentials = RuntimeCredentials(issuer, ROLE_ARN, "sms-local-api")
-    with LambdaRuntime(probe(max_container_age_s=0.5), container_environment=credentials.environment) as rt:
+    # An age well above a cold start on a loaded machine, so only the idle time retires the first container.
+    with LambdaRuntime(probe(max_container_age_s=2.0), container_environment=credentials.environment) as rt:
         first = rt.invoke({})
-        time.sleep(0.6)
+        time.sleep(2.1)  # the container ages past its limit while idle
         second = rt.invoke({})
         stats = rt.stats()
     assert second["pid"] != first["pid"]
@@ -409,3 +414,51 @@ def test_a_failed_boto3_warm_up_does_not_stop_the_runtime(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
     with LambdaRuntime(probe(preload_modules=("boto3", WARM_BOTO3))) as rt:
         assert rt.invoke({})["env"]["PROBE_VALUE"] == "function"
+
+
+# --- what the function can import ------------------------------------------------------------------------------
+def test_the_function_imports_its_code_and_the_runtimes_libraries_but_not_the_project():
+    """As in Lambda: the code directory (/var/task) and the interpreter's libraries, not modules/ or local/, even
+    though the zygote that forked the container had loaded parts of local/ itself."""
+    modules = ["probe_app", "json", "boto3", "mysql.connector", "modules", "modules.project", "local", "tests"]
+    config = probe(preload_modules=("mysql.connector", "boto3", WARM_BOTO3), timeout_s=10.0)
+    with LambdaRuntime(config) as rt:
+        seen = rt.invoke({"action": "imports", "modules": [*modules, "local.data_plane.runtime_worker"]})
+    assert seen["importable"] == {
+        "probe_app": True,
+        "json": True,
+        "boto3": True,
+        "mysql.connector": True,
+        "modules": False,
+        "modules.project": False,
+        "local": False,
+        "tests": False,
+        "local.data_plane.runtime_worker": False,
+    }
+    assert seen["path0"] == HANDLERS and not seen["cwd_on_path"]
+
+
+def test_the_request_function_runs_from_its_deployment_zip(mariadb, tmp_path):
+    """The plane's code directory: the zip the stack deploys, unpacked; the handler string of the contract."""
+    accounts, table = create_master(mariadb), new_table()
+    migrate(mariadb, accounts, table)
+    task_root = unpacked_handler(HANDLER_DIR, tmp_path / "tasks")
+    assert unpacked_handler(HANDLER_DIR, tmp_path / "tasks") == task_root  # unchanged code: the same copy
+    environment = {
+        "DB_HOST": mariadb.host,
+        "DB_PORT": str(mariadb.port),
+        "DB_NAME": mariadb.database,
+        "DB_USER": accounts.app_user,
+        "DB_PASSWORD": accounts.app_password,
+        "DB_AUTH": "password",
+        "DB_TABLE": table,
+    }
+    config = RuntimeConfig(handler=REQUEST_HANDLER, code_dir=str(task_root), environment=environment, timeout_s=10)
+    event = {"version": "2.0", "rawPath": "/", "requestContext": {"http": {"method": "GET", "path": "/"}}}
+    with LambdaRuntime(config) as rt:
+        first, second = rt.invoke(event), rt.invoke({**event, "rawPath": "/times"})
+    assert (first["statusCode"], json.loads(first["body"])["count"]) == (200, 1)
+    assert (second["statusCode"], json.loads(second["body"])["count"]) == (200, 1)
+    assert sorted(path.name for path in (task_root / "handler").glob("*.py")) == sorted(
+        path.name for path in HANDLER_DIR.glob("*.py")
+    )

@@ -24,6 +24,8 @@ import mysql.connector
 import pytest
 from botocore.compat import get_current_datetime
 
+from handler.app_db import Deadline
+from handler.app_schema import TableNames, migrate
 from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.auth.authenticator import IamAuthenticator, IamAuthSettings, RuntimeCredentials
 from local.data_plane.auth.credentials import IssuerSettings
@@ -160,6 +162,8 @@ def refused(proxy, db, auth: IamAuthenticator, password: str, **options) -> mysq
 
 
 def run_handler_get(auth: IamAuthenticator, port: int, db) -> dict:
+    with contextlib.closing(db.app_connect()) as owner:  # the deploy's migrations: the request path never migrates
+        migrate(owner, TableNames(db.database, "access_times"), Deadline.none())
     environment = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(REPO_ROOT),

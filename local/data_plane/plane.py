@@ -31,6 +31,7 @@ from local.data_plane.production_auth import ProductionAuth
 from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
 from local.data_plane.runtime_worker import WARM_BOTO3
 from local.data_plane.supervisor import Child, Supervisor, stderr_log
+from local.data_plane.task_root import unpacked_handler
 from modules.project import HANDLER_DIR_NAME, REPO_ROOT
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from local.data_plane.rdsproxy.config import ProxyConfig
 
 HANDLER_DIR = REPO_ROOT / HANDLER_DIR_NAME
+"""The ``handler`` package's source; the runtime imports it from the deployment zip built from it (``task_root``)."""
 DEFAULT_DB_MAX_CONNECTIONS = 65  # a db.t2.micro, the reference experiment's DB
 DEFAULT_LOCAL_CONCURRENCY = 100  # Lambda's account pool is 1000; 100 processes is what one machine affords
 _PROXY_START_TIMEOUT_S = 20.0
@@ -246,7 +248,7 @@ class LocalDataPlane:
         self.runtime = LambdaRuntime(
             RuntimeConfig(
                 handler=function.handler,
-                code_dir=self.config.handler_dir,
+                code_dir=str(unpacked_handler(Path(self.config.handler_dir))),
                 environment=environment,
                 max_concurrency=self.max_concurrency,
                 timeout_s=float(function.timeout_s),

@@ -59,7 +59,8 @@ _PRELOAD = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$")
 class RuntimeConfig:
     """What the runtime needs to run one function.
 
-    `handler` is Lambda's `module.function` string, resolved inside `code_dir` (the unpacked code).
+    `handler` is Lambda's `module.function` string, resolved inside `code_dir` (the unpacked code, Lambda's
+    /var/task): containers import only from there and from the interpreter's libraries, never from the project.
     """
 
     handler: str

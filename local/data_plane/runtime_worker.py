@@ -6,18 +6,24 @@ the parent side, so the zygote interpreter loads only this module and what it is
 
 A container applies its environment (the function's variables, its own role credentials and Lambda's own
 variables) and the resolver shim (the deployed endpoint names mapped to local listeners) before the handler
-module is imported, so the handler's import-time code sees the same world as on AWS.
+module is imported, so the handler's import-time code sees the same world as on AWS. Then it narrows what can be
+imported to what Lambda offers: the code directory (the unpacked zip, Lambda's ``/var/task``) and the
+interpreter's own libraries. The project that runs the runtime (``modules/``, ``local/``) is neither on the path
+nor in ``sys.modules`` any more, so a function that imports it fails here as it would on AWS.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
 import signal
+import site
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import traceback
@@ -109,7 +115,62 @@ def _prepare_container(spec: ContainerSpec) -> None:
     if spec.address_overrides:
         shim = importlib.import_module(RESOLVER_SHIM_MODULE)
         shim.install(map(shim.AddressOverride.decode, spec.address_overrides))
-    sys.path.insert(0, spec.code_dir)
+    isolate_imports(spec.code_dir)
+
+
+@functools.cache
+def interpreter_paths() -> tuple[str, ...]:
+    """Where the interpreter's own modules live: the standard library and site-packages (Lambda's runtime has
+    its libraries, boto3 among them, on the path too)."""
+    names = ("stdlib", "platstdlib", "purelib", "platlib")
+    paths = [sysconfig.get_paths()[name] for name in names] + site.getsitepackages()
+    version = f"{sys.version_info.major}{sys.version_info.minor}"
+    paths.append(os.path.join(sys.base_prefix, "lib", f"python{version}.zip"))  # the standard library's zip
+    return tuple(sorted({os.path.realpath(path) for path in paths}))
+
+
+@functools.cache
+def _in_interpreter(path: str) -> bool:
+    """Cached per path: the zygote classifies what it loaded once (``classify_loaded_modules``), and every container
+    it forks inherits the answers, so isolating a container costs dictionary lookups, not ~1,000 realpath calls."""
+    return _under(os.path.realpath(path), interpreter_paths())
+
+
+def _under(real: str, roots: tuple[str, ...]) -> bool:
+    return any(real == root or real.startswith(root + os.sep) for root in roots)
+
+
+def _locations(module: Any) -> list[str]:
+    origin = getattr(module, "__file__", None)
+    return [origin] if origin else list(getattr(module, "__path__", []) or [])
+
+
+def classify_loaded_modules() -> None:
+    """Fill ``_in_interpreter``'s cache for the modules and path entries loaded so far (run in the zygote)."""
+    for entry in sys.path:
+        if entry:
+            _in_interpreter(entry)
+    for module in list(sys.modules.values()):
+        for location in _locations(module):
+            _in_interpreter(location)
+
+
+def isolate_imports(code_dir: str) -> None:
+    """Leave importable only ``code_dir`` and the interpreter's libraries; forget modules loaded from elsewhere.
+
+    Modules forgotten here keep working for the code that already holds them (this worker, the resolver shim):
+    only new imports of them fail. Libraries the zygote preloaded from site-packages (the MySQL driver, boto3)
+    stay loaded: the driver is the same pinned version as the zip's copy, boto3 the one Lambda's runtime ships.
+    """
+    sys.path[:] = [code_dir, *(entry for entry in sys.path if entry and _in_interpreter(entry))]
+    code_root = (os.path.realpath(code_dir),)
+    for name, module in list(sys.modules.items()):
+        locations = _locations(module)
+        if name == "__main__" or not locations:
+            continue
+        if not all(_in_interpreter(place) or _under(os.path.realpath(place), code_root) for place in locations):
+            del sys.modules[name]
+    importlib.invalidate_caches()
 
 
 def container_main(conn: Connection, spec: ContainerSpec) -> None:
@@ -175,6 +236,7 @@ def zygote_main() -> None:
     control = socket.socket(fileno=settings["fd"])
     for entry in settings["preload"]:
         preload(entry)
+    classify_loaded_modules()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     # Ctrl-C reaches the whole process group; the parent shuts containers down in order instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -4,9 +4,11 @@ At import it resolves ``PROBE_HOST`` (when set), so a test can tell that the res
 the handler module was imported, as the real handler's import-time code relies on.
 """
 
+import importlib
 import os
 import socket
 import ssl
+import sys
 import time
 
 _PID = os.getpid()
@@ -52,6 +54,14 @@ def lambda_handler(event, context):
             DBHostname=event["host"], Port=event["port"], DBUsername=event["user"], Region=os.environ["AWS_REGION"]
         )
         return {"token": token, "session_was_warm": warm, "key": os.environ["AWS_ACCESS_KEY_ID"]}
+    if action == "imports":  # what the function can import, as in Lambda: its code and the runtime's libraries
+        found = {}
+        for name in event["modules"]:
+            try:
+                found[name] = importlib.import_module(name).__name__ == name
+            except ImportError:
+                found[name] = False
+        return {"importable": found, "path0": sys.path[0], "cwd_on_path": "" in sys.path}
     if action == "sleep":  # keeps this container busy so that concurrent calls get their own
         time.sleep(event["seconds"])
     return {
