@@ -1,13 +1,14 @@
 """Per-invocation overhead of the local runtime and HTTP API (prints numbers; not a test).
 
-    python bench/bench_runtime.py [--invocations 3000] [--cold-starts 20]
+    python bench/bench_runtime.py [--invocations 3000] [--cold-starts 20] [--cold-start-cpu-ms 120]
 
 Uses a trivial handler so only our plumbing is measured: runtime.invoke (pipe + JSON to a warm
 container and back), the same through the HTTP API over one keep-alive connection (client in this process,
 then in another process as locust is), throughput with concurrent keep-alive clients in another process,
 and cold starts: 99 at once, then one at a time for a handler that signs an RDS IAM token with boto3 and its
 container's role credentials (the production auth path): nothing preloaded in the zygote, boto3 imported there,
-and boto3 imported and its RDS client model parsed there (`WARM_BOTO3`).
+and boto3 imported and its RDS client model parsed there (`WARM_BOTO3`). First of all, 100 cold starts at once
+whose first call is CPU-bound: when the first and the last answer, scheduled (`max_concurrent_cold_starts`) or not.
 """
 
 import argparse
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from local.data_plane.auth.authenticator import RuntimeCredentials  # noqa: E402
 from local.data_plane.auth.credentials import CredentialIssuer, IssuerSettings  # noqa: E402
+from local.data_plane.cold_starts import DEFAULT_CONCURRENT_COLD_STARTS  # noqa: E402
 from local.data_plane.http_api import HttpApi  # noqa: E402
 from local.data_plane.runtime import LambdaRuntime, RuntimeConfig  # noqa: E402
 from local.data_plane.runtime_worker import WARM_BOTO3  # noqa: E402
@@ -120,17 +122,58 @@ def cold_start_report(count: int) -> None:
             print(f"{'  zygote start (once per runtime)':<46} {zygote_s * 1000:8.0f} ms")
 
 
+def _answer_times(runtime: LambdaRuntime, event: dict, count: int) -> list[float]:
+    """Seconds from the start until each of `count` concurrent invocations answered, sorted."""
+    started = time.perf_counter()
+    done: list[float] = []
+
+    def one() -> None:
+        runtime.invoke(event)
+        done.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(done)
+
+
+def scheduled_cold_starts(count: int, cpu_s: float) -> None:
+    """`count` cold starts at once whose first call burns `cpu_s` of CPU (a TLS + IAM first connection costs
+    ~0.1-0.2 s): when the first and the last answer, with the default bound on cold starts and without one."""
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as scratch:
+        for label, slots in (("default bound", DEFAULT_CONCURRENT_COLD_STARTS), ("all at once", count)):
+            config = RuntimeConfig(
+                handler="cold_start_app.lambda_handler",
+                code_dir=str(ROOT / "tests" / "dataplane_handlers"),
+                environment={"COLD_START_LOG_DIR": scratch},
+                max_concurrency=count,
+                timeout_s=120,
+                max_concurrent_cold_starts=slots,
+            )
+            with LambdaRuntime(config).prepare() as runtime:
+                done = _answer_times(runtime, {"spin": cpu_s}, count)
+            print(
+                f"{f'{count} cold starts of {cpu_s * 1000:.0f} ms CPU, {label} ({slots})':<46} first {done[0]:6.2f} s"
+                f"   median {statistics.median(done):6.2f} s   last {done[-1]:6.2f} s"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--invocations", type=int, default=3000)
     parser.add_argument("--cold-starts", type=int, default=20)
+    parser.add_argument("--cold-start-cpu-ms", type=float, default=120.0)
     args = parser.parse_args()
+    scheduled_cold_starts(100, args.cold_start_cpu_ms / 1000)
     config = RuntimeConfig(
         handler="sample_app.lambda_handler",
         code_dir=HANDLERS,
         max_concurrency=100,
         timeout_s=5,
         preload_modules=("json",),
+        max_concurrent_cold_starts=100,  # the 99 below measure how fast containers are made, all at once
     )
     with LambdaRuntime(config) as runtime, HttpApi(runtime.invoke) as api:
         runtime.invoke({})  # start the zygote and one container

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 
+from handler import app_contract
 from local.data_plane.auth.credentials import IssuedCredentials
 
 ACCOUNT = "123456789012"
@@ -16,6 +17,7 @@ PRX_ID = "prx-0abcdefghij123456"
 PROXY_ARN = f"arn:aws:rds:{REGION}:{ACCOUNT}:db-proxy:{PRX_ID}"
 ENDPOINT = f"sms-local-proxy.proxy-abcdefghijkl.{REGION}.rds.amazonaws.com"
 DB_USER = "app_admin"
+APP_USER = "app_user"
 ROLE_NAME = "sms-local-api-exec"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
 VPC_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
@@ -123,17 +125,36 @@ def _rds_client(access_key_id: str, secret_access_key: str, session_token: str) 
 
 
 def plane_state(inline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """``state`` plus what the local data plane reads: the pool, the route, the proxy's auth block (no secret)."""
-    deployed = state(inline=inline)
+    """``state`` as the least-privilege stack deploys it, plus what the local data plane reads.
+
+    The request function logs in as the application user, the migrator (its own role) as the master; the pool, the
+    route and the proxy's auth block (no secret) complete it. ``inline`` defaults to the application user's grant.
+    """
+    deployed = state(inline=[grant(connect_arn(user=APP_USER))] if inline is None else inline)
     for resource in deployed["resources"]:
         attributes = resource["instances"][0]["attributes"]
         if resource["type"] == "aws_db_proxy":
             attributes.update(idle_client_timeout=1800, auth=[{"iam_auth": "REQUIRED", "secret_arn": ""}])
         if resource["type"] == "aws_lambda_function":
-            attributes.update(handler="app.lambda_handler", memory_size=256, timeout=10)
-            attributes["environment"][0]["variables"].update(DB_TABLE="access_times", RESPONSE_LIMIT="5")
+            attributes.update(handler=app_contract.REQUEST_HANDLER, memory_size=256, timeout=10)
+            variables = attributes["environment"][0]["variables"]
+            variables.update(DB_USER=APP_USER, DB_TABLE="access_times", RESPONSE_LIMIT="5")
+            migrator_variables = {
+                **variables,
+                "DB_USER": DB_USER,
+                "APP_DB_USER": APP_USER,
+                "APP_DB_SECRET_ARN": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:a",
+            }
+    migrator = {
+        "function_name": "sms-local-migrator",
+        "handler": app_contract.MIGRATOR_HANDLER,
+        "role": f"arn:aws:iam::{ACCOUNT}:role/sms-local-migrator",
+        "timeout": 60,
+        "environment": [{"variables": migrator_variables}],
+    }
     pool = {"connection_pool_config": [{"max_connections_percent": 70, "max_idle_connections_percent": 50}]}
     deployed["resources"] += [
+        _resource("aws_lambda_function", "migrator", migrator),
         _resource("aws_db_proxy_default_target_group", "tg", pool),
         _resource("aws_apigatewayv2_route", "route", {"route_key": "$default"}),
     ]

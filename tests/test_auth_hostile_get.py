@@ -22,7 +22,7 @@ from local.data_plane.auth.credentials import IssuedCredentials
 from local.data_plane.deployed import parse_state
 from local.data_plane.mariadb import mariadbd_available
 from local.data_plane.plane import DataPlaneConfig, LocalDataPlane
-from tests.auth_support import DB_USER, ROLE_ARN, plane_state, signed_token
+from tests.auth_support import APP_USER, ROLE_ARN, plane_state, signed_token
 
 pytestmark = pytest.mark.skipif(not mariadbd_available(), reason="needs mariadbd")
 
@@ -31,16 +31,20 @@ def _hostile(credentials: IssuedCredentials) -> dict[str, tuple[str, dict, int]]
     """Case -> (password, connect options, the error number the client sees)."""
     twenty_minutes_ago = get_current_datetime() - datetime.timedelta(minutes=20)
     with mock.patch("botocore.auth.get_current_datetime", return_value=twenty_minutes_ago):
-        expired = signed_token(credentials)
+        expired = signed_token(credentials, user=APP_USER)
     forged = IssuedCredentials(credentials.access_key_id, "x" * 40, credentials.session_token, ROLE_ARN, "fn", 0)
     return {
         "expired token": (expired, {}, 1045),
-        "wrong key": (signed_token(forged), {}, 1045),
-        "wrong host": (signed_token(credentials, host="other-proxy.example.com"), {}, 1045),
-        "wrong user": (signed_token(credentials), {"user": "root"}, 1045),
+        "wrong key": (signed_token(forged, user=APP_USER), {}, 1045),
+        "wrong host": (signed_token(credentials, host="other-proxy.example.com", user=APP_USER), {}, 1045),
+        "wrong user": (signed_token(credentials, user=APP_USER), {"user": "root"}, 1045),
         "empty token": ("", {}, 1045),
-        "oversized token": (signed_token(credentials) + "&X" * 5000, {}, 1045),
-        "plain text": (signed_token(credentials), {"ssl_disabled": True, "auth_plugin": "mysql_native_password"}, 3159),
+        "oversized token": (signed_token(credentials, user=APP_USER) + "&X" * 5000, {}, 1045),
+        "plain text": (
+            signed_token(credentials, user=APP_USER),
+            {"ssl_disabled": True, "auth_plugin": "mysql_native_password"},
+            3159,
+        ),
     }
 
 
@@ -54,7 +58,7 @@ def test_hostile_logins_are_refused_and_a_normal_get_still_returns_200(tmp_path:
         environment = plane.auth.container_environment()()
         credentials = issuer.resolve(environment["AWS_ACCESS_KEY_ID"], environment["AWS_SESSION_TOKEN"])
         for case, (password, options, errno) in _hostile(credentials).items():
-            params = dict(host="127.0.0.1", port=plane.proxy.port, user=DB_USER, password=password, use_pure=True)
+            params = dict(host="127.0.0.1", port=plane.proxy.port, user=APP_USER, password=password, use_pure=True)
             params.update(
                 auth_plugin="mysql_clear_password",
                 ssl_ca=str(plane.auth.authenticator.ca_bundle_path),

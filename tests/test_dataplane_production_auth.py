@@ -19,34 +19,18 @@ from local.data_plane.deployed import parse_state
 from local.data_plane.mariadb import mariadbd_available
 from local.data_plane.plane import DataPlaneConfig, LocalDataPlane
 from tests import auth_support
+from tests.auth_support import APP_USER
+from tests.auth_support import DB_USER as MASTER_USER
 
 pytestmark = pytest.mark.skipif(not mariadbd_available(), reason="needs mariadbd")
 
 
-def _deployed_state(grant: dict[str, Any]) -> dict[str, Any]:
-    """`auth_support.state` plus what the data plane reads: the pool, the route, the proxy's auth block."""
-    state = auth_support.state(inline=[grant])
-    for resource in state["resources"]:
-        attributes = resource["instances"][0]["attributes"]
-        if resource["type"] == "aws_db_proxy":
-            attributes.update(idle_client_timeout=1800, auth=[{"iam_auth": "REQUIRED", "secret_arn": ""}])
-        if resource["type"] == "aws_lambda_function":
-            attributes.update(handler="app.lambda_handler", memory_size=256, timeout=10)
-            attributes["environment"][0]["variables"].update(DB_TABLE="access_times", RESPONSE_LIMIT="5")
-    state["resources"] += [
-        auth_support._resource(
-            "aws_db_proxy_default_target_group",
-            "tg",
-            {"connection_pool_config": [{"max_connections_percent": 70, "max_idle_connections_percent": 50}]},
-        ),
-        auth_support._resource("aws_apigatewayv2_route", "route", {"route_key": "$default"}),
-    ]
-    return state
+APP_GRANT = auth_support.grant(auth_support.connect_arn(user=APP_USER))
 
 
 def _plane(tmp_path: Path, grant: dict[str, Any]) -> LocalDataPlane:
     state_file = tmp_path / "terraform.local.tfstate"
-    state_file.write_text(json.dumps(_deployed_state(grant)))
+    state_file.write_text(json.dumps(auth_support.plane_state(inline=[grant])))
     stack = parse_state(json.loads(state_file.read_text()), source=str(state_file))
     config = DataPlaneConfig(
         max_concurrency=2,
@@ -66,7 +50,7 @@ def _get(url: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_the_real_handler_connects_with_an_iam_token_over_verified_tls(tmp_path):
-    with _plane(tmp_path, auth_support.grant()) as plane:
+    with _plane(tmp_path, APP_GRANT) as plane:
         assert plane.auth is not None
         first, second = _get(plane.url), _get(plane.url)
         log = (tmp_path / "function.log").read_text()
@@ -87,9 +71,10 @@ def test_the_real_handler_connects_with_an_iam_token_over_verified_tls(tmp_path)
     [
         auth_support.grant(auth_support.connect_arn(prx_id="prx-0another000000000")),
         auth_support.grant(auth_support.connect_arn(user="someone_else")),
-        auth_support.grant(effect="Deny"),
+        auth_support.grant(auth_support.connect_arn(user=APP_USER), effect="Deny"),
+        auth_support.grant(auth_support.connect_arn(user=MASTER_USER)),  # the master's grant is the migrator's
     ],
-    ids=["another-proxy", "another-user", "denied"],
+    ids=["another-proxy", "another-user", "denied", "the-masters-grant"],
 )
 def test_a_grant_that_does_not_cover_this_proxy_and_user_is_refused_with_1045(tmp_path, grant):
     with _plane(tmp_path, grant) as plane:

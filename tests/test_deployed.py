@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from handler import app_contract
 from local.data_plane import deployed
 from local.data_plane.deployed import DeployedStateError, PoolSettings, load, parse_state, parse_synth
 
@@ -177,3 +178,88 @@ def test_load_reads_the_backend_path_from_synth_and_fails_clearly_without_state(
     state_path.write_text(json.dumps(state_fixture()))
     assert load(root=tmp_path).source == str(state_path)
     assert deployed.state_file_candidates(root=tmp_path)[0] == state_path
+
+
+def _managed(rtype: str, name: str, attributes: dict) -> dict:
+    return {"mode": "managed", "type": rtype, "name": name, "instances": [{"attributes": attributes}]}
+
+
+def _with_migrator_and_stage(state: dict, **route_settings) -> dict:
+    """The stack as deployed with a migrator function, two proxy auth secrets and a throttled stage."""
+    for resource in state["resources"]:
+        attributes = resource["instances"][0]["attributes"]
+        if resource["type"] == "aws_lambda_function" and resource["mode"] == "managed":
+            attributes["handler"] = app_contract.REQUEST_HANDLER
+            attributes["role"] = "arn:aws:iam::123456789012:role/sms-local-fn"
+        if resource["type"] == "aws_db_proxy":
+            attributes.update(
+                endpoint="sms-local-proxy.proxy-abc.ap-northeast-1.rds.amazonaws.com",
+                arn="arn:aws:rds:ap-northeast-1:123456789012:db-proxy:prx-0123",
+                auth=[
+                    {"iam_auth": "REQUIRED", "secret_arn": "arn:aws:secretsmanager:ap-northeast-1:1:secret:master"},
+                    {"iam_auth": "REQUIRED", "secret_arn": "arn:aws:secretsmanager:ap-northeast-1:1:secret:app"},
+                ],
+            )
+    migrator_env = {**ENV, "DB_USER": "app_admin", "APP_DB_USER": "app_user", "APP_DB_SECRET_ARN": "arn:s"}
+    state["resources"] += [
+        _managed(
+            "aws_lambda_function",
+            "migrator",
+            {
+                "function_name": "sms-local-migrator",
+                "handler": app_contract.MIGRATOR_HANDLER,
+                "timeout": 60,
+                "role": "arn:aws:iam::123456789012:role/sms-local-migrator",
+                "environment": [{"variables": migrator_env}],
+            },
+        ),
+        _managed(
+            "aws_apigatewayv2_stage",
+            "stage",
+            {"name": "$default", "default_route_settings": [route_settings] if route_settings else []},
+        ),
+    ]
+    return state
+
+
+def test_the_request_function_and_the_migrator_are_told_apart_by_their_handler():
+    stack = parse_state(_with_migrator_and_stage(state_fixture()))
+    assert stack.function.handler == app_contract.REQUEST_HANDLER
+    assert stack.function.role_arn.endswith(":role/sms-local-fn")
+    assert stack.migrator is not None and stack.migrator.function_name == "sms-local-migrator"
+    assert (stack.migrator.timeout_s, stack.migrator.environment["APP_DB_USER"]) == (60, "app_user")
+    assert stack.migrator.role_arn.endswith(":role/sms-local-migrator")
+    assert parse_state(state_fixture()).migrator is None  # a stack deployed before the migrator existed
+
+
+def test_the_request_function_is_found_by_its_handler_among_several():
+    state = _with_migrator_and_stage(state_fixture())
+    state["resources"][1]["instances"][0]["attributes"]["handler"] = "app.lambda_handler"  # an older handler string
+    assert parse_state(state).function.handler == "app.lambda_handler"  # the only one that is not the migrator
+    state["resources"].append(_managed("aws_lambda_function", "other", {"handler": "other.handler"}))
+    with pytest.raises(DeployedStateError, match=r"one aws_lambda_function with handler handler\.app\.lambda_handler"):
+        parse_state(state)
+
+
+def test_the_proxy_endpoint_region_and_every_auth_secret_are_read():
+    proxy = parse_state(_with_migrator_and_stage(state_fixture())).proxy
+    assert proxy.endpoint == "sms-local-proxy.proxy-abc.ap-northeast-1.rds.amazonaws.com"
+    assert proxy.region == "ap-northeast-1" and proxy.iam_auth == "REQUIRED"
+    assert [arn.rsplit(":", 1)[1] for arn in proxy.secret_arns] == ["master", "app"]
+
+
+def test_stage_throttling_is_read_and_absent_limits_mean_the_account_quota():
+    limited = parse_state(
+        _with_migrator_and_stage(state_fixture(), throttling_burst_limit=200, throttling_rate_limit=100.5)
+    )
+    assert limited.throttling == deployed.ThrottleSettings(rate_limit=100.5, burst_limit=200, from_stage=True)
+    unlimited = parse_state(_with_migrator_and_stage(state_fixture()))
+    assert unlimited.throttling == deployed.ThrottleSettings(10_000.0, 5_000, from_stage=False)
+    provider_zeros = {"throttling_burst_limit": 0, "throttling_rate_limit": 0, "detailed_metrics_enabled": False}
+    assert not parse_state(_with_migrator_and_stage(state_fixture(), **provider_zeros)).throttling.from_stage
+    blocked = parse_state(
+        _with_migrator_and_stage(state_fixture(), **{**provider_zeros, "detailed_metrics_enabled": True})
+    ).throttling
+    assert (blocked.burst_limit, blocked.rate_limit, blocked.from_stage) == (0, 0.0, True)  # API Gateway: all 429
+    with pytest.raises(DeployedStateError, match=r"throttling_burst_limit=-1: allowed an integer from 0"):
+        parse_state(_with_migrator_and_stage(state_fixture(), throttling_burst_limit=-1, throttling_rate_limit=1))

@@ -8,7 +8,6 @@ it, else by counting (rows = 200s, plus at most one per answer whose outcome the
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -25,7 +24,7 @@ import pytest
 
 from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.mariadb import mariadbd_available
-from tests.test_db_instance import deployed_state, make_secret
+from tests.dataplane_support import write_current_state
 from tests.test_supervision_support import Deployment, Serve
 
 pytestmark = pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")
@@ -120,9 +119,7 @@ def _stored(serve: Serve) -> tuple[int, set[str] | None]:
 
 
 def test_faults_under_load_recover_and_store_exactly_what_was_answered(emulator, tmp_path):
-    arn = make_secret(emulator.endpoint, f"rds!db-{tmp_path.name}", {"username": "app_admin", "password": PASSWORD})
-    state_file = tmp_path / "terraform.local.tfstate"
-    state_file.write_text(json.dumps(deployed_state(arn)))
+    state_file = write_current_state(emulator.endpoint, tmp_path, master_password=PASSWORD)
     deployment = Deployment(state_file, tmp_path / ".local", emulator.endpoint, tmp_path)
     serve = Serve(deployment, args=("--max-concurrency", "20", "--max-connections", "40")).start()
     figures = []

@@ -92,6 +92,24 @@ def test_end_of_stream_inside_the_headers_is_refused(counted):
     assert counter.events == []
 
 
+@pytest.mark.parametrize("version", [b"9.9", b"2.0", b"0.9", b"3.1"])
+def test_a_request_line_with_an_unsupported_http_version_is_400_and_never_invoked(counted, version):
+    api, counter = counted
+    reply = exchange(api, b"GET / HTTP/" + version + b"\r\nHost: x\r\n\r\n")
+    assert status_of(reply) == 400, reply
+    assert reply.endswith(b'{"message":"Bad Request"}'), reply
+    assert b"connection: close" in reply.lower()
+    assert counter.events == []
+
+
+@pytest.mark.parametrize("version", [b"1.0", b"1.1", b"1.2"])
+def test_http_1_x_request_lines_are_served(counted, version):
+    api, counter = counted
+    reply = exchange(api, b"GET /v HTTP/" + version + b"\r\nHost: x\r\n\r\n")
+    assert status_of(reply) == 200, reply
+    assert [event["rawPath"] for event in counter.events] == ["/v"]
+
+
 @pytest.mark.parametrize("length", [b"-1", b"abc", b"1e3", b"5, 6"])
 def test_bad_content_length_is_a_400_not_an_invocation(counted, length):
     api, counter = counted

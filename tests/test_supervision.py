@@ -18,6 +18,7 @@ from local.data_plane.mariadb import mariadbd_available
 from local.data_plane.supervisor import Child, Supervisor
 from local.processes import ChildRegistry, pid_alive
 from modules.project import REPO_ROOT
+from tests.dataplane_support import write_current_state
 from tests.test_db_instance import deployed_state, make_secret
 from tests.test_supervision_support import Deployment, Serve, descendants, wait_gone
 
@@ -32,9 +33,7 @@ def emulator(tmp_path_factory) -> Iterator[Emulator]:
 
 @pytest.fixture
 def deployment(emulator, tmp_path) -> Deployment:
-    arn = make_secret(emulator.endpoint, f"rds!db-{tmp_path.name}", {"username": "app_admin", "password": "pw-1"})
-    state_file = tmp_path / "terraform.local.tfstate"
-    state_file.write_text(json.dumps(deployed_state(arn)))
+    state_file = write_current_state(emulator.endpoint, tmp_path)
     return Deployment(state_file, tmp_path / ".local", emulator.endpoint, tmp_path)
 
 

@@ -14,8 +14,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local.common.ports import PORT_BASE_VARIABLE
 from local.processes import pid_alive
 from modules.project import REPO_ROOT
+from tests.ports_support import free_block_base
 
 START_TIMEOUT_S = 120.0
 
@@ -28,6 +30,8 @@ class Deployment:
     local_state_dir: Path
     endpoint: str
     tmpdir: Path
+    port_base: int = field(default_factory=free_block_base)
+    """``LOCAL_PORT_BASE`` of every ``serve`` of this deployment: the same stable block across restarts."""
 
     @property
     def instance_dir(self) -> Path:
@@ -53,6 +57,7 @@ class Serve:
         stem = d.tmpdir / f"serve-{time.monotonic_ns()}"
         self.log_path, self.out_path = stem.with_suffix(".log"), stem.with_suffix(".out")
         env = {**os.environ, "TMPDIR": str(d.tmpdir / "tmp"), "PYTHONUNBUFFERED": "1"}
+        env[PORT_BASE_VARIABLE] = str(d.port_base)
         (d.tmpdir / "tmp").mkdir(exist_ok=True)
         command = [sys.executable, "-m", "local", "serve", "--state-file", str(d.state_file), "--password-auth"]
         command += ["--local-state-dir", str(d.local_state_dir), "--aws-endpoint", d.endpoint]

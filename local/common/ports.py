@@ -8,9 +8,11 @@ so each stack gets its own block of ports derived from its name. The blocks lie 
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 PORT_BASE_VARIABLE = "LOCAL_PORT_BASE"
@@ -19,10 +21,17 @@ BLOCK_COUNT = 1000
 BLOCK_SIZE = 8
 PORT_BASE_RANGE = (1024, 65535 - BLOCK_SIZE)
 """Allowed values of ``LOCAL_PORT_BASE``: the whole block must fit below 65536."""
+PORT_OPTIONS = {"http": "--http-port", "proxy": "--proxy-port", "db": "--db-port"}
+"""The ``serve`` options that move one port of the block (the others move with ``LOCAL_PORT_BASE`` only)."""
+LOOPBACK = "127.0.0.1"
 
 
 class PortSettingError(ValueError):
     """A port setting is out of range; the message names the setting, the value and the allowed range."""
+
+
+class PortTakenError(PortSettingError):
+    """A port of the block is in use by another program; the message names it and what to set instead."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,21 @@ class LocalPorts:
         for name, port in self.items():
             if not 1 <= port <= 65535:
                 raise PortSettingError(f"invalid port {name}={port}: allowed an integer from 1 to 65535")
+
+    def with_overrides(self, **ports: int | None) -> LocalPorts:
+        """This block with single ports moved (``http=``, ``proxy=``, ``db=``: the ``serve`` options); None keeps."""
+        unknown = sorted(set(ports) - set(PORT_OPTIONS))
+        if unknown:
+            raise PortSettingError(f"invalid port override {unknown[0]}: allowed {', '.join(PORT_OPTIONS)}")
+        moved = LocalPorts(**{**dataclasses.asdict(self), **{k: v for k, v in ports.items() if v is not None}})
+        values = [port for _, port in moved.items()]
+        if len(set(values)) != len(values):
+            clash = next(name for name, port in moved.items() if values.count(port) > 1)
+            raise PortSettingError(
+                f"invalid port {clash}={getattr(moved, clash)}: used twice in {dict(moved.items())}; "
+                "allowed a port no other listener of this block uses"
+            )
+        return moved
 
     def items(self) -> tuple[tuple[str, int], ...]:
         return (
@@ -75,3 +99,26 @@ def stack_ports(stack: str, environ: Mapping[str, str] | None = None) -> LocalPo
     """The stack's ports: consecutive from its block base."""
     base = block_base(stack, environ)
     return LocalPorts(http=base, proxy=base + 1, proxy_stats=base + 2, db=base + 3, db_extra=base + 4)
+
+
+def _taken(port: int, host: str) -> bool:
+    # SO_REUSEADDR as the listeners themselves use it: a port left in TIME_WAIT by the previous run is free.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def require_free(ports: LocalPorts, names: Iterable[str], host: str = LOOPBACK) -> None:
+    """Refuse (`PortTakenError`) when one of the named ports is in use, saying which and what to set instead."""
+    for name in names:
+        port = getattr(ports, name)
+        if _taken(port, host):
+            option = f" or {PORT_OPTIONS[name]} to move this one" if name in PORT_OPTIONS else ""
+            raise PortTakenError(
+                f"port {name}={port} on {host} is taken by another program: set {PORT_BASE_VARIABLE} to move the "
+                f"whole block (allowed {PORT_BASE_RANGE[0]} to {PORT_BASE_RANGE[1]}){option}"
+            )

@@ -7,7 +7,7 @@ the emulator, and turns the deployed parameter group into server options. The ca
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,18 +82,20 @@ def open_instance(persistent: PersistentDb, output: Callable[[str], None]) -> Op
         raise
 
 
-def proxy_credentials(persistent: PersistentDb, master: tuple[str, str]) -> tuple[str, str]:
-    """The credentials RDS Proxy logs in to the DB with: those of the secret its ``auth`` block names.
+def master_secret_arn(persistent: PersistentDb, master: tuple[str, str], arns: Sequence[str]) -> str:
+    """Which of the proxy's ``auth`` secrets holds the instance's master credentials (the migrator logs in with it).
 
-    A proxy whose auth names a secret without the instance's master credentials cannot reach the DB (RDS reports
-    the target as AUTH_FAILURE); say so instead of starting a proxy that fails every request.
+    A proxy none of whose secrets holds them cannot reach the DB as the master (RDS reports the target as
+    AUTH_FAILURE); say so instead of starting a proxy whose migrations fail.
     """
     instance = persistent.instance
-    arn = instance.proxy_secret_arn or instance.secret_arn
-    credentials = read_db_secret(persistent.secrets_endpoint, arn)
-    if credentials != master:
-        raise ProxyAuthError(
-            f"the proxy's auth secret {arn} does not hold the master credentials of {instance.identifier} "
-            f"(its master secret is {instance.secret_arn}): the proxy could not log in to the DB (AUTH_FAILURE)"
-        )
-    return credentials
+    for arn in arns:
+        if read_db_secret(persistent.secrets_endpoint, arn) == master:
+            return arn
+    named = ", ".join(arns) or "(none)"
+    verb = "does" if len(arns) == 1 else "do"
+    raise ProxyAuthError(
+        f"the proxy's auth secret{'' if len(arns) == 1 else 's'} {named} {verb} not hold the master credentials of "
+        f"{instance.identifier} (its master secret is {instance.secret_arn}): the proxy could not log in to the DB "
+        "as the master (AUTH_FAILURE)"
+    )

@@ -3,10 +3,11 @@
 Throw-away servers (the default) get their own temporary datadir, loopback ports and random passwords, so
 several instances (and several helpers on the same machine) never share state. A persistent server
 (``MariaDBConfig.instance_dir``) keeps its datadir and runs durably; it is the local DB instance of a deployed
-stack (`local.data_plane.db_instance`). The app account gets only database-level privileges: MariaDB reserves
-one connection beyond ``max_connections`` for SUPER / CONNECTION ADMIN holders, and an app account holding that
-would skew the "Too many connections" (1040) experiment. Monitoring goes through ``--extra-port``, whose
-connections are counted against ``extra_max_connections`` instead of ``max_connections``.
+stack (`local.data_plane.db_instance`). Its accounts (`local.data_plane.mariadb_accounts`): the database's master
+(``app_user``: rights on its own database only, never SUPER / CONNECTION ADMIN, which would skew the "Too many
+connections" (1040) experiment), root over TCP with a random password per start, and root on the unix socket for
+this OS user only; nothing is passwordless and the socket lives in a 0700 directory. Monitoring goes through
+``--extra-port``, whose connections are counted against ``extra_max_connections`` instead of ``max_connections``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -25,12 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from local.data_plane.mariadb_accounts import ADMIN_USER, ROOT_INSTALL_OPTIONS, init_statements
 from local.data_plane.mariadb_config import (
     MariaDBConfig,
     MariaDBError,
     find_binary,
     mariadbd_available,
-    sql_string,
 )
 from local.data_plane.mariadb_connections import MariaDBConnections
 from local.processes import die_with_parent, free_port
@@ -59,11 +61,26 @@ def _remove_templates() -> None:
 atexit.register(_remove_templates)
 
 
+def _private_dir(owner: Path) -> Path:
+    """A 0700 directory of this OS user in the temp dir, named after ``owner``; refused if someone else made it."""
+    digest = hashlib.sha256(str(owner).encode()).hexdigest()[:16]
+    directory = Path(tempfile.gettempdir()) / f"mariadb-{os.getuid()}-{digest}"
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) != 0o700:
+            raise MariaDBError(
+                f"socket directory {directory} exists but is not a 0700 directory of this OS user: remove it"
+            ) from None
+    return directory
+
+
 class MariaDBServer(MariaDBConnections):
     """Start/stop one private MariaDB; use as a context manager."""
 
     host = "127.0.0.1"
-    admin_user = "root"
+    admin_user = ADMIN_USER
 
     def __init__(self, config: MariaDBConfig | None = None) -> None:
         self.config = config or MariaDBConfig()
@@ -74,6 +91,7 @@ class MariaDBServer(MariaDBConnections):
         self.port = 0
         self.extra_port = 0
         self._tmpdir: Path | None = None
+        self._socket_dir: Path | None = None  # a private 0700 directory when the datadir's path is too long
         self._process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
         self._monitor: Any = None
@@ -105,11 +123,17 @@ class MariaDBServer(MariaDBConnections):
 
     @property
     def socket_path(self) -> Path:
+        """The unix socket, always inside a 0700 directory: other OS users cannot reach it.
+
+        Next to the datadir when the path fits ``sun_path``; else in ``<tmp>/mariadb-<uid>-<digest of the datadir>``,
+        the same directory for the same datadir (a ``kill -9`` leaves nothing new behind), removed by ``stop``.
+        """
         path = self._require_tmpdir() / "mariadb.sock"
         if len(str(path)) <= _MAX_SOCKET_PATH:
             return path
-        digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"mariadb-{digest}.sock"  # a long checkout path; fixed name
+        if self._socket_dir is None:
+            self._socket_dir = _private_dir(path.parent)
+        return self._socket_dir / "mariadb.sock"
 
     @property
     def error_log(self) -> Path:
@@ -123,6 +147,7 @@ class MariaDBServer(MariaDBConnections):
         if self.config.persistent:
             self._tmpdir = Path(self.config.instance_dir)  # type: ignore[arg-type]
             self._tmpdir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self._tmpdir, 0o700)  # the socket, the logs and the datadir: this OS user's only
         else:
             self._tmpdir = Path(tempfile.mkdtemp(prefix="mariadb-", dir=self.config.tmp_parent))
         atexit.register(self.stop)
@@ -162,6 +187,9 @@ class MariaDBServer(MariaDBConnections):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+        socket_dir, self._socket_dir = self._socket_dir, None
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
         tmpdir, self._tmpdir = self._tmpdir, None
         if tmpdir is None:
             return
@@ -206,7 +234,7 @@ class MariaDBServer(MariaDBConnections):
                 "--no-defaults",
                 f"--datadir={datadir}",
                 f"--user={getpass.getuser()}",
-                "--auth-root-authentication-method=normal",
+                *ROOT_INSTALL_OPTIONS,
                 "--skip-test-db",
                 "--skip-name-resolve",
                 # Private temp dir: concurrent installs sharing /tmp collide on '#sql-temptable-*' files.
@@ -231,14 +259,7 @@ class MariaDBServer(MariaDBConnections):
         # Runs inside the server before it accepts connections: no bootstrap round trips, and the
         # server only reports "ready" once the accounts exist. One statement per line (init-file rule).
         # Idempotent, so a persistent datadir gets the current secret's password at every start.
-        db, user, password = self.database, self.app_user, sql_string(self.app_password)
-        statements = [
-            f"CREATE DATABASE IF NOT EXISTS `{db}`;",
-            f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY {password};",
-            f"ALTER USER '{user}'@'%' IDENTIFIED BY {password};",
-            f"GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'%';",
-            f"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY {sql_string(self.admin_password)};",
-        ]
+        statements = init_statements(self.database, self.app_user, self.app_password, self.admin_password)
         path = self._require_tmpdir() / "init.sql"
         path.unlink(missing_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -6,8 +6,10 @@ listed in `overrides` so callers can print it. Through the proxy of a deployed s
 the function runs the cloud's path (`production_auth`): an IAM token over verified TLS, the endpoint name resolved
 to the local stand-in and ``DB_SSL_CA`` pointing at the local CA are the only differences. Otherwise (``--direct``,
 password mode, or settings from synth, which know no ``prx-`` id yet): DB_HOST/DB_PORT point at the local proxy or
-MariaDB and DB_AUTH=password with the local DB user's password.
+MariaDB and DB_AUTH=password with the application user's password (`db_access`).
 
+Before the function serves, the DB gets the schema and the application user as the deploy's migrator gives them
+(`migration`, `db_access`); the function logs in as the application user, the migrator as the master.
 With `DataPlaneConfig.persistent_db` the DB is the stack's persistent local DB instance
 (`local.data_plane.local_instance`); without it, a throw-away server (tests, the load experiment).
 A `Supervisor` restarts a DB or proxy child that dies; both die with this process (PR_SET_PDEATHSIG).
@@ -16,17 +18,20 @@ A `Supervisor` restarts a DB or proxy child that dies; both die with this proces
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handler import app_contract as names
-from local.data_plane import deployed
-from local.data_plane.deployed import DeployedStack
+from local.common.ports import LocalPorts, require_free
+from local.data_plane import db_access, migration, plane_report
+from local.data_plane.deployed import DeployedStack, ThrottleSettings
 from local.data_plane.http_api import HttpApi, HttpApiConfig
-from local.data_plane.local_instance import OpenedInstance, PersistentDb, open_instance, proxy_credentials
+from local.data_plane.local_instance import OpenedInstance, PersistentDb, open_instance
 from local.data_plane.mariadb import MariaDBConfig, MariaDBServer
+from local.data_plane.migration import DbUsers
 from local.data_plane.production_auth import ProductionAuth
 from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
 from local.data_plane.runtime_worker import WARM_BOTO3
@@ -53,6 +58,9 @@ _DRIVER_MODULES = (
     "mysql.connector.plugins.mysql_clear_password",
     "boto3",
     WARM_BOTO3,  # one RDS client built in the zygote: a cold start that signs a token costs ~15 ms, not ~100
+    # The driver's platform string, cached by the driver itself (lru_cache): computed once here, not by running
+    # `lsb_release -a` in every container (a subprocess per cold start that Lambda's image does not have).
+    "mysql.connector.utils:get_platform",
     "encodings.idna",
     "json",
     "dataclasses",
@@ -67,7 +75,10 @@ class DataPlaneConfig:
     db_max_connections: int = DEFAULT_DB_MAX_CONNECTIONS
     max_concurrency: int | None = None
     """None: the function's reserved concurrency if deployed with one, else DEFAULT_LOCAL_CONCURRENCY."""
-    http_port: int = 0
+    ports: LocalPorts | None = None
+    """Fixed loopback ports (``serve``: `local.common.ports.stack_ports`); None: free ones (tests, the experiment)."""
+    throttling: ThrottleSettings | None = None
+    """The HTTP API's token bucket; None: the deployed ``$default`` stage's limits (the account quota if unset)."""
     handler_dir: str = str(HANDLER_DIR)
     function_log: str | None = None
     """File for the function's stdout/stderr (its CloudWatch log group); None prints them to ours."""
@@ -85,34 +96,6 @@ class DataPlaneConfig:
             raise ValueError(f"db_max_connections={self.db_max_connections}: must be in 10..100000")
         if self.max_concurrency is not None and not 1 <= self.max_concurrency <= 1000:
             raise ValueError(f"max_concurrency={self.max_concurrency}: must be in 1..1000")
-        if not 0 <= self.http_port <= 65535:
-            raise ValueError(f"http_port={self.http_port}: must be in 0..65535 (0 picks a free port)")
-
-
-def local_environment(
-    stack: DeployedStack, host: str, port: int, password: str, user: str | None = None
-) -> tuple[dict[str, str], dict[str, str]]:
-    """The function's deployed environment with the unavoidable local overrides; returns (env, overrides)."""
-    env = dict(stack.function.environment)
-    overrides = {
-        names.DB_HOST: host,
-        names.DB_PORT: str(port),
-        names.DB_AUTH: names.AUTH_PASSWORD,
-        names.DB_PASSWORD: "<local db password>",
-    }
-    env.update(overrides)
-    env[names.DB_PASSWORD] = password
-    if user is not None and env.get(names.DB_USER) != user:
-        env[names.DB_USER] = overrides[names.DB_USER] = user
-    if env.pop(names.DB_SSL_CA, None) is not None:
-        overrides[names.DB_SSL_CA] = "<removed: no TLS locally>"
-    missing = [name for name in stack.unresolved if name not in overrides]
-    if missing:
-        raise deployed.DeployedStateError(
-            f"{stack.source}: environment variables {missing} are Terraform references that are only known after "
-            "apply; run `python -m local deploy` and drop --settings-from-synth."
-        )
-    return env, overrides
 
 
 def proxy_config(
@@ -167,6 +150,11 @@ class LocalDataPlane:
         self.instance: OpenedInstance | None = None
         self.overrides: dict[str, str] = {}
         self.auth: ProductionAuth | None = None
+        self.users = DbUsers("", "")
+        """The DB's master and application users (set at start)."""
+        self.migration: dict[str, Any] | None = None
+        """The migrator's result at start (None: the stack has no migrator)."""
+        self._task_root: str | None = None
 
     @property
     def url(self) -> str:
@@ -183,6 +171,10 @@ class LocalDataPlane:
     def pool_cap(self) -> int:
         return self.stack.pool.pool_cap(self.config.db_max_connections)
 
+    @property
+    def throttling(self) -> ThrottleSettings:
+        return self.config.throttling or self.stack.throttling
+
     def start(self) -> LocalDataPlane:
         try:
             self._start()
@@ -192,55 +184,103 @@ class LocalDataPlane:
         return self
 
     def _start(self) -> None:
-        env = self.stack.function.environment
         persistent = self.config.persistent_db
         if persistent is not None:
-            self.instance = open_instance(persistent, self.log)
+            self.instance = open_instance(persistent, self.log)  # ends what a killed serve left on our ports
             for note in self.instance.notes:
                 self.log(f"[db] {note}")
             db_config = self.instance.mariadb_config(persistent.instance, self.config.db_max_connections)
         else:
             db_config = MariaDBConfig(
                 max_connections=self.config.db_max_connections,
-                database=env.get(names.DB_NAME, "app"),
-                app_user=env.get(names.DB_USER, "app"),
+                database=self.stack.function.environment.get(names.DB_NAME, "app"),
+                app_user=migration.master_user_of(self.stack, "app"),
                 die_with_parent=True,
             )
+        ports = self.config.ports
+        if ports is not None:
+            used = ("http", "db", "db_extra") + (("proxy", "proxy_stats") if self.config.via_proxy else ())
+            require_free(ports, used)
+            db_config = dataclasses.replace(db_config, port=ports.db, extra_port=ports.db_extra)
         self.db = MariaDBServer(db_config).start()
         self._record("mariadb", self.db.pid)
+        if self.config.via_proxy and self.config.production_auth:
+            state_dir = self.config.local_state_dir
+            self.auth = ProductionAuth.for_stack(self.stack, Path(state_dir) if state_dir else None)
+        migrator_differences = self._migrate(persistent)
         host, port = self.db.host, self.db.port
         if self.config.via_proxy:
-            from local.data_plane.proxy_child import SupervisedProxy
-            from local.data_plane.rdsproxy.accounts import SecretAccount, StaticAccount
-
-            if self.config.production_auth:
-                state_dir = self.config.local_state_dir
-                self.auth = ProductionAuth.for_stack(self.stack, Path(state_dir) if state_dir else None)
-            backend = (self.db.app_user, self.db.app_password)
-            client_auth = self.auth.proxy_fields() if self.auth is not None else {}
-            accounts: list[Account] = [StaticAccount(*backend)]
-            secrets_endpoint = ""
-            if persistent is not None:
-                # Like RDS Proxy, the stand-in reads the DB credentials from the secret its auth block names.
-                proxy_credentials(persistent, backend)  # a clear error now if that secret cannot log in
-                instance = persistent.instance
-                accounts = [SecretAccount(instance.proxy_secret_arn or instance.secret_arn)]
-                secrets_endpoint = persistent.secrets_endpoint
-            config = proxy_config(
-                self.stack, self.db, self.config.db_max_connections, accounts, secrets_endpoint, **client_auth
-            )
-            self.proxy = SupervisedProxy(config).start(timeout=_PROXY_START_TIMEOUT_S)
+            secrets_endpoint = persistent.secrets_endpoint if persistent is not None else ""
+            accounts = db_access.proxy_accounts(self.stack, persistent, self.users)
+            listen = (ports.proxy, ports.proxy_stats) if ports is not None else (0, 0)
+            self.proxy = self._start_proxy(accounts, secrets_endpoint, *listen)
             self._record("rdsproxy", self.proxy.pid)
             port = self.proxy.port
         if self.auth is not None:
             environment, self.overrides = self.auth.function_environment()
             self.overrides.update(self.auth.host_difference(port))
         else:
-            direct_user = None if self.config.via_proxy else self.db.app_user
-            environment, self.overrides = local_environment(self.stack, host, port, self.db.app_password, direct_user)
+            user, password = self.users.request_user
+            environment, self.overrides = db_access.local_environment(self.stack, host, port, password, user)
+        self.overrides.update(migrator_differences)
         self._start_function(environment)
         if self.config.supervise:
             self._supervise()
+
+    def _migrate(self, persistent: PersistentDb | None) -> dict[str, str]:
+        """Give the DB the schema and the application user, as the deploy's migrator does; the differences to print.
+
+        Throw-away DB: the migrator's code in this process. Persistent instance: the deployed migrator function,
+        once, in the local runtime (`db_access`).
+        """
+        db = self.db
+        assert db is not None
+        if persistent is None:
+            self.users = migration.throwaway_users(self.stack, db.app_user, db.app_password)
+            self.migration = migration.provision(self.stack, db.host, db.port, self.users)
+            return {}
+        assert self.instance is not None
+        self.users = db_access.persistent_users(self.stack, self.instance, persistent)
+        if self.stack.migrator is None:
+            return {}
+        context = db_access.MigratorContext(
+            stack=self.stack,
+            persistent=persistent,
+            users=self.users,
+            code_dir=self._code_dir(),
+            db_host=db.host,
+            db_port=db.port,
+            via_proxy=self.config.via_proxy,
+            auth=self.auth,
+            log_path=self.config.function_log,
+        )
+        self.migration, differences = db_access.run_migrator(
+            context, lambda accounts, endpoint: self._start_proxy(accounts, endpoint, 0, 0, supervised=False)
+        )
+        self.log(f"[migrator] {json.dumps(self.migration, sort_keys=True)}")
+        return differences
+
+    def _start_proxy(
+        self, accounts: Sequence[Account], secrets_endpoint: str, port: int, stats_port: int, supervised: bool = True
+    ) -> Any:
+        """A stand-in in front of the DB with these accounts; supervised ones die with this process."""
+        from local.data_plane.proxy_child import SupervisedProxy
+        from local.data_plane.rdsproxy import ProxyProcess
+
+        assert self.db is not None
+        client_auth = self.auth.proxy_fields() if self.auth is not None else {}
+        config = proxy_config(
+            self.stack, self.db, self.config.db_max_connections, accounts, secrets_endpoint, **client_auth
+        )
+        config = dataclasses.replace(config, listen_port=port, stats_port=stats_port)
+        process = SupervisedProxy(config) if supervised else ProxyProcess(config)
+        return process.start(timeout=_PROXY_START_TIMEOUT_S)
+
+    def _code_dir(self) -> str:
+        """Where the runtime imports the handler from (Lambda's /var/task): the deployment zip, unpacked once."""
+        if self._task_root is None:
+            self._task_root = str(unpacked_handler(Path(self.config.handler_dir)))
+        return self._task_root
 
     def _start_function(self, environment: dict[str, str]) -> None:
         function = self.stack.function
@@ -248,7 +288,7 @@ class LocalDataPlane:
         self.runtime = LambdaRuntime(
             RuntimeConfig(
                 handler=function.handler,
-                code_dir=str(unpacked_handler(Path(self.config.handler_dir))),
+                code_dir=self._code_dir(),
                 environment=environment,
                 max_concurrency=self.max_concurrency,
                 timeout_s=float(function.timeout_s),
@@ -260,10 +300,15 @@ class LocalDataPlane:
                 address_overrides=(auth.address_override(proxy_port).encode(),) if auth is not None else (),
             ),
             container_environment=auth.container_environment() if auth is not None else None,
+        ).prepare()
+        throttling = self.throttling
+        http = HttpApiConfig(
+            port=self.config.ports.http if self.config.ports is not None else 0,
+            route_keys=self.stack.route_keys,
+            throttling_rate_limit=throttling.rate_limit,
+            throttling_burst_limit=throttling.burst_limit,
         )
-        self.api = HttpApi(
-            self.runtime.invoke, HttpApiConfig(port=self.config.http_port, route_keys=self.stack.route_keys)
-        )
+        self.api = HttpApi(self.runtime.invoke, http)
         self.api.start()
 
     def _record(self, name: str, pid: int | None) -> None:
@@ -328,43 +373,8 @@ class LocalDataPlane:
             self.instance = None
 
     def describe(self) -> str:
-        db = self.db
-        lines = [
-            f"settings from: {self.stack.source}",
-            f"function: {self.stack.function.function_name} ({self.stack.function.handler}), "
-            f"timeout {self.stack.function.timeout_s}s, up to {self.max_concurrency} containers",
-            f"database: MariaDB 127.0.0.1:{db.port if db else '?'} max_connections={self.config.db_max_connections}",
-        ]
-        persistent = self.config.persistent_db
-        if persistent is not None and self.instance is not None:
-            instance = persistent.instance
-            lines.append(
-                f"database instance: {instance.identifier} (db {instance.db_name}, master user "
-                f"{self.instance.username} from its secret), data kept in {self.instance.directory}; "
-                f"deployed port {instance.port}, local port {db.port if db else '?'}"
-            )
-            applied = ", ".join(option.lstrip("-") for option in self.instance.options) or "none"
-            lines.append(f"parameter group applied: {applied}")
-            if self.instance.not_honoured:
-                lines.append("parameters not honoured locally: " + "; ".join(map(str, self.instance.not_honoured)))
-        else:
-            lines.append("database instance: throw-away (data removed when this process stops)")
-        if self.proxy is not None:
-            pool = self.stack.pool
-            lines.append(
-                f"proxy: 127.0.0.1:{self.proxy.port} pool cap {self.pool_cap} "
-                f"({pool.max_connections_percent}% of {self.config.db_max_connections}), "
-                f"borrow timeout {pool.connection_borrow_timeout}s, idle client timeout {pool.idle_client_timeout}s"
-            )
-        else:
-            lines.append("proxy: none (handler connects directly to the DB)")
-        if self.auth is not None:
-            lines.append(
-                "client auth: IAM token signed with the function role's credentials, verified TLS (as deployed)"
-            )
-        lines.append("differences from the cloud:")
-        lines.extend(f"  {name}: {value}" for name, value in sorted(self.overrides.items()))
-        return "\n".join(lines)
+        """What runs where, with every difference from the cloud (``serve`` and the experiment print it)."""
+        return plane_report.describe(self)
 
     def __enter__(self) -> LocalDataPlane:
         return self.start()

@@ -17,6 +17,7 @@ the containers are in `runtime_worker`; this module is the parent side.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,15 @@ from types import MappingProxyType
 from typing import Any
 
 from local.data_plane.auth.resolver_shim import AddressOverride
+from local.data_plane.cold_starts import DEFAULT_CONCURRENT_COLD_STARTS, DEFAULT_TURN_S, ColdStartTurns
+from local.data_plane.runtime_outcomes import (
+    ContainerCrashed,
+    FunctionError,
+    FunctionTimeout,
+    InvocationError,
+    RuntimeStats,
+    Throttled,
+)
 from local.data_plane.runtime_worker import (
     RESOLVER_SHIM_MODULE,
     ContainerProcess,
@@ -86,6 +96,12 @@ class RuntimeConfig:
     max_container_age_s: float = DEFAULT_MAX_CONTAINER_AGE_S
     """Containers are retired at this age (on their next use), as Lambda recycles execution environments
     before the role credentials they were given expire."""
+    max_concurrent_cold_starts: int = DEFAULT_CONCURRENT_COLD_STARTS
+    """Cold starts (init, then the start of the first invocation, which opens the DB connection) that run at once;
+    the others wait their turn, each for its own new container (one request per container, as on Lambda); see
+    `cold_starts`. Default: 2 x CPU cores."""
+    cold_start_turn_s: float = DEFAULT_TURN_S
+    """Longest a first invocation keeps its cold start's turn. Default: 0.5 s."""
 
     def __post_init__(self) -> None:
         module, _, func = self.handler.rpartition(".")
@@ -119,6 +135,12 @@ class RuntimeConfig:
         age = self.max_container_age_s
         if isinstance(age, bool) or not isinstance(age, (int, float)) or not 0 < age <= MAX_CONTAINER_AGE_S:
             raise SettingsError("max_container_age_s", age, f"seconds in (0, {MAX_CONTAINER_AGE_S:.0f}]")
+        cold = self.max_concurrent_cold_starts
+        if isinstance(cold, bool) or not isinstance(cold, int) or not 1 <= cold <= MAX_CONCURRENCY:
+            raise SettingsError("max_concurrent_cold_starts", cold, f"an integer from 1 to {MAX_CONCURRENCY}")
+        turn = self.cold_start_turn_s
+        if isinstance(turn, bool) or not isinstance(turn, (int, float)) or not 0.01 <= turn <= INIT_TIMEOUT_S:
+            raise SettingsError("cold_start_turn_s", turn, f"seconds from 0.01 to {INIT_TIMEOUT_S:g}")
 
     @property
     def effective_region(self) -> str:
@@ -128,49 +150,6 @@ class RuntimeConfig:
         """What one container runs: these settings with `environment` (the function's plus its own)."""
         shared = {name: getattr(self, name) for name in ContainerSpec.__dataclass_fields__}
         return ContainerSpec(**{**shared, "region": self.effective_region, "environment": dict(environment)})
-
-
-class InvocationError(Exception):
-    """An invocation that produced no function result; `payload` is Lambda's error document."""
-
-    def __init__(self, payload: dict[str, Any]):
-        super().__init__(payload.get("errorMessage", "invocation failed"))
-        self.payload = payload
-
-    @property
-    def error_type(self) -> str:
-        return str(self.payload.get("errorType", type(self).__name__))
-
-
-class FunctionError(InvocationError):
-    """The handler raised, or its init failed, or its result was not JSON (Lambda's 'Unhandled')."""
-
-
-class FunctionTimeout(InvocationError):
-    """The handler ran past the function timeout; the container was killed, as Lambda does."""
-
-
-class ContainerCrashed(InvocationError):
-    """The worker process died during the invocation (e.g. os._exit, segfault, OOM kill)."""
-
-
-class Throttled(InvocationError):
-    """All `max_concurrency` containers are busy (Lambda's 429 TooManyRequestsException)."""
-
-
-@dataclass(frozen=True)
-class RuntimeStats:
-    containers_created: int
-    cold_starts: int
-    invocations: int
-    errors: int
-    throttles: int
-    timeouts: int
-    retired: int
-    """Containers retired at `max_container_age_s`."""
-    live_containers: int
-    busy_containers: int
-    peak_concurrency: int
 
 
 class LambdaRuntime:
@@ -198,6 +177,9 @@ class LambdaRuntime:
         self._peak = 0
         self._busy = 0
         self.init_durations_ms: list[float] = []
+        self._cold_starts = ColdStartTurns(config.max_concurrent_cold_starts, config.cold_start_turn_s)
+        self._first_invocation_at: float | None = None
+        self._last_cold_start_done_at: float | None = None
 
     # --- pool management -------------------------------------------------------------------
     def _acquire(self) -> tuple[ContainerProcess | None, bool]:
@@ -236,6 +218,11 @@ class LambdaRuntime:
     def _note_busy(self, delta: int) -> None:
         self._busy += delta
         self._peak = max(self._peak, self._busy)
+
+    def prepare(self) -> LambdaRuntime:
+        """Start the zygote now: the runtime's own set-up (Lambda has none), not the first request's cold start."""
+        self._get_zygote()
+        return self
 
     def _get_zygote(self) -> Zygote:
         with self._zygote_lock:
@@ -297,20 +284,40 @@ class LambdaRuntime:
             container.kill()
 
     # --- public API ------------------------------------------------------------------------
-    def invoke(self, event: Mapping[str, Any], request_id: str | None = None) -> Any:
-        """Run the handler on `event` in a container; return its JSON result or raise InvocationError."""
+    def invoke(
+        self, event: Mapping[str, Any], request_id: str | None = None, on_start: Callable[[], None] | None = None
+    ) -> Any:
+        """Run the handler on `event` in a container; return its JSON result or raise InvocationError.
+
+        A cold start (no idle container) waits for its turn (`cold_starts`); a warm one never waits. `on_start` is
+        called when the turn comes: the caller's clock (API Gateway's integration timeout) starts there, as on AWS a
+        cold start never waits for another's.
+        """
+        with self._lock:
+            if self._first_invocation_at is None:
+                self._first_invocation_at = time.time()
         container, cold = self._acquire()
         healthy = False
         try:
-            if cold:
+            with self._cold_starts.turn() if cold else contextlib.nullcontext() as turn:
+                if on_start is not None:
+                    on_start()
+                if cold:
+                    with self._lock:
+                        self._counts["cold_starts"] += 1
+                    container = self._create()
+                    with self._lock:
+                        self._counts["containers_created"] += 1
                 with self._lock:
-                    self._counts["cold_starts"] += 1
-                container = self._create()
-                with self._lock:
-                    self._counts["containers_created"] += 1
-            with self._lock:
-                self._counts["invocations"] += 1
-            result = self._run(container, event, request_id or str(uuid.uuid4()))
+                    self._counts["invocations"] += 1
+                if turn is not None:
+                    turn.invocation_started()
+                try:
+                    result = self._run(container, event, request_id or str(uuid.uuid4()))
+                finally:
+                    if cold:
+                        with self._lock:
+                            self._last_cold_start_done_at = time.time()
             healthy = True
             return result
         except FunctionError:
@@ -374,6 +381,8 @@ class LambdaRuntime:
                 live_containers=len(self._all),
                 busy_containers=self._busy,
                 peak_concurrency=self._peak,
+                first_invocation_at=self._first_invocation_at,
+                last_cold_start_done_at=self._last_cold_start_done_at,
             )
 
     def close(self) -> None:

@@ -16,7 +16,9 @@ import threading
 from pathlib import Path
 
 from local.common.local_target import emulator_state_dir, local_state_dir
-from local.data_plane import db_instance, deployed
+from local.common.ports import PORT_BASE_VARIABLE, PORT_OPTIONS, PortSettingError, stack_ports
+from local.common.serve_record import remove_record, write_record
+from local.data_plane import db_instance, deployed, plane_report
 from local.data_plane.db_instance import DbInstanceError
 from local.data_plane.local_instance import PersistentDb, ProxyAuthError
 from local.data_plane.mariadb_config import MariaDBError
@@ -28,8 +30,6 @@ from local.data_plane.plane import (
 )
 from local.data_plane.secrets import SecretError
 from modules.validation import SettingsError
-
-_EMULATOR_RECORD = "emulator.json"
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +56,14 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 def configure_serve(parser: argparse.ArgumentParser) -> None:
     """Options of `python -m local serve`."""
     add_settings_arguments(parser)
-    parser.add_argument("--http-port", type=int, default=0, help="HTTP port (default: a free one)")
+    for name, option in PORT_OPTIONS.items():
+        parser.add_argument(
+            option,
+            type=int,
+            default=None,
+            dest=f"{name}_port",
+            help=f"the {name} port (default: the stack's stable block; {PORT_BASE_VARIABLE} moves the whole block)",
+        )
     parser.add_argument("--direct", action="store_true", help="connect the handler directly to the DB (no proxy)")
     parser.add_argument(
         "--password-auth",
@@ -115,13 +122,15 @@ def run_serve(args: argparse.Namespace) -> int:
     """`python -m local serve`: run the app locally until Ctrl-C or SIGTERM."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    local_dir = (args.local_state_dir or local_state_dir()).resolve()
     try:
+        ports = stack_ports(args.stack).with_overrides(http=args.http_port, proxy=args.proxy_port, db=args.db_port)
         stack = _load(args)
         config = DataPlaneConfig(
             via_proxy=not args.direct,
             db_max_connections=args.max_connections,
             max_concurrency=args.max_concurrency,
-            http_port=args.http_port,
+            ports=ports,
             persistent_db=_persistent_db(args, stack),
             production_auth=not args.password_auth,
             local_state_dir=str(args.local_state_dir) if args.local_state_dir else None,
@@ -134,12 +143,16 @@ def run_serve(args: argparse.Namespace) -> int:
         ProxyAuthError,
         MariaDBError,
         SettingsError,
+        PortSettingError,
         OSError,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, deployed.DeployedStateError) else 1
     try:
+        record = plane_report.addresses(plane, args.stack)
+        write_record(local_dir, record)
         print(plane.describe())
+        print("\n".join(plane_report.address_lines(record)))
         print(f"serving {plane.url}/  (Ctrl-C stops everything)", flush=True)
         try:
             while not stop.wait(0.5):
@@ -148,5 +161,6 @@ def run_serve(args: argparse.Namespace) -> int:
             pass
         print("stopping...", flush=True)
     finally:
+        remove_record(local_dir, args.stack, pid=os.getpid())
         plane.stop()
     return 0

@@ -17,9 +17,16 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
         ("latency p95 ms", ("latency_ms", "p95")),
         ("latency p99 ms", ("latency_ms", "p99")),
         ("peak DB conns (sampled)", "peak_db_connections_sampled"),
+        ("mean DB conns (sampled)", "mean_db_connections_sampled"),
         ("DB Max_used_connections*", "db_max_used_connections"),
         ("pool cap", "pool_cap"),
+        ("peak DB conns (stand-in)", "peak_proxy_backend_connections"),
+        ("mean DB conns (stand-in)", "mean_proxy_backend_connections"),
         ("peak proxy client conns", "peak_proxy_client_connections"),
+        ("borrow wait ms p50/p95/max", "borrow_wait_ms"),
+        ("borrow hold ms p50/p95/max", "borrow_hold_ms"),
+        ("first 200 after s", "first_200_after_s"),
+        ("all containers warm after s", "all_containers_warm_after_s"),
         ("containers", "containers_created"),
         ("duration s", "duration_s"),
     ]
@@ -28,7 +35,9 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
     def cell(result: dict[str, Any], key: Any) -> str:
         value = result[key[0]][key[1]] if isinstance(key, tuple) else result.get(key)
         if isinstance(value, float):
-            return f"{value:.1f}"
+            return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+        if isinstance(value, dict) and {"p50", "p95", "max"} <= set(value):
+            return "/".join("-" if value[k] is None else f"{value[k]:.1f}" for k in ("p50", "p95", "max"))
         if isinstance(value, dict):
             return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
         return "-" if value is None else str(value)
@@ -38,6 +47,8 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
     lines.append("* the server's own high-water mark: includes our monitoring connections on the extra port and")
     lines.append("  sessions still closing while new ones open; the sampled count is Threads_connected.")
+    lines.append("Means are time-weighted over the load (first request to last response); the stand-in's figures")
+    lines.append("are its own /stats, its windows restarted right before the load.")
     return "\n".join(lines)
 
 
@@ -71,8 +82,10 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
             top.axhline(
                 result["pool_cap"], color="tab:orange", linestyle="-.", label=f"pool cap ({result['pool_cap']})"
             )
+        mean = result.get("mean_db_connections_sampled")
         top.set_title(
             f"{name}: {result['failed']} of {result['requests']} failed, {result['successful_rps']:.0f} ok req/s"
+            + (f", mean {mean:.1f} DB conns" if mean is not None else "")
         )
         top.set_ylabel("connections")
         top.legend(loc="lower right", fontsize=8)
@@ -88,6 +101,12 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
             color="tab:red",
             label="errors (1040 etc.)",
         )
+        for key, label, style in (
+            ("first_200_after_s", "first 200", ":"),
+            ("all_containers_warm_after_s", "all containers warm", "--"),
+        ):
+            if result.get(key) is not None:
+                bottom.axvline(result[key], color="tab:gray", linestyle=style, label=f"{label} ({result[key]:.1f} s)")
         bottom.set_xlabel("seconds since first request")
         bottom.set_ylabel(f"requests per {series['bin_s']:g} s")
         bottom.legend(loc="upper right", fontsize=8)

@@ -6,37 +6,40 @@ Each path gets a fresh data plane (fresh MariaDB, cold containers, fresh proxy),
 inherits connections or warm containers from the other. Its MariaDB is a throw-away one of its own, never the
 stack's persistent local DB instance, so the numbers do not depend on what a user stored there. While locust
 runs (headless, in its own process), a sampler reads the server's connection count over MariaDB's extra
-port (outside the `max_connections` slots it measures) and the proxy's /stats. Results: a table on stdout,
-`<out>/experiment.json` and `<out>/experiment.png`.
+port (outside the `max_connections` slots it measures) and the proxy's /stats (`sampler`); `metrics` turns records
+and samples into the figures. Results: a table on stdout, `<out>/experiment.json` and `<out>/experiment.png`.
+
+The API's throttling is set by the run itself (API Gateway's account quota), high enough never to throttle it: the
+experiment measures the pool behind the API, not the edge; the table prints the limits used and the deployed ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handler import app_contract as env_names
-from handler.app_db import Deadline
-from handler.app_schema import TableNames, migrate
 from local.data_plane import deployed
+from local.data_plane.deployed import ThrottleSettings
 from local.data_plane.plane import DataPlaneConfig, LocalDataPlane
 from local.data_plane.serve import add_settings_arguments
+from local.experiment.metrics import proxy_figures, summarize
 from local.experiment.report import format_table, plot
+from local.experiment.sampler import Sampler, read_proxy_stats, reset_proxy_stats
 from modules.project import REPO_ROOT
 
-LOCUSTFILE = REPO_ROOT / "bench" / "locustfile.py"
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 PATHS = ("direct", "proxy")
-SAMPLE_INTERVAL_S = 0.15
-BIN_S = 1.0  # width of the time bins in the plot and the JSON time series
+PROXY_DB_CONNECTIONS_TARGET = 10
+"""The reference run on real RDS Proxy held 8 DB connections for 100 users."""
+EXPERIMENT_THROTTLING = ThrottleSettings()
+"""API Gateway's account quota (10,000 req/s, burst 5,000): the load never reaches it."""
 
 
 @dataclass(frozen=True)
@@ -64,43 +67,6 @@ class ExperimentConfig:
         unknown = set(self.paths) - set(PATHS)
         if not self.paths or unknown:
             raise ValueError(f"paths={self.paths}: must be a non-empty subset of {PATHS}")
-
-
-class Sampler:
-    """Samples DB and proxy connection counts in a background thread until stopped."""
-
-    def __init__(self, plane: LocalDataPlane, interval_s: float = SAMPLE_INTERVAL_S):
-        self._plane = plane
-        self._interval = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
-        self.samples: list[dict[str, Any]] = []
-        self.errors = 0
-
-    def _sample(self) -> dict[str, Any]:
-        assert self._plane.db is not None
-        sample: dict[str, Any] = {"t": time.time(), "db_connections": self._plane.db.threads_connected()}
-        if self._plane.proxy is not None:
-            stats = self._plane.proxy.stats()
-            sample["proxy_clients"] = stats.get("client_connections")
-            sample["proxy_backends"] = stats.get("backend_connections")
-        return sample
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.samples.append(self._sample())
-            except Exception:  # noqa: BLE001 - a missed sample must not end the experiment
-                self.errors += 1
-            self._stop.wait(self._interval)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def run_locust(url: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
@@ -141,62 +107,6 @@ def run_locust(url: str, config: ExperimentConfig, workdir: Path) -> dict[str, A
     return json.loads(results_file.read_text())
 
 
-def percentile(values: list[float], pct: int) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
-
-
-def summarize(
-    path: str, records: list[dict[str, Any]], samples: list[dict[str, Any]], plane_info: dict[str, Any]
-) -> dict[str, Any]:
-    """Turn raw records and samples into the numbers the experiment reports."""
-    starts = [r["t"] for r in records]
-    ends = [r["t"] + r["latency_ms"] / 1000 for r in records]
-    t0 = min(starts) if starts else time.time()
-    duration = (max(ends) - t0) if records else 0.0
-    ok = [r for r in records if r["ok"]]
-    causes: dict[str, int] = {}
-    for r in records:
-        if not r["ok"]:
-            causes[r["cause"]] = causes.get(r["cause"], 0) + 1
-    latencies = sorted(r["latency_ms"] for r in records)
-    n_bins = int(duration // BIN_S) + 1 if records else 0
-    ok_bins, err_bins = [0] * n_bins, [0] * n_bins
-    for r in records:
-        index = min(n_bins - 1, int((r["t"] + r["latency_ms"] / 1000 - t0) // BIN_S))
-        (ok_bins if r["ok"] else err_bins)[index] += 1
-    db_series = [[round(s["t"] - t0, 3), s["db_connections"]] for s in samples]
-    proxy_series = [
-        [round(s["t"] - t0, 3), s.get("proxy_clients"), s.get("proxy_backends")]
-        for s in samples
-        if "proxy_clients" in s
-    ]
-    return {
-        "path": path,
-        "requests": len(records),
-        "succeeded": len(ok),
-        "failed": len(records) - len(ok),
-        "failures_by_cause": dict(sorted(causes.items(), key=lambda kv: -kv[1])),
-        "duration_s": round(duration, 3),
-        "throughput_rps": round(len(records) / duration, 1) if duration else 0.0,
-        "successful_rps": round(len(ok) / duration, 1) if duration else 0.0,
-        "latency_ms": {f"p{p}": percentile(latencies, p) for p in (50, 95, 99)},
-        "peak_db_connections_sampled": max((s["db_connections"] for s in samples), default=None),
-        "samples": len(samples),
-        **plane_info,
-        "timeseries": {
-            "bin_s": BIN_S,
-            "ok_per_bin": ok_bins,
-            "errors_per_bin": err_bins,
-            "db_connections": db_series,
-            "proxy_clients_backends": proxy_series,
-        },
-    }
-
-
 def _max_used_connections(plane: LocalDataPlane) -> int:
     """The server's own high-water mark of simultaneous connections (no sampling gaps)."""
     assert plane.db is not None
@@ -209,18 +119,6 @@ def _max_used_connections(plane: LocalDataPlane) -> int:
         conn.close()
 
 
-def _migrate_before_traffic(plane: LocalDataPlane) -> None:
-    """Apply the handler's migrations before the load, as `python -m handler.app_schema` does before a deploy.
-
-    The experiment measures the pool under steady traffic against an existing table, as the reference run did;
-    without this, 100 cold containers would first race for the schema lock of a brand-new database.
-    """
-    assert plane.db is not None
-    table = plane.stack.function.environment.get(env_names.DB_TABLE, env_names.DEFAULT_TABLE)
-    with plane.db.admin_connect(database=plane.db.database) as connection:
-        migrate(connection, TableNames(plane.db.database, table), Deadline.none())
-
-
 def run_path(
     path: str, stack: deployed.DeployedStack, config: ExperimentConfig, workdir: Path, log=print
 ) -> dict[str, Any]:
@@ -229,17 +127,20 @@ def run_path(
         db_max_connections=config.db_max_connections,
         max_concurrency=config.max_concurrency,
         function_log=str(Path(config.out_dir) / f"function-{path}.log"),
+        throttling=EXPERIMENT_THROTTLING,
     )
     Path(plane_config.function_log).unlink(missing_ok=True)
     with LocalDataPlane(stack, plane_config) as plane:
         log(f"[{path}] " + plane.describe().replace("\n", f"\n[{path}] "))
-        _migrate_before_traffic(plane)
-        baseline = plane.db.threads_connected() if plane.db else 0
-        with Sampler(plane) as sampler:
+        log(f"[{path}] migrated before the load, as a deploy does: {json.dumps(plane.migration, sort_keys=True)}")
+        assert plane.db is not None and plane.runtime is not None and plane.api is not None
+        baseline = plane.db.threads_connected()
+        stats_url = f"http://{plane.proxy.host}:{plane.proxy.stats_port}/stats" if plane.proxy is not None else None
+        window_reset = reset_proxy_stats(stats_url) if stats_url else False
+        with Sampler(plane.db.threads_connected, stats_url) as sampler:
             started = time.perf_counter()
             data = run_locust(plane.url, config, workdir)
             wall = time.perf_counter() - started
-        assert plane.runtime is not None and plane.api is not None
         runtime_stats = plane.runtime.stats()
         info: dict[str, Any] = {
             "wall_s": round(wall, 2),
@@ -252,12 +153,10 @@ def run_path(
             "http_status_counts": {str(k): v for k, v in sorted(plane.api.status_counts.items())},
             "local_overrides": plane.overrides,
             "sampler_errors": sampler.errors,
+            "last_cold_start_done_at": runtime_stats.last_cold_start_done_at,
         }
-        if plane.proxy is not None:
-            final = plane.proxy.stats()
-            info["proxy_stats"] = final
-            info["peak_proxy_client_connections"] = final.get("client_connections_peak")
-            info["peak_proxy_backend_connections"] = final.get("backend_connections_peak")
+        if stats_url is not None:
+            info.update(proxy_figures(read_proxy_stats(stats_url), window_reset))
         else:
             info["peak_proxy_client_connections"] = None
     return summarize(path, data["records"], sampler.samples, info)
@@ -276,10 +175,15 @@ def evaluate(results: dict[str, dict[str, Any]], total_s: float) -> dict[str, bo
         checks["proxy_zero_failures"] = proxy["failed"] == 0
         peak = max(proxy["peak_db_connections_sampled"] or 0, proxy.get("peak_proxy_backend_connections") or 0)
         checks["proxy_db_connections_within_pool_cap"] = peak <= proxy["pool_cap"]
+        in_load = max(
+            proxy["peak_db_connections_sampled_in_load"] or 0, proxy.get("peak_proxy_backend_connections") or 0
+        )
+        checks["proxy_db_connections_at_most_10"] = in_load <= PROXY_DB_CONNECTIONS_TARGET
     if direct and proxy and direct["successful_rps"]:
         checks["proxy_throughput_at_least_80pct_of_direct_successful"] = (
             proxy["successful_rps"] >= 0.8 * direct["successful_rps"]
         )
+        checks["proxy_throughput_at_least_110pct_of_direct"] = proxy["successful_rps"] >= 1.1 * direct["successful_rps"]
     checks["whole_comparison_under_2_minutes"] = total_s < 120
     return checks
 
@@ -307,6 +211,14 @@ def run(stack: deployed.DeployedStack, config: ExperimentConfig, log=print) -> d
                 "max_connections_percent": stack.pool.max_connections_percent,
                 "max_idle_connections_percent": stack.pool.max_idle_connections_percent,
                 "connection_borrow_timeout": stack.pool.connection_borrow_timeout,
+            },
+            "throttling": {
+                "used": {"burst": EXPERIMENT_THROTTLING.burst_limit, "rate": EXPERIMENT_THROTTLING.rate_limit},
+                "deployed": {
+                    "burst": stack.throttling.burst_limit,
+                    "rate": stack.throttling.rate_limit,
+                    "set_by_stage": stack.throttling.from_stage,
+                },
             },
         },
         "total_s": round(total, 1),
@@ -342,6 +254,13 @@ def run_cli(args: argparse.Namespace) -> int:
     except (deployed.DeployedStateError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    deployed_limits = stack.throttling
+    print(
+        f"API throttling for this run: burst {EXPERIMENT_THROTTLING.burst_limit}, rate "
+        f"{EXPERIMENT_THROTTLING.rate_limit:g}/s (deployed $default stage: burst {deployed_limits.burst_limit}, "
+        f"rate {deployed_limits.rate_limit:g}/s{'' if deployed_limits.from_stage else ', none set: account quota'})",
+        flush=True,
+    )
     document = run(stack, config, log=lambda line: print(line, flush=True))
     print()
     print(format_table(document["results"]))

@@ -27,6 +27,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Dispatch = Callable[[str, str, str, list[tuple[str, str]], bytes, str], Awaitable[HttpResponse]]
 
 _DRAIN_LIMIT_S = 5.0
+SUPPORTED_HTTP_VERSIONS = ("1.0", "1.1", "2")
+"""What API Gateway's endpoints speak. A higher 1.x minor version is read as 1.1 (RFC 9112 section 2.3); any other
+version in a request line (``HTTP/9.9``, ``HTTP/0.5``) is refused like an unparsable request line: 400, closed."""
 
 
 class RequestReader:
@@ -86,6 +89,10 @@ class HttpApiApp:
             return
         if scope["type"] != "http":
             return  # no WebSockets on an HTTP API: the server closes the connection
+        version = scope.get("http_version", "1.1")
+        if version not in SUPPORTED_HTTP_VERSIONS and not version.startswith("1."):
+            await self._refuse(message_response(400, "Bad Request"), receive, send)
+            return
         if self._reader.head_too_large(scope):
             await self._refuse(message_response(431, "Request Header Fields Too Large"), receive, send)
             return

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from local.data_plane.http_api.throttle import check_limits
+
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 MAX_HEADER_BYTES = 10240
 MAX_INTEGRATION_TIMEOUT_S = 30.0
@@ -46,6 +48,10 @@ class HttpApiConfig:
     """A request's body must arrive within this after its headers, else 408 and no invocation."""
     integration_timeout_s: float | None = None
     max_invocations: int | None = None
+    throttling_rate_limit: float | None = None
+    """Requests per second the ``$default`` stage admits (the token bucket's refill); None: no throttling."""
+    throttling_burst_limit: int | None = None
+    """The token bucket's size: requests admitted at once from a full bucket; None: no throttling."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -70,3 +76,14 @@ class HttpApiConfig:
             )
         if self.max_invocations is not None and not 1 <= self.max_invocations <= MAX_INVOCATIONS:
             raise ValueError(f"max_invocations={self.max_invocations}: must be in 1..{MAX_INVOCATIONS}")
+        if (self.throttling_rate_limit is None) != (self.throttling_burst_limit is None):
+            raise ValueError(
+                f"throttling_rate_limit={self.throttling_rate_limit} and throttling_burst_limit="
+                f"{self.throttling_burst_limit}: set both (a token bucket) or neither"
+            )
+        if self.throttled:
+            check_limits(self.throttling_rate_limit, self.throttling_burst_limit)
+
+    @property
+    def throttled(self) -> bool:
+        return self.throttling_rate_limit is not None

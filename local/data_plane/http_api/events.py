@@ -120,8 +120,9 @@ class HttpResponse:
 
 
 def message_response(status: int, message: str) -> HttpResponse:
-    """An API Gateway error document."""
-    return HttpResponse(status, [("content-type", "application/json")], json.dumps({"message": message}).encode())
+    """An API Gateway error document, byte for byte as API Gateway writes it (compact JSON)."""
+    body = json.dumps({"message": message}, separators=(",", ":")).encode()
+    return HttpResponse(status, [("content-type", "application/json")], body)
 
 
 def map_result(result: Any) -> HttpResponse:

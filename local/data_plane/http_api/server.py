@@ -12,6 +12,10 @@ database share that CPU with this endpoint.
 
 Responses for requests that never reach the function:
 - malformed request, incomplete request, bad framing: 400 from h11 (connection closed);
+- a request line with an HTTP version other than 1.x (e.g. ``HTTP/9.9``): 400 ``{"message":"Bad Request"}``
+  (connection closed), as for any request line API Gateway cannot parse (`app.SUPPORTED_HTTP_VERSIONS`);
+- no route for the method and path: 404 ``{"message":"Not Found"}``;
+- the stage's token bucket is empty (`throttle`): 429 ``{"message":"Too Many Requests"}``;
 - request line + header values over `max_header_bytes` (API Gateway: 10240 bytes): 431
   `{"message":"Request Header Fields Too Large"}`; a head still growing past twice that is cut by h11 (431 too);
 - body over `max_body_bytes` (API Gateway: 10 MB): 413 `{"message":"Request Entity Too Large"}`, decided from
@@ -28,13 +32,16 @@ a response in the wrong format, API Gateway returns a 502"):
 - no result within the integration timeout (at most 30 s, API Gateway's quota): 504
   `{"message":"Service Unavailable"}` (https://repost.aws/knowledge-center/api-gateway-504-errors: "If an
   integration request takes longer than your ... maximum integration timeout ..., API Gateway returns an HTTP
-  504"); the function keeps running, as it does on AWS, and keeps its slot in the pool until it returns.
+  504"); the function keeps running, as it does on AWS, and keeps its slot in the pool until it returns. The
+  timeout counts from the moment the runtime starts the invocation: a cold start waiting for its turn on this
+  machine's cores (`RuntimeConfig.max_concurrent_cold_starts`) is a local wait that AWS does not have.
 The default integration timeout is the function timeout + 1 s (capped at 30 s), so a function timeout is 502.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import socket
@@ -57,6 +64,7 @@ from local.data_plane.http_api.config import (
     integration_timeout_for,
 )
 from local.data_plane.http_api.events import HttpResponse, build_event, map_result, match_route, message_response
+from local.data_plane.http_api.throttle import TokenBucket
 from local.data_plane.runtime import InvocationError, Throttled
 
 Invoke = Callable[[Mapping[str, Any]], Any]
@@ -112,6 +120,12 @@ class HttpApi:
             integration_timeout_for(function_timeout) if function_timeout else MAX_INTEGRATION_TIMEOUT_S
         )
         self.max_invocations = self.config.max_invocations or containers or DEFAULT_INVOCATIONS
+        self._reports_start = "on_start" in inspect.signature(invoke).parameters
+        self.throttle = (
+            TokenBucket(self.config.throttling_rate_limit, self.config.throttling_burst_limit)  # type: ignore[arg-type]
+            if self.config.throttled
+            else None
+        )
         self._executor = ThreadPoolExecutor(self.max_invocations, thread_name_prefix="http-api-invoke")
         self._socket = _listening_socket(self.config.host, self.config.port)
         self._lock = threading.Lock()
@@ -140,26 +154,41 @@ class HttpApi:
         """Route, build the event, invoke, map, count; in the caller's thread (tests call it directly)."""
         raw_path, _, raw_query = target.partition("?")
         request_id = _request_id()
-        response = self._dispatch(request_id, method, raw_path, raw_query, headers, body, source_ip)
+        route = self._admit(method, raw_path)
+        if isinstance(route, HttpResponse):
+            return self._finish(route, request_id)
+        response = self._dispatch(request_id, route, method, raw_path, raw_query, headers, body, source_ip)
         return self._finish(response, request_id)
+
+    def _admit(self, method: str, raw_path: str) -> str | HttpResponse:
+        """The route key, or API Gateway's answer when there is no route (404) or the stage throttles (429)."""
+        route_key = match_route(self.config.route_keys, method, raw_path)
+        if route_key is None:
+            return message_response(404, "Not Found")
+        if self.throttle is not None and not self.throttle.take():
+            return message_response(429, "Too Many Requests")
+        return route_key
 
     def _dispatch(
         self,
         request_id: str,
+        route_key: str,
         method: str,
         raw_path: str,
         raw_query: str,
         headers: list[tuple[str, str]],
         body: bytes,
         source_ip: str,
+        on_start: Callable[[], None] | None = None,
     ) -> HttpResponse:
-        route_key = match_route(self.config.route_keys, method, raw_path)
-        if route_key is None:
-            return message_response(404, "Not Found")
         if len(body) > self.config.max_body_bytes:
             return message_response(413, "Request Entity Too Large")
         event = build_event(self.config, route_key, method, raw_path, raw_query, headers, body, source_ip, request_id)
         try:
+            if self._reports_start:
+                return map_result(self._invoke(event, on_start=on_start))  # type: ignore[call-arg]
+            if on_start is not None:
+                on_start()
             return map_result(self._invoke(event))
         except Throttled:
             return message_response(500, "Internal Server Error")
@@ -180,6 +209,9 @@ class HttpApi:
     ) -> HttpResponse:
         """A complete request from the server: invoke in the bounded pool, give up at the integration timeout."""
         request_id = _request_id()
+        route = self._admit(method, raw_path)
+        if isinstance(route, HttpResponse):
+            return self._finish(route, request_id)
         with self._lock:
             if self.in_flight >= self.max_invocations:
                 throttled = True
@@ -190,10 +222,17 @@ class HttpApi:
         if throttled:  # every container is busy (some perhaps past their 504): Lambda would throttle
             return self._finish(message_response(500, "Internal Server Error"), request_id)
         loop = asyncio.get_running_loop()
+        started = asyncio.Event()
         future = loop.run_in_executor(
-            self._executor, self._dispatch, request_id, method, raw_path, raw_query, headers, body, source_ip
+            self._executor,
+            self._dispatch,
+            *(request_id, route, method, raw_path, raw_query, headers, body, source_ip),
+            lambda: loop.call_soon_threadsafe(started.set),
         )
         future.add_done_callback(self._invocation_done)
+        waiting = loop.create_task(started.wait())
+        await asyncio.wait((future, waiting), return_when=asyncio.FIRST_COMPLETED)  # a local wait for a cold start
+        waiting.cancel()
         try:
             async with asyncio.timeout(self.integration_timeout_s):
                 response = await asyncio.shield(future)

@@ -1,7 +1,7 @@
 """The load test: N users GET / as fast as they can, stopping after exactly --requests requests.
 
 Run by `local/experiment/run.py` (headless, as a subprocess), or by hand:
-    locust -f bench/locustfile.py --headless -u 100 -r 100 --host http://127.0.0.1:PORT --requests 10000
+    locust -f local/experiment/locustfile.py --headless -u 100 -r 100 --host http://127.0.0.1:PORT --requests 10000
 
 Each request is recorded (start time, latency, outcome, cause) and written to --results-file as
 JSON when locust exits, so the experiment can report failures by cause and plot them over time.
