@@ -9,17 +9,15 @@ from cdktf import AssetType, TerraformAsset
 from constructs import Construct
 
 from handler import app_contract as contract
-from modules.bindings import aws
 from modules.context import AwsContext
 from modules.database_options import DEFAULT_DB_NAME
 from modules.db_users import DEFAULT_APP_USERNAME, DbUserName
 from modules.field_types import DbPort, LogRetention, NamePrefix
 from modules.function_options import FunctionOptions
-from modules.logs import log_group
 from modules.packaging import build_handler_zip
-from modules.policy import service_assume_role
 from modules.props import expect_props
 from modules.suppressions import skip_checks
+from modules.vpc_lambda import VpcLambdaSpec, vpc_lambda
 
 HANDLER_ENTRY = contract.REQUEST_HANDLER
 
@@ -76,57 +74,31 @@ class Function(Construct):
     def __init__(self, scope: Construct, id_: str, props: FunctionProps):
         super().__init__(scope, id_)
         expect_props(props, FunctionProps)
-        name = f"{props.name_prefix}-api"
-        self.log_group = log_group(
-            self,
-            "log-group",
-            name=f"/aws/lambda/{name}",
-            retention_days=props.log_retention_days,
-            kms_key_arn=props.kms_key_arn,
-        )
-        self.role = aws("iam_role").IamRole(
-            self,
-            "role",
-            name=f"{name}-exec",
-            assume_role_policy=service_assume_role(self, "trust", "lambda.amazonaws.com"),
-        )
-        vpc_access = aws("iam_role_policy_attachment").IamRolePolicyAttachment(
-            self,
-            "vpc-access",
-            role=self.role.name,
-            policy_arn=f"arn:{props.ctx.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
-        )
-
         # Deterministic zip (sorted entries, fixed mtimes): an unchanged handler never redeploys.
         package = build_handler_zip(props.code_dir, props.build_dir / "handler.zip")
         asset = TerraformAsset(self, "code", path=str(package.path), type=AssetType.FILE)
         self.code = FunctionCode(filename=asset.path, source_code_hash=package.sha256_base64)
-
-        lambda_function = aws("lambda_function")
-        self.function = lambda_function.LambdaFunction(
+        parts = vpc_lambda(
             self,
-            "function",
-            function_name=name,
-            role=self.role.arn,
-            runtime=props.runtime,
-            architectures=[props.architecture],
-            handler=HANDLER_ENTRY,
-            filename=asset.path,
-            source_code_hash=package.sha256_base64,
-            memory_size=props.memory_mb,
-            timeout=props.timeout_s,
-            reserved_concurrent_executions=props.reserved_concurrency,
-            kms_key_arn=props.kms_key_arn,
-            environment=lambda_function.LambdaFunctionEnvironment(variables=props.environment()),
-            vpc_config=lambda_function.LambdaFunctionVpcConfig(
-                subnet_ids=props.subnet_ids, security_group_ids=[props.security_group_id]
+            VpcLambdaSpec(
+                name=f"{props.name_prefix}-api",
+                handler=HANDLER_ENTRY,
+                runtime=props.runtime,
+                architecture=props.architecture,
+                filename=asset.path,
+                source_code_hash=package.sha256_base64,
+                memory_mb=props.memory_mb,
+                timeout_s=props.timeout_s,
+                kms_key_arn=props.kms_key_arn,
+                environment=props.environment(),
+                subnet_ids=props.subnet_ids,
+                security_group_id=props.security_group_id,
+                log_retention_days=props.log_retention_days,
+                partition=props.ctx.partition,
+                reserved_concurrency=props.reserved_concurrency,
             ),
-            logging_config=lambda_function.LambdaFunctionLoggingConfig(
-                log_format="JSON", log_group=self.log_group.name
-            ),
-            tracing_config=lambda_function.LambdaFunctionTracingConfig(mode="PassThrough"),
-            depends_on=[self.log_group, vpc_access],
         )
+        self.log_group, self.role, self.function = parts.log_group, parts.role, parts.function
         skip_checks(
             self.function,
             {

@@ -24,11 +24,11 @@ from modules.db_users import DbUserName
 from modules.field_types import DbPort, LambdaMemoryMb, LambdaTimeoutS, LogRetention, NamePrefix
 from modules.function import FunctionCode
 from modules.function_options import FunctionOptions, LambdaArchitecture, LambdaRuntime
-from modules.logs import log_group
-from modules.policy import policy_document, service_assume_role
+from modules.policy import policy_document
 from modules.props import expect_props
 from modules.proxy import DatabaseProxy
 from modules.suppressions import skip_checks
+from modules.vpc_lambda import VpcLambdaSpec, vpc_lambda
 
 #: What re-runs the migrator: a new schema version, another application user, a new password.
 MIGRATION_TRIGGERS = ("schema_version", "app_user", "app_secret_version")
@@ -107,26 +107,26 @@ class Migrator(Construct):
     def __init__(self, scope: Construct, id_: str, props: MigratorProps):
         super().__init__(scope, id_)
         expect_props(props, MigratorProps)
-        name = f"{props.name_prefix}-migrator"
-        self.log_group = log_group(
+        parts = vpc_lambda(
             self,
-            "log-group",
-            name=f"/aws/lambda/{name}",
-            retention_days=props.log_retention_days,
-            kms_key_arn=props.kms_key_arn,
+            VpcLambdaSpec(
+                name=f"{props.name_prefix}-migrator",
+                handler=contract.MIGRATOR_HANDLER,
+                runtime=props.runtime,
+                architecture=props.architecture,
+                filename=props.code.filename,
+                source_code_hash=props.code.source_code_hash,
+                memory_mb=props.memory_mb,
+                timeout_s=props.timeout_s,
+                kms_key_arn=props.kms_key_arn,
+                environment=props.environment(),
+                subnet_ids=props.subnet_ids,
+                security_group_id=props.security_group_id,
+                log_retention_days=props.log_retention_days,
+                partition=props.ctx.partition,
+            ),
         )
-        self.role = aws("iam_role").IamRole(
-            self,
-            "role",
-            name=f"{name}-exec",
-            assume_role_policy=service_assume_role(self, "trust", "lambda.amazonaws.com"),
-        )
-        vpc_access = aws("iam_role_policy_attachment").IamRolePolicyAttachment(
-            self,
-            "vpc-access",
-            role=self.role.name,
-            policy_arn=f"arn:{props.ctx.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
-        )
+        self.log_group, self.role, self.function = parts.log_group, parts.role, parts.function
         read_secret = aws("iam_role_policy").IamRolePolicy(
             self,
             "read-app-secret",
@@ -158,30 +158,6 @@ class Migrator(Construct):
         )
         self.connect_grant = props.proxy.grant_connect(self.role, props.master_username)
 
-        lambda_function = aws("lambda_function")
-        self.function = lambda_function.LambdaFunction(
-            self,
-            "function",
-            function_name=name,
-            role=self.role.arn,
-            runtime=props.runtime,
-            architectures=[props.architecture],
-            handler=contract.MIGRATOR_HANDLER,
-            filename=props.code.filename,
-            source_code_hash=props.code.source_code_hash,
-            memory_size=props.memory_mb,
-            timeout=props.timeout_s,
-            kms_key_arn=props.kms_key_arn,
-            environment=lambda_function.LambdaFunctionEnvironment(variables=props.environment()),
-            vpc_config=lambda_function.LambdaFunctionVpcConfig(
-                subnet_ids=props.subnet_ids, security_group_ids=[props.security_group_id]
-            ),
-            logging_config=lambda_function.LambdaFunctionLoggingConfig(
-                log_format="JSON", log_group=self.log_group.name
-            ),
-            tracing_config=lambda_function.LambdaFunctionTracingConfig(mode="PassThrough"),
-            depends_on=[self.log_group, vpc_access],
-        )
         skip_checks(
             self.function,
             {
