@@ -79,7 +79,7 @@ def _block_name(checkov_resource: str) -> str:
 @pytest.fixture(scope="module")
 def checkov_results():
     if not CHECKOV.exists():
-        pytest.fail(f"checkov is not installed at {CHECKOV}: run `cd tools/checkov && pipenv install` (see docs/development.md)")
+        pytest.fail(f"checkov is not installed at {CHECKOV}: run `cd tools/checkov && pipenv install` (see README)")
     outdir, stacks = default_synth()
     results = {}
     for name in stacks:
