@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from local.common.local_target import emulator_state_dir
 from local.processes import LOOPBACK, free_port, pid_alive
-from modules.project import REPO_ROOT, emulator_state_dir
+from modules.project import REPO_ROOT
 
 DEFAULT_STATE_DIR = emulator_state_dir()
 SERVER_MODULE = "local.control_plane.moto_server"
