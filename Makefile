@@ -38,10 +38,11 @@ serve: setup
 experiment: setup
 	$(PY) -m local experiment
 
-## Lint and format check (ruff, one config in pyproject.toml), then every test (the command CI runs).
+## Lint, format check and import layers (ruff and import-linter, configured in pyproject.toml).
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	.venv/bin/lint-imports
 
 format: setup
 	$(PY) -m ruff format .

@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from local.control_plane.emulator import Emulator, EmulatorConfig
-from local.data_plane import db_instance, db_parameters
-from local.data_plane.db_instance import DbInstanceError, DeployedDbInstance, InstanceBusy, InstanceLock
+from local.common import db_instance
+from local.data_plane import db_parameters
+from local.common.db_instance import DbInstanceError, DeployedDbInstance, InstanceBusy, InstanceLock
 from local.data_plane.mariadb import MariaDBConfig, MariaDBServer, mariadbd_available
 from local.data_plane.mariadb_config import sql_string
 from local.data_plane.secrets import SecretError, read_db_secret
@@ -209,7 +210,7 @@ def test_a_wrong_arn_fails_clearly_without_showing_any_value(emulator):
 _HOLDER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from local.data_plane.db_instance import InstanceLock
+from local.common.db_instance import InstanceLock
 InstanceLock({directory!r}).acquire()
 print("locked", flush=True)
 time.sleep(60)

@@ -26,7 +26,7 @@ import pytest
 
 from handler import app_contract as contract
 from local.control_plane import lifecycle as lc
-from local.control_plane.checkout import fresh_checkout
+from tests.checkout_support import fresh_checkout
 from local.control_plane.emulator_control import down, up
 from local.control_plane.project import LifecycleError, Project
 from local.control_plane.runner import initialized_stack_dir, run_step, terraform, tool_environment

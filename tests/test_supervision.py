@@ -16,7 +16,7 @@ import pytest
 from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.mariadb import mariadbd_available
 from local.data_plane.supervisor import Child, Supervisor
-from local.processes import ChildRegistry, pid_alive
+from local.common.processes import ChildRegistry, pid_alive
 from modules.project import REPO_ROOT
 from tests.dataplane_support import write_current_state
 from tests.test_db_instance import deployed_state, make_secret
@@ -145,7 +145,7 @@ def test_a_proxy_whose_auth_names_another_secret_fails_clearly(emulator, tmp_pat
 _PARENT = """
 import subprocess, sys, time
 sys.path.insert(0, {root!r})
-from local.processes import die_with_parent
+from local.common.processes import die_with_parent
 child = subprocess.Popen(["sleep", "60"], preexec_fn=die_with_parent)
 print(child.pid, flush=True)
 time.sleep(60)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from local.common.ports import PORT_BASE_VARIABLE
-from local.processes import pid_alive
+from local.common.processes import pid_alive
 from modules.project import REPO_ROOT
 from tests.ports_support import free_block_base
 

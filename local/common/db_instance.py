@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.control_plane.state_files import stale_suffix
+from local.common.stale import stale_suffix
 
 INSTANCES_DIR_NAME = "db-instances"
 SNAPSHOTS_DIR_NAME = "db-snapshots"
