@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from local.client_access.endpoint_names import resolving
+from local.common.processes import free_port
 from local.data_plane.rdsproxy import ProxyConfig, ProxyServer
 from local.data_plane.rdsproxy.accounts import SecretAccount
-from local.common.processes import free_port
 from tests.auth_support import DB_USER, ENDPOINT, REGION, state
 from tests.emulator_principals_support import client
 

@@ -12,7 +12,6 @@ import os
 import socket
 import struct
 import subprocess
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ import mysql.connector
 from local.data_plane.rdsproxy import ProxyConfig, StaticAccount
 from local.data_plane.rdsproxy.constants import ServerStatus
 from local.data_plane.rdsproxy.protocol import lenenc_int, packet
+from tests.sync_support import wait_until
 
 CLIENT_USER = "lambda"
 CLIENT_PASSWORD = "proxy-client-pw"
@@ -106,16 +106,6 @@ def mariadb_cli(host: str, port: int, user: str, password: str, database: str, s
         text=True,
         timeout=30,
     )
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``check`` until it returns something true; that value (the last one if it never does)."""
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = check()
-    return value
 
 
 def settled_stats(proxy, check: Callable[[dict], Any], timeout: float = 5.0) -> dict:

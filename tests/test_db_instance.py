@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.common import db_instance
-from local.data_plane import db_parameters
 from local.common.db_instance import DbInstanceError, DeployedDbInstance, InstanceBusy, InstanceLock
+from local.control_plane.emulator import Emulator, EmulatorConfig
+from local.data_plane import db_parameters
 from local.data_plane.mariadb import MariaDBConfig, MariaDBServer, mariadbd_available
 from local.data_plane.mariadb_config import sql_string
 from local.data_plane.secrets import SecretError, read_db_secret

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from local.control_plane.emulator import Emulator, EmulatorConfig, EmulatorError
 from local.control_plane.moto_server import NOT_IMPLEMENTED_CODE
+from tests.sync_support import stop_process
 
 REGION = "ap-northeast-1"
 
@@ -115,7 +115,7 @@ def test_stop_falls_back_to_sigkill_when_sigterm_is_not_handled(tmp_path):
     emulator = Emulator(EmulatorConfig(state_dir=tmp_path, stop_timeout_s=0.5)).start()
     pid = emulator.pid
     assert pid is not None
-    os.kill(pid, signal.SIGSTOP)  # a stopped process leaves SIGTERM pending; only SIGKILL ends it
+    stop_process(pid)  # a stopped process leaves SIGTERM pending; only SIGKILL ends it
     started = time.monotonic()
     assert emulator.stop() is True
     assert time.monotonic() - started < 5

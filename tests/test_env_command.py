@@ -18,10 +18,10 @@ import pytest
 
 from local.client_access import shell_env
 from local.control_plane import lifecycle
-from tests.checkout_support import fresh_checkout
 from local.control_plane.emulator_control import down, up
 from local.control_plane.project import LifecycleError, Project
 from local.control_plane.state_queries import state_list
+from tests.checkout_support import fresh_checkout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOSTILE_VALUES = {

@@ -25,6 +25,7 @@ import pytest
 from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.mariadb import mariadbd_available
 from tests.dataplane_support import write_current_state
+from tests.sync_support import stop_process
 from tests.test_supervision_support import Deployment, Serve
 
 pytestmark = pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")
@@ -138,7 +139,7 @@ def test_faults_under_load_recover_and_store_exactly_what_was_answered(emulator,
 
             fault = time.monotonic()
             db = deployment.children()["mariadb"]
-            os.kill(db, signal.SIGSTOP)
+            stop_process(db)
             time.sleep(3)
             resumed = time.monotonic()
             os.kill(db, signal.SIGCONT)

@@ -13,6 +13,7 @@ import pytest
 
 from local.data_plane.http_api import HttpApi, HttpApiConfig, integration_timeout_for
 from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
+from tests.sync_support import wait_until
 
 HANDLERS = str(Path(__file__).parent / "runtime_handlers")
 
@@ -62,7 +63,8 @@ def test_invocations_are_bounded_by_the_container_limit():
 
     with HttpApi(held, HttpApiConfig(max_invocations=3)) as api, ThreadPoolExecutor(6) as pool:
         futures = [pool.submit(get, api) for _ in range(6)]
-        time.sleep(0.5)
+        # three invocations held, the three others already answered
+        assert wait_until(lambda: len(running) == 3 and sum(f.done() for f in futures) == 3, timeout=10)
         gate.set()
         statuses = sorted(f.result()[0] for f in futures)
     assert statuses == [200, 200, 200, 500, 500, 500]

@@ -26,7 +26,6 @@ import pytest
 
 from handler import app_contract as contract
 from local.control_plane import lifecycle as lc
-from tests.checkout_support import fresh_checkout
 from local.control_plane.emulator_control import down, up
 from local.control_plane.project import LifecycleError, Project
 from local.control_plane.runner import initialized_stack_dir, run_step, terraform, tool_environment
@@ -34,6 +33,7 @@ from local.control_plane.state_files import state_file
 from local.control_plane.state_queries import outputs as stack_outputs
 from local.control_plane.state_queries import state_list, state_resources, state_show
 from modules.function import HANDLER_ENTRY
+from tests.checkout_support import fresh_checkout
 
 pytestmark = pytest.mark.lifecycle
 

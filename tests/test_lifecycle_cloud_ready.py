@@ -21,10 +21,10 @@ import boto3
 import pytest
 
 from local.control_plane import lifecycle as lc
-from tests.checkout_support import fresh_checkout
 from local.control_plane.emulator_control import down, up
 from local.control_plane.project import LifecycleError, Project
 from local.control_plane.state_queries import state_list, state_resources
+from tests.checkout_support import fresh_checkout
 
 pytestmark = pytest.mark.lifecycle
 

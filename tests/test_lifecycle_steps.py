@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from local.control_plane import lifecycle as lc
-from tests.checkout_support import fresh_checkout
 from local.control_plane.project import LifecycleError, Project
 from local.control_plane.runner import run_step
 from local.control_plane.state_files import set_aside_stale_states, state_file
+from tests.checkout_support import fresh_checkout
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ from tests.standin_support import (
     fetch,
     mariadb_cli,
     settled_stats,
-    wait_until,
 )
 from tests.standin_support import connect as via_proxy
 from tests.standin_support import standin_config as proxy_config
+from tests.sync_support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +393,7 @@ def test_backends_killed_while_idle_are_replaced_transparently(db):
     with ProxyServer(proxy_config(db)) as proxy, contextlib.closing(via_proxy(proxy, db, autocommit=True)) as conn:
         before = connection_id(conn)
         assert db.kill_connections(CLIENT_USER) >= 1  # the stand-in's connections are the client's account's
-        time.sleep(0.2)  # let the proxy's loop see the server's goodbye
+        settled_stats(proxy, lambda now: now["backend_connections"] == 0)  # the proxy saw the server's goodbye
         after = connection_id(conn)
         assert after != before
         assert fetch(conn, "SELECT COUNT(*) FROM kinds")[1] == [(300,)]

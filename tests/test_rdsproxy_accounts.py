@@ -25,8 +25,8 @@ from tests.standin_support import (
     connect,
     fetch,
     standin_config,
-    wait_until,
 )
+from tests.sync_support import wait_until
 
 REPORTER, REPORTER_PASSWORD = "reporter", "reporter-pw"
 

@@ -19,9 +19,10 @@ import mysql.connector
 import pytest
 
 from local.data_plane.rdsproxy import ProxyConfig, ProxyServer
-from tests.standin_support import CLIENT_PASSWORD, CLIENT_USER, select_one, settled_stats, standin_config, wait_until
+from tests.standin_support import CLIENT_PASSWORD, CLIENT_USER, select_one, settled_stats, standin_config
 from tests.standin_support import connect as standin_connect
 from tests.standin_support import mariadb_cli as standin_cli
+from tests.sync_support import wait_until
 
 #: 64 rows of 1 MB: far more than socket buffers and the proxy's relay buffer hold.
 BIG_SELECT = (

@@ -38,6 +38,7 @@ from local.data_plane.task_root import unpacked_handler
 from modules.validation import SettingsError
 from tests.auth_support import DB_USER, ENDPOINT, REGION, ROLE_ARN
 from tests.handler_support import create_master, migrate, new_table
+from tests.sync_support import wait_until
 
 HANDLERS = str(Path(__file__).parent / "runtime_handlers")
 
@@ -82,10 +83,10 @@ def test_containers_run_below_the_priority_of_the_shared_db_and_proxy():
 
 
 def test_containers_are_created_on_demand_up_to_the_limit_then_throttled(runtime):
-    barrier_event = {"action": "sleep", "seconds": 0.6}
+    barrier_event = {"action": "sleep", "seconds": 1.5}
     with ThreadPoolExecutor(5) as pool:
         futures = [pool.submit(runtime.invoke, barrier_event) for _ in range(4)]
-        time.sleep(0.3)  # all four are running now
+        assert wait_until(lambda: runtime.stats().busy_containers == 4, timeout=10)  # all four are running now
         with pytest.raises(Throttled) as throttled:
             runtime.invoke({})
         pids = {body(f.result())["pid"] for f in futures}

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from local.common.processes import ChildRegistry, pid_alive
 from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.mariadb import mariadbd_available
 from local.data_plane.supervisor import Child, Supervisor
-from local.common.processes import ChildRegistry, pid_alive
 from modules.project import REPO_ROOT
 from tests.dataplane_support import write_current_state
 from tests.test_db_instance import deployed_state, make_secret
