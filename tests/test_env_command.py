@@ -1,27 +1,17 @@
 """``eval "$(python -m local env)"``: shell-quoted exports, and the real cdktf, terraform and aws CLIs as typed.
 
-The quick tests evaluate the output in bash. The lifecycle test deploys the stack once (a fresh checkout, its own
-emulator) and runs each command exactly as a user types it after the ``eval``, ending with a no-change diff.
+The tests evaluate the output in bash; the real CLIs against a deployed stack are in the lifecycle tier
+(tests/lifecycle/test_env_clis.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from local.client_access import shell_env
-from local.control_plane import lifecycle
-from local.control_plane.emulator_control import down, up
-from local.control_plane.project import LifecycleError, Project
-from local.control_plane.state_queries import state_list
-from tests.checkout_support import fresh_checkout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOSTILE_VALUES = {
@@ -92,69 +82,3 @@ def test_env_follows_the_stacks_region_override_and_refuses_a_cloud_stack() -> N
     assert "export AWS_REGION=us-east-1" in overridden.stdout.splitlines()
     refused = local_env("--stack", "aws")
     assert refused.returncode == 1 and "stack 'aws' targets 'aws': `env` is for local stacks" in refused.stderr
-
-
-# --- the real CLIs against a deployed stack --------------------------------------------------------------
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory) -> Iterator[tuple[Project, str]]:
-    root = tmp_path_factory.mktemp("checkout") / "repo"
-    try:
-        fresh_checkout(root)
-    except LifecycleError as exc:
-        pytest.skip(str(exc))
-    project = Project(root=root, emulator_port=0, output=lambda line: print(line, flush=True))
-    up(project)
-    try:
-        lifecycle.deploy("local", project)
-        env_script = subprocess.run(
-            [str(root / ".venv/bin/python"), "-m", "local", "--port", str(project.emulator().port), "env"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-        yield project, env_script
-    finally:
-        try:
-            if project.emulator().is_running() and state_list("local", project):
-                lifecycle.destroy("local", project)
-        finally:
-            down(project)
-
-
-def typed(deployed: tuple[Project, str], command: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    """``command`` in a shell after ``eval "$(python -m local env)"``, with the project's venv on PATH."""
-    project, env_script = deployed
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_", "LOCAL_", "SMS_", "JSII_"))}
-    clean["PATH"] = f"{project.root / '.venv' / 'bin'}:{clean.get('PATH', '')}"
-    started = time.monotonic()
-    result = subprocess.run(
-        ["bash", "-c", f'eval "$ENV_SCRIPT"\n{command}'],
-        env={**clean, "ENV_SCRIPT": env_script},
-        cwd=project.root,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
-    print(f"[test] {command}: exit {result.returncode} in {time.monotonic() - started:.1f} s", flush=True)
-    return result
-
-
-@pytest.mark.lifecycle
-def test_the_real_clis_work_as_typed_after_eval(deployed) -> None:
-    listed = typed(deployed, "terraform -chdir=cdktf.out/stacks/local state list")
-    assert listed.returncode == 0, listed.stderr
-    proxy_address = next(line for line in listed.stdout.splitlines() if line.startswith("aws_db_proxy."))
-    shown = typed(deployed, f"terraform -chdir=cdktf.out/stacks/local state show {proxy_address}")
-    assert shown.returncode == 0 and "require_tls" in shown.stdout, shown.stderr
-    proxies = typed(deployed, "aws rds describe-db-proxies")
-    assert proxies.returncode == 0, proxies.stderr
-    endpoint = json.loads(proxies.stdout)["DBProxies"][0]["Endpoint"]
-    token = typed(deployed, f"aws rds generate-db-auth-token --hostname {endpoint} --port 3306 --username app_user")
-    assert token.returncode == 0 and token.stdout.startswith(f"{endpoint}:3306/?Action=connect&DBUser=app_user&")
-    applied = typed(deployed, "npx cdktf deploy local --skip-provider-lock --auto-approve")
-    assert applied.returncode == 0, applied.stdout[-3000:] + applied.stderr[-3000:]
-    diff = typed(deployed, "npx cdktf diff local --skip-provider-lock")
-    assert diff.returncode == 0, diff.stdout[-3000:] + diff.stderr[-3000:]
-    assert "No changes" in diff.stdout, diff.stdout[-3000:]

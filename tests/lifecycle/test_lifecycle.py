@@ -1,44 +1,31 @@
-"""The whole local lifecycle against the emulator, in a fresh checkout of the repository.
+"""The local lifecycle against the emulator, on the stack the tier shares (deployed by the upgrade, see conftest).
 
-deploy -> no changes on re-synth + plan -> state holds the configured values (and no password) ->
-the generated app user's password is in no saved plan and no state -> a pool setting change is an
-in-place update of the target group and applies -> drift made with boto3 is reported -> an in-place
-aws_db_proxy change applies -> destroy leaves an empty state.
+the upgraded stack is the stack this tree deploys -> no changes on re-synth + plan -> state holds the configured
+values (and no password) -> the generated app user's password is in no saved plan and no state -> a pool setting
+change is an in-place update of the target group and applies -> drift made with boto3 is reported -> an in-place
+aws_db_proxy change applies. The destroy is the tier's last module (test_destroy.py).
 
-The tests run in order and share one deployment (module fixture); run them with
-``pytest -m lifecycle -s tests/test_lifecycle.py`` to see progress and each step's time.
-The checkout is a ``git clone`` when the working tree is committed and clean, else a copy of the
-files git would commit (so uncommitted work is what gets tested); both have fresh file mtimes.
+The tests run in order; run them with ``pytest -m lifecycle -s tests/lifecycle`` to see progress and step times.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import time
-import zipfile
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
 from handler import app_contract as contract
 from local.control_plane import lifecycle as lc
-from local.control_plane.emulator_control import down, up
-from local.control_plane.project import LifecycleError, Project
-from local.control_plane.runner import initialized_stack_dir, run_step, terraform, tool_environment
 from local.control_plane.state_files import state_file
 from local.control_plane.state_queries import outputs as stack_outputs
 from local.control_plane.state_queries import state_list, state_resources, state_show
 from modules.function import HANDLER_ENTRY
-from tests.checkout_support import fresh_checkout
+from modules.packaging import build_handler_zip
+from modules.project import REPO_ROOT
+from tests.lifecycle.lifecycle_support import STACK
 
 pytestmark = pytest.mark.lifecycle
 
-REPO = Path(__file__).resolve().parent.parent
-STACK = "local"
 POOL_CHANGE = {"SMS_LOCAL__MAX_CONNECTIONS_PERCENT": "60"}
 PROXY_CHANGE = {**POOL_CHANGE, "SMS_LOCAL__IDLE_CLIENT_TIMEOUT": "900"}
 # The architecture, one resource type per element of the architecture diagram (plus what makes it work).
@@ -67,125 +54,15 @@ ARCHITECTURE_TYPES = {
 }
 
 
-class Deployment:
-    """Shared between the ordered tests: the checkout, its emulator and what got deployed."""
-
-    def __init__(self, project: Project):
-        self.project = project
-        self.outputs: dict[str, Any] = {}
-
-    @property
-    def endpoint(self) -> str:
-        return self.project.emulator().endpoint
-
-    def client(self, service: str):
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name="ap-northeast-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-    def config(self) -> dict[str, Any]:
-        return json.loads(self.stack_config_text())
-
-    def stack_config_text(self) -> str:
-        return (self.project.stack_dir(STACK) / "cdk.tf.json").read_text()
-
-    def address(self, resource_type: str) -> str:
-        names = list(self.config()["resource"][resource_type])
-        assert len(names) == 1, f"expected one {resource_type}, found {names}"
-        return f"{resource_type}.{names[0]}"
-
-    def function_address(self, handler: str) -> str:
-        """The request function or the migrator: found by handler string, as the local plane finds them."""
-        functions = self.config()["resource"]["aws_lambda_function"]
-        (name,) = [name for name, block in functions.items() if block["handler"] == handler]
-        return f"aws_lambda_function.{name}"
-
-    def saved_plan(self) -> tuple[int, str, list[bytes]]:
-        """``terraform plan -out`` of the current config: (exit code, ``terraform show -json``, every file of the
-        saved plan, unpacked)."""
-        env = tool_environment(self.endpoint)
-        directory = initialized_stack_dir(self.project, STACK, env)
-        plan_file = directory / "secret-scan.tfplan"
-        command = [terraform(), "plan", "-input=false", "-no-color", "-detailed-exitcode", f"-out={plan_file.name}"]
-        try:
-            code, _ = run_step(
-                self.project, STACK, "plan (saved)", command, cwd=directory, env=env, timeout_s=300, ok_codes=(0, 2)
-            )
-            _, shown = run_step(
-                self.project,
-                STACK,
-                "show plan",
-                [terraform(), "show", "-json", plan_file.name],
-                cwd=directory,
-                env=env,
-                timeout_s=60,
-                echo=False,
-            )
-            with zipfile.ZipFile(plan_file) as archive:
-                files = [archive.read(member) for member in archive.namelist()]
-        finally:
-            plan_file.unlink(missing_ok=True)
-        return code, shown, files
-
-
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory, pytestconfig) -> Iterator[Deployment]:
-    root = tmp_path_factory.mktemp("checkout") / "repo"
-    try:
-        how = fresh_checkout(root)
-    except LifecycleError as exc:
-        pytest.skip(str(exc))
-    project = Project(root=root, emulator_port=0, output=lambda line: print(line, flush=True))
-    project.output(f"[test] lifecycle in a {how}: {root}")
-    started = time.monotonic()
-    up(project)
-    try:
-        yield Deployment(project)
-    finally:
-        try:
-            if project.emulator().is_running() and state_list(STACK, project):
-                lc.destroy(STACK, project)  # a test failed midway: leave nothing behind
-        except LifecycleError as exc:
-            print(f"[test] cleanup: {exc}")
-        finally:
-            down(project)
-            _report_step_times(pytestconfig, project, time.monotonic() - started)
-
-
-def _report_step_times(config: pytest.Config, project: Project, wall_s: float) -> None:
-    """Each step's time on the terminal even when output is captured (CI runs plain `pytest`)."""
-    lines: list[str] = []
-    project.timings.report(lines.append)
-    lines.append(f"  lifecycle wall time: {wall_s:.1f} s")
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        print("\n".join(lines))
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_sep("-", "lifecycle step times")
-        for line in lines:
-            reporter.write_line(line)
-
-
 # ---------------------------------------------------------------- tests, in lifecycle order
 def test_fresh_checkout_synthesizes_the_same_source_code_hash(deployment, tmp_path):
-    sys.path.insert(0, str(REPO))
-    from modules.packaging import build_handler_zip  # the working tree's own build, in-process
-
-    expected = build_handler_zip(REPO / "handler", tmp_path / "handler.zip").sha256_base64
+    expected = build_handler_zip(REPO_ROOT / "handler", tmp_path / "handler.zip").sha256_base64  # this tree's build
     lc.synth(STACK, deployment.project)
     functions = deployment.config()["resource"]["aws_lambda_function"]
     assert [f["source_code_hash"] for f in functions.values()] == [expected, expected]  # one zip, two entry points
 
 
 def test_deploy_creates_every_resource_type(deployment):
-    deployment.outputs = lc.deploy(STACK, deployment.project, synthesize=False)
     addresses = state_list(STACK, deployment.project)
     deployed_types = {a.split(".")[0] for a in addresses if not a.startswith("data.")}
     assert deployed_types >= ARCHITECTURE_TYPES, f"missing: {sorted(ARCHITECTURE_TYPES - deployed_types)}"
@@ -284,7 +161,7 @@ def test_pool_setting_change_is_an_in_place_update_of_the_target_group(deploymen
     target_group = deployment.address("aws_db_proxy_default_target_group")
     result = lc.plan(STACK, deployment.project, extra_env=POOL_CHANGE, synthesize=True)
     assert result.changes == {target_group: ("update",)}
-    lc.deploy(STACK, deployment.project, extra_env=POOL_CHANGE, synthesize=False)
+    deployment.deploy(POOL_CHANGE, synthesize=False)
     pool = state_resources(STACK, deployment.project)[target_group]["connection_pool_config"][0]
     assert pool["max_connections_percent"] == 60
     proxy_name = state_resources(STACK, deployment.project)[deployment.address("aws_db_proxy")]["name"]
@@ -315,7 +192,7 @@ def test_in_place_proxy_change_applies_and_the_drifted_pool_is_put_back(deployme
     # the proxy has changes pending, so their policies show as updates; the applied documents are the same.
     assert len(grants) == 2
     assert result.changes == {proxy: ("update",), target_group: ("update",), **dict.fromkeys(grants, ("update",))}
-    lc.deploy(STACK, deployment.project, extra_env=PROXY_CHANGE, synthesize=False)
+    deployment.deploy(PROXY_CHANGE, synthesize=False)
     assert not lc.plan(STACK, deployment.project, extra_env=PROXY_CHANGE, synthesize=False).has_changes
     resources = state_resources(STACK, deployment.project)
     state = resources[proxy]
@@ -323,10 +200,3 @@ def test_in_place_proxy_change_applies_and_the_drifted_pool_is_put_back(deployme
     assert resources[target_group]["connection_pool_config"][0]["max_connections_percent"] == 60
     (described,) = deployment.client("rds").describe_db_proxies(DBProxyName=state["name"])["DBProxies"]
     assert described["IdleClientTimeout"] == 900 and len(described["Auth"]) == 2
-
-
-def test_destroy_leaves_an_empty_state(deployment):
-    lc.destroy(STACK, deployment.project)
-    assert state_list(STACK, deployment.project) == []
-    state = json.loads(state_file(deployment.project, STACK).read_text())
-    assert state["resources"] == []

@@ -5,83 +5,29 @@ leaves the DB registered with the configured pool; removing ``init_query`` leave
 The DB subnet change needs the emulator to keep a modified DB subnet group (moto 5.2.5's
 ``modify_db_subnet_group`` drops it: fix (e) in local/control_plane/EMULATOR.md).
 
-One deployment in a fresh checkout, shared by the ordered tests (module fixture), destroyed at the end. Run with
-``pytest -m lifecycle -s tests/test_lifecycle_cloud_ready.py``.
+On the stack the lifecycle tier shares (see conftest), at its default settings when the module starts; the tier's
+last module destroys it. Run with ``pytest -m lifecycle -s tests/lifecycle``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
 from local.control_plane import lifecycle as lc
-from local.control_plane.emulator_control import down, up
-from local.control_plane.project import LifecycleError, Project
-from local.control_plane.state_queries import state_list, state_resources
-from tests.checkout_support import fresh_checkout
+from local.control_plane.state_queries import state_list
+from tests.lifecycle.lifecycle_support import STACK
 
 pytestmark = pytest.mark.lifecycle
 
-STACK = "local"
 REPLACE_PROXY = {"SMS_LOCAL__DB_SUBNET_CIDRS": "10.0.21.0/24,10.0.12.0/24"}
 INIT_QUERY = {"SMS_LOCAL__INIT_QUERY": "SET time_zone = '+00:00'"}
 REPLACED = ("aws_db_proxy", "aws_db_proxy_default_target_group", "aws_db_proxy_target")
 
 
-class Deployment:
-    def __init__(self, project: Project):
-        self.project = project
-        self.outputs: dict[str, Any] = {}
-
-    def client(self, service: str):
-        return boto3.client(
-            service,
-            endpoint_url=self.project.emulator().endpoint,
-            region_name="ap-northeast-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-    def config(self) -> dict[str, Any]:
-        return json.loads((self.project.stack_dir(STACK) / "cdk.tf.json").read_text())
-
-    def address(self, resource_type: str) -> str:
-        (name,) = self.config()["resource"][resource_type]
-        return f"{resource_type}.{name}"
-
-    def proxy_name(self) -> str:
-        return state_resources(STACK, self.project)[self.address("aws_db_proxy")]["name"]
-
-
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory) -> Iterator[Deployment]:
-    root = tmp_path_factory.mktemp("checkout") / "repo"
-    try:
-        fresh_checkout(root)
-    except LifecycleError as exc:
-        pytest.skip(str(exc))
-    project = Project(root=root, emulator_port=0, output=lambda line: print(line, flush=True))
-    up(project)
-    try:
-        yield Deployment(project)
-    finally:
-        try:
-            if project.emulator().is_running() and state_list(STACK, project):
-                lc.destroy(STACK, project)
-        except LifecycleError as exc:
-            print(f"[test] cleanup: {exc}")
-        finally:
-            down(project)
-
-
 def test_deploy_creates_alarms_topic_dashboard_and_proxy_log_group(deployment):
-    deployment.outputs = lc.deploy(STACK, deployment.project)
     types = {a.split(".")[0] for a in state_list(STACK, deployment.project) if not a.startswith("data.")}
     assert {"aws_sns_topic", "aws_cloudwatch_metric_alarm", "aws_cloudwatch_dashboard"} <= types
     alarms = deployment.client("cloudwatch").describe_alarms(AlarmNamePrefix="sms-local-")["MetricAlarms"]
@@ -127,7 +73,7 @@ def test_db_subnet_change_replaces_proxy_target_group_and_target_in_one_plan(dep
 
 def test_replacement_applies_and_leaves_the_db_registered_with_the_pool(deployment):
     started = time.monotonic()
-    lc.deploy(STACK, deployment.project, extra_env=REPLACE_PROXY, synthesize=False)
+    deployment.deploy(REPLACE_PROXY, synthesize=False)
     rds = deployment.client("rds")
     name = deployment.proxy_name()
     targets = rds.describe_db_proxy_targets(DBProxyName=name)["Targets"]
@@ -139,7 +85,7 @@ def test_replacement_applies_and_leaves_the_db_registered_with_the_pool(deployme
 
 
 def test_removing_init_query_leaves_no_permanent_diff(deployment):
-    lc.deploy(STACK, deployment.project, extra_env={**REPLACE_PROXY, **INIT_QUERY})
+    deployment.deploy({**REPLACE_PROXY, **INIT_QUERY})
     (group,) = deployment.client("rds").describe_db_proxy_target_groups(DBProxyName=deployment.proxy_name())[
         "TargetGroups"
     ]
@@ -150,9 +96,3 @@ def test_removing_init_query_leaves_no_permanent_diff(deployment):
         )
     result = lc.plan(STACK, deployment.project, extra_env=REPLACE_PROXY, synthesize=True)
     assert not result.has_changes, f"removing init_query must not diff forever: {result.changes}"
-
-
-def test_destroy_leaves_an_empty_state(deployment):
-    lc.destroy(STACK, deployment.project, extra_env=REPLACE_PROXY)
-    assert state_list(STACK, deployment.project) == []
-    assert Path(deployment.project.root).is_dir()
