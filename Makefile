@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export CHECKPOINT_DISABLE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup local synth diff state outputs destroy down serve experiment lint format test bench clean
+.PHONY: setup local synth diff state outputs destroy down serve experiment lint format test test-fast bench clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -48,8 +48,13 @@ format: setup
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
+## Every test (the command CI runs): lint, then all tiers, the lifecycle tier (one deployment, an upgrade) last.
 test: lint
 	$(PY) -m pytest
+
+## Lint, then every test but the lifecycle (deploys the stack) and experiment (load runs) tiers.
+test-fast: lint
+	$(PY) -m pytest -m "not lifecycle and not experiment"
 
 bench: setup
 	$(PY) bench/bench_synth.py

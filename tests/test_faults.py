@@ -28,7 +28,10 @@ from tests.dataplane_support import write_current_state
 from tests.sync_support import stop_process
 from tests.test_supervision_support import Deployment, Serve
 
-pytestmark = pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")
+pytestmark = [
+    pytest.mark.experiment,  # a load run with fault phases, its figures printed: the experiment tier
+    pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed"),
+]
 CLIENTS = 20
 RECOVERY_LIMIT_S = 60.0
 PASSWORD = "pw-faults"

@@ -64,7 +64,8 @@ def upgraded_stack(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytes
             print(f"[test] cleanup: {exc}")
         finally:
             down(project)
-            _report_step_times(pytestconfig, project, time.monotonic() - started)
+            upgrade_s = stack.upgrade.seconds if stack.upgrade is not None else {}
+            _report_step_times(pytestconfig, project, upgrade_s, time.monotonic() - started)
 
 
 def _upgrade(stack: Deployment) -> UpgradeRecord:
@@ -99,9 +100,9 @@ def _upgrade(stack: Deployment) -> UpgradeRecord:
     return UpgradeRecord(previous_answers, switched, changes, after, migrated, answer, times, stdout, seconds)
 
 
-def _report_step_times(config: pytest.Config, project: Project, wall_s: float) -> None:
+def _report_step_times(config: pytest.Config, project: Project, upgrade_s: dict[str, float], wall_s: float) -> None:
     """Each step's time on the terminal even when output is captured (CI runs plain `pytest`)."""
-    lines: list[str] = []
+    lines = [f"  upgrade: {name:32s} {seconds:6.1f} s" for name, seconds in upgrade_s.items()]
     project.timings.report(lines.append)
     lines.append(f"  lifecycle wall time: {wall_s:.1f} s")
     reporter = config.pluginmanager.get_plugin("terminalreporter")
