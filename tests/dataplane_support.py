@@ -11,11 +11,11 @@ from typing import Any
 from handler import app_contract
 from tests.auth_support import APP_USER
 from tests.auth_support import DB_USER as MASTER_USER
-from tests.test_db_instance import deployed_state
+from tests.deployed_state_support import deployed_state, make_secret
 
 
 def with_migrator(state: dict[str, Any], master_arn: str, app_arn: str) -> dict[str, Any]:
-    """``state`` (from `tests.test_db_instance.deployed_state`) as the least-privilege stack deploys it."""
+    """``state`` (from `tests.deployed_state_support.deployed_state`) as the least-privilege stack deploys it."""
     state = copy.deepcopy(state)
     migrator: dict[str, Any] = {}
     for resource in state["resources"]:
@@ -56,8 +56,6 @@ def current_state(master_arn: str, app_arn: str, **instance: object) -> dict[str
 
 def write_current_state(endpoint: str, tmp_path: Path, master_password: str = "pw-1") -> Path:
     """Both secrets in the emulator at ``endpoint`` and the current stack's state file in ``tmp_path``."""
-    from tests.test_db_instance import make_secret
-
     master = make_secret(endpoint, f"rds!db-{tmp_path.name}", {"username": MASTER_USER, "password": master_password})
     app = make_secret(endpoint, f"app-{tmp_path.name}", {"username": APP_USER, "password": "pw-app"})
     state_file = tmp_path / "terraform.local.tfstate"

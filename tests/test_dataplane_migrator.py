@@ -6,25 +6,17 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
-from collections.abc import Iterator
 
 import mysql.connector
 import pytest
 
-from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.mariadb import mariadbd_available
 from tests.dataplane_support import APP_USER, MASTER_USER, current_state
-from tests.test_db_instance import make_secret
+from tests.deployed_state_support import make_secret
 from tests.test_supervision_support import Deployment, Serve
 
 pytestmark = pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")
 MIGRATED = re.compile(r"\[migrator\] (\{.*\})$", re.M)
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory) -> Iterator[Emulator]:
-    with Emulator(EmulatorConfig(port=0, state_dir=tmp_path_factory.mktemp("emulator"))) as running:
-        yield running
 
 
 @pytest.fixture

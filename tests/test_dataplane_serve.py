@@ -7,7 +7,6 @@ import json
 import re
 import socket
 import time
-from collections.abc import Iterator
 
 import mysql.connector
 import pytest
@@ -15,7 +14,6 @@ import pytest
 from local.common import ports as port_rules
 from local.common.ports import LocalPorts, PortSettingError, PortTakenError, require_free, stack_ports
 from local.common.serve_record import read_record, record_path
-from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.mariadb import mariadbd_available
 from tests.dataplane_support import write_current_state
 from tests.test_supervision_support import Deployment, Serve
@@ -58,12 +56,6 @@ def test_a_taken_port_is_refused_naming_it_and_what_to_set():
 
 
 # ---------------------------------------------------------------- serve as a real process
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory) -> Iterator[Emulator]:
-    with Emulator(EmulatorConfig(port=0, state_dir=tmp_path_factory.mktemp("emulator"))) as running:
-        yield running
-
-
 @pytest.fixture
 def deployment(emulator, tmp_path) -> Deployment:
     state_file = write_current_state(emulator.endpoint, tmp_path)

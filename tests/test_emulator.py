@@ -132,12 +132,6 @@ def test_server_that_dies_at_start_is_reported_with_its_log(tmp_path):
 
 
 # ---------------------------------------------------------------- the fixes, checked through boto3
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    with Emulator(EmulatorConfig(state_dir=tmp_path_factory.mktemp("emulator"))) as running:
-        yield running
-
-
 def _client(emulator: Emulator, service: str, **config):
     return boto3.client(
         service,

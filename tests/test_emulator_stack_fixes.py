@@ -15,18 +15,12 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from local.control_plane.emulator import Emulator, EmulatorConfig
+from local.control_plane.emulator import Emulator
 from local.control_plane.moto_server import NOT_IMPLEMENTED_CODE
 
 REGION = "ap-northeast-1"
 MASTER_SECRET = "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:master-AbCdEf"
 APP_SECRET = "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:app-AbCdEf"
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    with Emulator(EmulatorConfig(state_dir=tmp_path_factory.mktemp("emulator"))) as running:
-        yield running
 
 
 def _client(emulator: Emulator, service: str):

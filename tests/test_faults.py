@@ -16,13 +16,11 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import mysql.connector
 import pytest
 
-from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.mariadb import mariadbd_available
 from tests.dataplane_support import write_current_state
 from tests.sync_support import stop_process
@@ -91,12 +89,6 @@ class Load:
                 return min(ok) - moment
             time.sleep(0.05)
         raise AssertionError(f"no 200 within {limit_s} s of the fault")
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory) -> Iterator[Emulator]:
-    with Emulator(EmulatorConfig(port=0, state_dir=tmp_path_factory.mktemp("emulator"))) as running:
-        yield running
 
 
 def _stored(serve: Serve) -> tuple[int, set[str] | None]:

@@ -9,26 +9,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from local.common.processes import ChildRegistry, pid_alive
-from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.mariadb import mariadbd_available
 from local.data_plane.supervisor import Child, Supervisor
 from modules.project import REPO_ROOT
 from tests.dataplane_support import write_current_state
-from tests.test_db_instance import deployed_state, make_secret
+from tests.deployed_state_support import deployed_state, make_secret
 from tests.test_supervision_support import Deployment, Serve, descendants, wait_gone
 
 needs_mariadb = pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory) -> Iterator[Emulator]:
-    with Emulator(EmulatorConfig(port=0, state_dir=tmp_path_factory.mktemp("emulator"))) as running:
-        yield running
 
 
 @pytest.fixture

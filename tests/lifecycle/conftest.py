@@ -91,13 +91,12 @@ def _upgrade(stack: Deployment) -> UpgradeRecord:
     mark = time.monotonic()
     with stack.serve() as current:
         answer = current.get("/")
-        times = current.get("/times")
         migrated = current.migrated()
         stdout = current.stdout()
         stopped = current.stop()
     assert stopped == 0, f"this release's serve exited {stopped}:\n{current.log()}"
     seconds["serve after the upgrade"] = time.monotonic() - mark
-    return UpgradeRecord(previous_answers, switched, changes, after, migrated, answer, times, stdout, seconds)
+    return UpgradeRecord(previous_answers, switched, changes, after, migrated, answer, stdout, seconds)
 
 
 def _report_step_times(config: pytest.Config, project: Project, upgrade_s: dict[str, float], wall_s: float) -> None:

@@ -126,9 +126,7 @@ class UpgradeRecord:
     migrated: list[dict[str, Any]]
     """The migrator's results during this release's ``serve``."""
     answer: tuple[int, dict[str, Any]]
-    """This release's first ``GET /``."""
-    times: tuple[int, dict[str, Any]]
-    """This release's ``GET /times`` after it."""
+    """This release's first ``GET /`` (its ``times`` list the newest rows, up to the response limit of 100)."""
     serve_stdout: str
     seconds: dict[str, float] = field(default_factory=dict)
 
