@@ -23,9 +23,9 @@ import os
 import sys
 from urllib.parse import urlparse
 
+from local.common.local_target import DEFAULT_EMULATOR_PORT, EMULATOR_HOST
 from local.control_plane import emulator_control, lifecycle, state_queries
 from local.control_plane.project import DEFAULT_STACK, LOCAL_TARGET, LifecycleError, Project
-from modules.project import DEFAULT_EMULATOR_PORT, EMULATOR_HOST
 
 
 def default_port() -> int:

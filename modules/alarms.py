@@ -1,12 +1,19 @@
 """The stack's alarms as data: metric, namespace, dimensions, statistic, threshold and why, each with its source.
 
-Pure (no cdktf): ``modules/monitoring.py`` turns each ``AlarmSpec`` into an ``aws_cloudwatch_metric_alarm``, and the
-tests read the same list. Every metric name and dimension below is checked against the AWS page cited next to it.
+Pure (no cdktf): ``AlarmOptions`` holds what users set; ``modules/monitoring.py`` turns each ``AlarmSpec`` into an
+``aws_cloudwatch_metric_alarm``, and the tests read the same list. Every metric name and dimension below is
+checked against the AWS page cited next to it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from modules.engine import estimated_max_connections
+from modules.function_options import STAGE_NAME
+from modules.props import Props, between, matching, one_of
+from modules.proxy_options import DEFAULT_TARGET_GROUP
 
 RDS_METRICS_DOC = "https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-metrics.html"
 RDS_DIMENSIONS_DOC = "https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/dimensions.html"
@@ -20,36 +27,108 @@ LESS = "LessThanThreshold"
 GIB = 1024**3
 
 
+ALARM_PERIODS = (60, 300, 900, 3600)
+Email = Annotated[str, matching(r"[^@\s,]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "email addresses such as ops@example.com")]
+TopicArn = Annotated[
+    str,
+    matching(
+        r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?",
+        "null or an SNS topic ARN such as arn:aws:sns:ap-northeast-1:123456789012:on-call",
+    ),
+]
+Count = Annotated[int, between(1, 100_000)]
+Percent = Annotated[int, between(1, 100)]
+
+
+class AlarmOptions(Props):
+    """Who the alarms notify and when they fire, in the units operators think in."""
+
+    email_addresses: tuple[Email, ...] = ()
+    """Subscribed to the alarm topic; each address confirms the subscription by email. Default: none."""
+    topic_arn: TopicArn | None = None
+    """An existing SNS topic (an on-call pipeline, say) that every alarm notifies too. Default: None."""
+    period_s: Annotated[int, one_of(ALARM_PERIODS)] = 60
+    """Length of one evaluation period, in seconds. Default: 60."""
+    evaluation_periods: Annotated[int, between(1, 100)] = 5
+    """Consecutive breaching periods before a gauge alarm fires (error alarms fire on the first). Default: 5."""
+    db_max_connections: Count | None = None
+    """The DB's max_connections, which the DB-connections alarm and the dashboard measure against; required for
+    instance classes whose memory the stack does not know. Default: None, RDS's default for the instance class
+    (memory / 12582880: 85 for db.t4g.micro)."""
+    db_connections_percent: Percent = 80
+    """DB connections above this percentage of max_connections: something bypasses the proxy or the pool cap is too
+    high. Default: 80."""
+    db_cpu_percent: Percent = 80
+    """DB CPU above this percentage: queries slow down and borrow latency grows. Default: 80."""
+    db_free_storage_gb: Annotated[int, between(1, 65536)] = 2
+    """Free storage below this many GB (at most the allocated storage): a full volume stops writes. Default: 2."""
+    proxy_client_connections: Count = 500
+    """RDS Proxy client connections above this: Lambda concurrency grows past what the pool serves. Default: 500."""
+    proxy_borrow_latency_ms: Annotated[int, between(1, 3_600_000)] = 100
+    """Average borrow latency above this: clients queue for pooled connections. Default: 100."""
+    lambda_duration_percent: Percent = 80
+    """Longest invocation above this percentage of the function's timeout. Default: 80."""
+    lambda_errors: Count = 1
+    """Function errors per period at which the alarm fires. Default: 1."""
+    api_5xx: Count = 1
+    """HTTP API 5xx answers per period at which the alarm fires. Default: 1."""
+
+    def max_connections(self, instance_class: str) -> int | None:
+        """The DB's max_connections: the option, else RDS's default for ``instance_class`` (None if unknown)."""
+        return self.db_max_connections or estimated_max_connections(instance_class)
+
+    def thresholds(self, db_max_connections: int, lambda_timeout_s: int) -> AlarmThresholds:
+        return AlarmThresholds(
+            db_max_connections=db_max_connections,
+            db_connections_percent=self.db_connections_percent,
+            db_cpu_percent=self.db_cpu_percent,
+            db_free_storage_gb=self.db_free_storage_gb,
+            proxy_client_connections=self.proxy_client_connections,
+            proxy_borrow_latency_ms=self.proxy_borrow_latency_ms,
+            lambda_timeout_s=lambda_timeout_s,
+            lambda_duration_percent=self.lambda_duration_percent,
+            lambda_errors=self.lambda_errors,
+            api_5xx=self.api_5xx,
+            period_s=self.period_s,
+            evaluation_periods=self.evaluation_periods,
+        )
+
+
 @dataclass(frozen=True)
 class AlarmThresholds:
-    """The overridable thresholds (``StackSettings.alarm_*``), in the units operators think in."""
+    """Every threshold resolved against the resources it watches (built by ``AlarmOptions.thresholds``)."""
 
     db_max_connections: int
-    db_connections_percent: int = 80
-    db_cpu_percent: int = 80
-    db_free_storage_gb: int = 2
-    proxy_client_connections: int = 500
-    proxy_borrow_latency_ms: int = 100
-    lambda_timeout_s: int = 10
-    lambda_duration_percent: int = 80
-    lambda_errors: int = 1
-    api_5xx: int = 1
-    period_s: int = 60
-    evaluation_periods: int = 5
+    db_connections_percent: int
+    db_cpu_percent: int
+    db_free_storage_gb: int
+    proxy_client_connections: int
+    proxy_borrow_latency_ms: int
+    lambda_timeout_s: int
+    lambda_duration_percent: int
+    lambda_errors: int
+    api_5xx: int
+    period_s: int
+    evaluation_periods: int
 
 
-@dataclass(frozen=True)
-class MonitoredResources:
+class MonitoredResources(Props):
     """Names CloudWatch uses as dimension values (Terraform references are fine)."""
 
     db_instance_identifier: str
+    """The DB instance's identifier. Required."""
     proxy_name: str
+    """The proxy's name. Required."""
     function_name: str
+    """The request function's name. Required."""
     api_id: str
-    stage: str = "$default"
-    proxy_target_group: str = "default"
+    """The HTTP API's id. Required."""
+    stage: str = STAGE_NAME
+    """The API's stage. Default: $default."""
+    proxy_target_group: str = DEFAULT_TARGET_GROUP
+    """The proxy's target group. Default: default."""
     proxy_target_role: str = "READ_WRITE"
-    """An RDS instance target serves the READ_WRITE role (``DBProxyTarget.Role``)."""
+    """An RDS instance target serves the READ_WRITE role (``DBProxyTarget.Role``). Default: READ_WRITE."""
 
 
 @dataclass(frozen=True)

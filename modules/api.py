@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
 
 from constructs import Construct
 
-from modules.api_limits import (
-    API_THROTTLING_BURST_RANGE,
-    API_THROTTLING_RATE_RANGE,
-    DEFAULT_API_THROTTLING_BURST_LIMIT,
-    DEFAULT_API_THROTTLING_RATE_LIMIT,
-)
 from modules.bindings import aws
+from modules.field_types import LambdaTimeoutS, LogRetention, NamePrefix
+from modules.function_options import (
+    ANY_METHOD,
+    DEFAULT_ROUTE,
+    DEFAULT_TIMEOUT_S,
+    STAGE_NAME,
+    ApiOptions,
+    route_parts,
+)
 from modules.logs import log_group
+from modules.props import expect_props
 from modules.suppressions import skip_checks
-from modules.validation import check_range
 
-# Every method reaches the handler, which answers 405 for anything but GET.
-ROUTE_KEY = "ANY /"
 ACCESS_LOG_FORMAT = json.dumps(
     {
         "requestId": "$context.requestId",
@@ -34,35 +35,45 @@ ACCESS_LOG_FORMAT = json.dumps(
     },
     sort_keys=True,
 )
+LambdaFunction = aws("lambda_function").LambdaFunction
 
 
-STAGE_NAME = "$default"
-
-
-@dataclass(frozen=True)
-class HttpApiProps:
-    name_prefix: str
-    """The API is ``<name_prefix>-http-api``."""
-    function: object
-    """The ``LambdaFunction`` every request goes to (payload format 2.0)."""
+class HttpApiProps(ApiOptions, LogRetention):
+    name_prefix: NamePrefix
+    """The API is ``<name_prefix>-http-api``. Required."""
+    function: LambdaFunction
+    """The function every route goes to (payload format 2.0). Required."""
     kms_key_arn: str
-    """Key of the access-log group."""
-    lambda_timeout_s: int = 10
-    """The integration waits one second longer than the function (capped at API Gateway's 30 s)."""
-    log_retention_days: int = 365
-    throttling_burst_limit: int = DEFAULT_API_THROTTLING_BURST_LIMIT
-    """Requests the ``$default`` stage admits at once before answering 429 (1-5000). Default: 200."""
-    throttling_rate_limit: int = DEFAULT_API_THROTTLING_RATE_LIMIT
-    """Steady requests per second the ``$default`` stage admits (1-10000). Default: 100."""
+    """Key of the access-log group. Required."""
+    lambda_timeout_s: LambdaTimeoutS = DEFAULT_TIMEOUT_S
+    """The function's timeout: the integration waits one second longer (at most API Gateway's 30 s). Default: 10."""
 
-    def __post_init__(self) -> None:
-        check_range("throttling_burst_limit", self.throttling_burst_limit, *API_THROTTLING_BURST_RANGE)
-        check_range("throttling_rate_limit", self.throttling_rate_limit, *API_THROTTLING_RATE_RANGE)
+
+def route_ids(route_key: str) -> tuple[str, str, str]:
+    """(route id, permission id, permission statement id) of a route, derived from its key alone so reordering the
+    routes moves nothing. ``ANY /`` keeps the ids it had as the API's only route, so existing stacks keep it."""
+    if route_key == DEFAULT_ROUTE:
+        return "route", "invoke", "AllowHttpApiInvoke"
+    method, path = route_parts(route_key)
+    words = [part.lower() for part in re.split(r"[^A-Za-z0-9]+", path) if part] or ["root"]
+    slug = "-".join([method.lower(), *words])
+    statement = "AllowHttpApiInvoke" + "".join(part.capitalize() for part in slug.split("-"))
+    return f"route-{slug}", f"invoke-{slug}", statement
+
+
+def source_arn(execution_arn: str, route_key: str) -> str:
+    """What one route may invoke: ``<execution ARN>/<any stage>/<method or *>/<path>``."""
+    method, path = route_parts(route_key)
+    return f"{execution_arn}/*/{'*' if method == ANY_METHOD else method}{path}"
 
 
 class HttpApi(Construct):
+    """An HTTP API whose routes (and only those) invoke the function; the ``$default`` stage is throttled and logs
+    every request as JSON."""
+
     def __init__(self, scope: Construct, id_: str, props: HttpApiProps):
         super().__init__(scope, id_)
+        expect_props(props, HttpApiProps)
         function = props.function
         name = f"{props.name_prefix}-http-api"
         self.api = aws("apigatewayv2_api").Apigatewayv2Api(
@@ -82,13 +93,23 @@ class HttpApi(Construct):
             payload_format_version="2.0",
             timeout_milliseconds=min(30000, props.lambda_timeout_s * 1000 + 1000),
         )
-        route = aws("apigatewayv2_route").Apigatewayv2Route(
-            self, "route", api_id=self.api.id, route_key=ROUTE_KEY, target=f"integrations/{integration.id}"
-        )
-        skip_checks(
-            route,
-            {"CKV_AWS_309": "the API is public by design (anyone may GET the times); add an authorizer for production"},
-        )
+        self.routes = {}
+        for route_key in props.routes:
+            route = aws("apigatewayv2_route").Apigatewayv2Route(
+                self,
+                route_ids(route_key)[0],
+                api_id=self.api.id,
+                route_key=route_key,
+                target=f"integrations/{integration.id}",
+            )
+            skip_checks(
+                route,
+                {
+                    "CKV_AWS_309": "the API is public by design (anyone may GET the times); "
+                    "add an authorizer for production"
+                },
+            )
+            self.routes[route_key] = route
         self.access_logs = access_logs = log_group(
             self,
             "access-logs",
@@ -112,16 +133,19 @@ class HttpApi(Construct):
                 throttling_rate_limit=props.throttling_rate_limit,
             ),
         )
-        # Only this API's root route may invoke the function.
-        aws("lambda_permission").LambdaPermission(
-            self,
-            "invoke",
-            statement_id="AllowHttpApiInvoke",
-            action="lambda:InvokeFunction",
-            function_name=function.function_name,
-            principal="apigateway.amazonaws.com",
-            source_arn=f"{self.api.execution_arn}/*/*/",
-        )
+        # Exactly the configured routes of this API may invoke the function.
+        self.permissions = {}
+        for route_key in props.routes:
+            _, permission_id, statement_id = route_ids(route_key)
+            self.permissions[route_key] = aws("lambda_permission").LambdaPermission(
+                self,
+                permission_id,
+                statement_id=statement_id,
+                action="lambda:InvokeFunction",
+                function_name=function.function_name,
+                principal="apigateway.amazonaws.com",
+                source_arn=source_arn(self.api.execution_arn, route_key),
+            )
 
     @property
     def url(self) -> str:

@@ -10,41 +10,26 @@ the secret and sets that password on the DB user, and RDS Proxy logs in to the D
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from constructs import Construct
 
 from modules.bindings import aws
+from modules.database_options import DEFAULT_RECOVERY_WINDOW_DAYS, AppUserOptions
 from modules.ephemeral import EphemeralResource
+from modules.field_types import NamePrefix
+from modules.props import expect_props
 from modules.suppressions import skip_checks
-from modules.validation import SettingsError, check_range
 
 #: 32 letters and digits (~190 bits): no character that needs quoting in a MySQL, shell or JSON context.
 PASSWORD_LENGTH = 32
-#: Secrets Manager allows 0 (delete at once) or a recovery window of 7-30 days.
-RECOVERY_WINDOW_DAYS = (7, 30)
 
 
-@dataclass(frozen=True)
-class AppUserSecretProps:
-    name_prefix: str
-    """The secret is ``<name_prefix>/db/<username>``."""
-    username: str
-    """The DB user the secret belongs to (stored next to the password, as RDS Proxy expects)."""
+class AppUserSecretProps(AppUserOptions):
+    name_prefix: NamePrefix
+    """The secret is ``<name_prefix>/db/<username>``. Required."""
     kms_key_arn: str
-    """The stack key; whoever reads the secret must be allowed to decrypt with it (via Secrets Manager only)."""
-    password_version: int = 1
-    """Raise it (1-1000000) to generate and store a new password on the next deploy. Default: 1."""
-    recovery_window_days: int = 30
-    """Days a deleted secret stays recoverable: 7-30, or 0 to delete at once so a throwaway environment can be
-    re-created under the same name. Default: 30 (the AWS default)."""
-
-    def __post_init__(self) -> None:
-        check_range("password_version", self.password_version, 1, 1_000_000)
-        low, high = RECOVERY_WINDOW_DAYS
-        days = self.recovery_window_days
-        if isinstance(days, bool) or not isinstance(days, int) or not (days == 0 or low <= days <= high):
-            raise SettingsError("recovery_window_days", days, f"0 or an integer from {low} to {high}")
+    """The stack key; whoever reads the secret must be allowed to decrypt with it (via Secrets Manager only).
+    Required."""
 
 
 class AppUserSecret(Construct):
@@ -52,14 +37,17 @@ class AppUserSecret(Construct):
 
     def __init__(self, scope: Construct, id_: str, props: AppUserSecretProps):
         super().__init__(scope, id_)
+        expect_props(props, AppUserSecretProps)
         self.username = props.username
+        recovery_window = props.recovery_window_days
+        recovery_window = DEFAULT_RECOVERY_WINDOW_DAYS if recovery_window is None else recovery_window
         self.secret = aws("secretsmanager_secret").SecretsmanagerSecret(
             self,
             "secret",
             name=f"{props.name_prefix}/db/{props.username}",
             description=f"{props.name_prefix}: credentials of the application DB user {props.username}",
             kms_key_id=props.kms_key_arn,
-            recovery_window_in_days=props.recovery_window_days,
+            recovery_window_in_days=recovery_window,
         )
         skip_checks(
             self.secret,

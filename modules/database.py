@@ -6,15 +6,17 @@ sees it, so it is in no code, synthesized JSON, plan or state. RDS Proxy authent
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Self
 
 from cdktf import TerraformResourceLifecycle
 from constructs import Construct
+from pydantic import model_validator
 
 from modules.bindings import aws
-from modules.db_users import DEFAULT_MASTER_USERNAME
-from modules.engine import DEFAULT_ENGINE_VERSION, DEFAULT_INSTANCE_CLASS, EngineVersion
+from modules.database_options import DatabaseOptions
+from modules.field_types import LogRetention, NamePrefix
 from modules.logs import log_group
+from modules.props import expect_props, is_unresolved
 from modules.suppressions import skip_checks
 
 EXPORTED_LOGS = ("error", "slowquery")
@@ -22,35 +24,34 @@ EXPORTED_LOGS = ("error", "slowquery")
 PARAMETERS = (("slow_query_log", "1"), ("long_query_time", "1"))
 
 
-@dataclass(frozen=True)
-class DatabaseProps:
-    name_prefix: str
-    """The instance is ``<name_prefix>-db``; subnet and parameter groups are named after it."""
+class DatabaseProps(DatabaseOptions, LogRetention):
+    name_prefix: NamePrefix
+    """The instance is ``<name_prefix>-db``; subnet and parameter groups are named after it. Required."""
     subnet_ids: list[str]
-    """At least two private subnets in distinct AZs."""
+    """At least two private subnets in distinct availability zones. Required."""
     security_group_id: str
+    """The instance's security group (the proxy's is the only way in). Required."""
     kms_key_arn: str
-    """Encrypts storage, the master-user secret and the exported log groups."""
-    engine_version: EngineVersion = EngineVersion(DEFAULT_ENGINE_VERSION)
-    """MySQL version; the parameter group family (``mysql8.4``) follows from it."""
-    instance_class: str = DEFAULT_INSTANCE_CLASS
-    allocated_storage_gb: int = 20
-    max_allocated_storage_gb: int = 100
-    db_name: str = "app"
-    username: str = DEFAULT_MASTER_USERNAME
-    port: int = 3306
-    backup_retention_days: int = 7
-    multi_az: bool = False
-    deletion_protection: bool = True
-    final_snapshot: bool = True
-    log_retention_days: int = 365
+    """Encrypts storage, the master-user secret and the exported log groups. Required."""
+
+    @model_validator(mode="after")
+    def _two_subnets(self) -> Self:
+        if not is_unresolved(self.subnet_ids) and len(set(self.subnet_ids)) < 2:
+            self.refuse("subnet_ids", "at least two distinct subnet ids (RDS needs two availability zones)")
+        return self
 
 
 class Database(Construct):
+    """The instance, its subnet group, its parameter group (slow query log) and the log groups it exports to."""
+
     def __init__(self, scope: Construct, id_: str, props: DatabaseProps):
         super().__init__(scope, id_)
+        expect_props(props, DatabaseProps)
         self.identifier = f"{props.name_prefix}-db"
-        engine = props.engine_version
+        engine = props.engine
+        # A construct on its own protects its data; a throwaway deployment turns this off explicitly.
+        protected = props.deletion_protection is not False
+        final_snapshot = props.final_snapshot is not False
         subnet_group = aws("db_subnet_group").DbSubnetGroup(
             self,
             "subnet-group",
@@ -108,9 +109,9 @@ class Database(Construct):
             backup_retention_period=props.backup_retention_days,
             copy_tags_to_snapshot=True,
             auto_minor_version_upgrade=True,
-            deletion_protection=props.deletion_protection,
-            skip_final_snapshot=not props.final_snapshot,
-            final_snapshot_identifier=(f"{self.identifier}-final" if props.final_snapshot else None),
+            deletion_protection=protected,
+            skip_final_snapshot=not final_snapshot,
+            final_snapshot_identifier=(f"{self.identifier}-final" if final_snapshot else None),
             enabled_cloudwatch_logs_exports=list(EXPORTED_LOGS),
             depends_on=list(self.log_groups.values()),
         )
@@ -121,7 +122,7 @@ class Database(Construct):
         }
         if not props.multi_az:
             accepted["CKV_AWS_157"] = "multi-AZ is a setting (db_multi_az), off by default for cost"
-        if not props.deletion_protection:
+        if not protected:
             accepted["CKV_AWS_293"] = "deletion protection is off for this throwaway environment (settings.throwaway)"
         skip_checks(self.instance, accepted)
 

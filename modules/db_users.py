@@ -5,9 +5,9 @@ Imports nothing from cdktf, so the settings and the local tooling can use it wit
 
 from __future__ import annotations
 
-import re
+from typing import Annotated
 
-from modules.validation import SettingsError, check_pattern
+from modules.props import matching, satisfying
 
 DEFAULT_MASTER_USERNAME = "app_admin"
 """The RDS master user: administration and the deploy's migrator only."""
@@ -15,11 +15,12 @@ DEFAULT_APP_USERNAME = "app_user"
 """The request path's user: DML on the handler's own tables only."""
 RESERVED_DB_USERNAMES = ("rdsadmin", "rdsrepladmin", "mysql.sys", "root", "admin_rds")
 
-_DB_USER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,15}$")
-
-
-def check_db_user(name: str, value: str) -> None:
-    """A MySQL user name RDS accepts: 1-16 word characters, none of the names RDS reserves for itself."""
-    check_pattern(name, value, _DB_USER, "1-16 letters, digits or underscores, starting with a letter")
-    if value.lower() in RESERVED_DB_USERNAMES:
-        raise SettingsError(name, value, "a name other than the reserved " + ", ".join(RESERVED_DB_USERNAMES))
+DbUserName = Annotated[
+    str,
+    matching(r"[A-Za-z][A-Za-z0-9_]{0,15}", "1-16 letters, digits or underscores, starting with a letter"),
+    satisfying(
+        "a name other than the reserved " + ", ".join(RESERVED_DB_USERNAMES),
+        lambda name: name.lower() not in RESERVED_DB_USERNAMES,
+    ),
+]
+"""A MySQL user name RDS accepts: 1-16 word characters, none of the names RDS reserves for itself."""

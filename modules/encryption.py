@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from typing import Annotated
 
 from constructs import Construct
 
 from modules.bindings import aws
 from modules.context import AwsContext
+from modules.field_types import NamePrefix
+from modules.props import Props, between, expect_props
 
 
 def key_policy(ctx: AwsContext) -> str:
@@ -59,14 +61,13 @@ def key_policy(ctx: AwsContext) -> str:
     )
 
 
-@dataclass(frozen=True)
-class StackKeyProps:
-    name_prefix: str
-    """Alias ``alias/<name_prefix>`` and the key's description."""
+class StackKeyProps(Props):
+    name_prefix: NamePrefix
+    """Alias ``alias/<name_prefix>`` and the key's description. Required."""
     ctx: AwsContext
-    """Account and region the key policy is scoped to."""
-    deletion_window_days: int = 30
-    """Days a deleted key stays recoverable (AWS maximum, 30)."""
+    """Account and region the key policy is scoped to. Required."""
+    deletion_window_days: Annotated[int, between(7, 30)] = 30
+    """Days a deleted key stays recoverable (the AWS maximum). Default: 30."""
 
 
 class StackKey(Construct):
@@ -74,6 +75,7 @@ class StackKey(Construct):
 
     def __init__(self, scope: Construct, id_: str, props: StackKeyProps):
         super().__init__(scope, id_)
+        expect_props(props, StackKeyProps)
         self.key = aws("kms_key").KmsKey(
             self,
             "key",

@@ -8,43 +8,50 @@ reading the given secrets by principals of this account.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, Self
 
 from constructs import Construct
+from pydantic import model_validator
 
 from modules.bindings import aws
 from modules.context import AwsContext
+from modules.field_types import NamePrefix
 from modules.network import allow_tcp
 from modules.policy import policy_document
-from modules.validation import SettingsError
+from modules.props import Props, expect_props, is_unresolved
 
 HTTPS_PORT = 443
 
 
-@dataclass(frozen=True)
-class SecretsManagerEndpointProps:
-    name_prefix: str
-    """Names the endpoint's security group ``<name_prefix>-secretsmanager-endpoint``."""
+class SecretsManagerEndpointProps(Props):
+    name_prefix: NamePrefix
+    """Names the endpoint's security group ``<name_prefix>-secretsmanager-endpoint``. Required."""
     ctx: AwsContext
-    """Region of the service name; account the endpoint policy admits."""
+    """Region of the service name; account the endpoint policy admits. Required."""
     vpc_id: str
+    """The VPC the endpoint goes into. Required."""
     subnet_ids: list[str]
-    """One endpoint network interface per subnet; each is billed per AZ-hour. Use the clients' subnets."""
-    client_security_group: object
-    """The ``SecurityGroup`` of the only clients (the migrator): it gets egress to the endpoint on 443."""
+    """One endpoint network interface per subnet; each is billed per AZ-hour. Use the clients' subnets. Required."""
+    client_security_group: Any
+    """The ``SecurityGroup`` of the only clients (the migrator): it gets egress to the endpoint on 443. Required."""
     readable_secret_arns: tuple[str, ...]
-    """The only secrets reachable through the endpoint (``secretsmanager:GetSecretValue``)."""
+    """The only secrets reachable through the endpoint (``secretsmanager:GetSecretValue``). Required."""
 
-    def __post_init__(self) -> None:
-        if not self.subnet_ids:
-            raise SettingsError("subnet_ids", self.subnet_ids, "at least one subnet")
+    @model_validator(mode="after")
+    def _something_to_serve(self) -> Self:
+        if not is_unresolved(self.subnet_ids) and not self.subnet_ids:
+            self.refuse("subnet_ids", "at least one subnet")
         if not self.readable_secret_arns:
-            raise SettingsError("readable_secret_arns", self.readable_secret_arns, "at least one secret ARN")
+            self.refuse("readable_secret_arns", "at least one secret ARN")
+        return self
 
 
 class SecretsManagerEndpoint(Construct):
+    """The interface endpoint, its security group (443 from the clients' group only) and its policy."""
+
     def __init__(self, scope: Construct, id_: str, props: SecretsManagerEndpointProps):
         super().__init__(scope, id_)
+        expect_props(props, SecretsManagerEndpointProps)
         name = f"{props.name_prefix}-secretsmanager-endpoint"
         self.security_group = aws("security_group").SecurityGroup(
             self,
@@ -69,7 +76,7 @@ class SecretsManagerEndpoint(Construct):
             service_name=f"com.amazonaws.{props.ctx.region}.secretsmanager",
             vpc_endpoint_type="Interface",
             private_dns_enabled=True,
-            subnet_ids=props.subnet_ids,
+            subnet_ids=list(props.subnet_ids),
             security_group_ids=[self.security_group.id],
             policy=policy_document(
                 self,

@@ -28,8 +28,10 @@ DEFAULT_INSTANCE_CLASS = "db.t4g.micro"
 EXTENDED_SUPPORT_MAJORS = {"8.0": "2026-07-31"}
 """Major versions past the end of RDS standard support, with that date."""
 
-_VERSION = re.compile(r"^(8\.[04])(\.\d+)?$")
-_CLASS = re.compile(r"^db\.([a-z0-9-]+)\.([a-z0-9]+)$")
+VERSION_PATTERN = re.compile(r"^(8\.[04])(\.\d+)?$")
+ENGINE_VERSION_ALLOWED = "MySQL 8.4 or 8.4.<minor> (8.0 or 8.0.<minor>: Extended Support)"
+INSTANCE_CLASS_PATTERN = re.compile(r"^db\.([a-z0-9-]+)\.([a-z0-9]+)$")
+INSTANCE_CLASS_ALLOWED = "an RDS instance class such as db.t4g.micro"
 
 #: Previous-generation families that RDS for MySQL 8.4 does not offer (8.4 runs on current generations only).
 PREVIOUS_GENERATION_FAMILIES = ("t1", "t2", "m1", "m2", "m3", "m4", "r3", "r4")
@@ -70,14 +72,12 @@ class EngineVersion:
     version: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.version, str) or not _VERSION.match(self.version):
-            raise SettingsError(
-                "db_engine_version", self.version, "MySQL 8.4 or 8.4.<minor> (8.0 or 8.0.<minor>: Extended Support)"
-            )
+        if not isinstance(self.version, str) or not VERSION_PATTERN.match(self.version):
+            raise SettingsError("db_engine_version", self.version, ENGINE_VERSION_ALLOWED)
 
     @property
     def major(self) -> str:
-        return _VERSION.match(self.version).group(1)
+        return VERSION_PATTERN.match(self.version).group(1)
 
     @property
     def parameter_group_family(self) -> str:
@@ -95,9 +95,9 @@ class EngineVersion:
 
 def check_instance_class(instance_class: str, engine: EngineVersion) -> None:
     """Reject class names RDS does not have and previous-generation classes on 8.4."""
-    match = _CLASS.match(instance_class) if isinstance(instance_class, str) else None
+    match = INSTANCE_CLASS_PATTERN.match(instance_class) if isinstance(instance_class, str) else None
     if not match:
-        raise SettingsError("db_instance_class", instance_class, "an RDS instance class such as db.t4g.micro")
+        raise SettingsError("db_instance_class", instance_class, INSTANCE_CLASS_ALLOWED)
     family, size = match.groups()
     if engine.major == "8.4" and family in PREVIOUS_GENERATION_FAMILIES:
         raise SettingsError(

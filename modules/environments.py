@@ -14,7 +14,6 @@ Environment variables override settings without editing files: ``SMS_<FIELD>`` (
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -23,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modules.project import DEFAULT_LOCAL_ENDPOINT, ENVIRONMENTS_DIR_NAME, REPO_ROOT, default_state_file
+from pydantic_settings import EnvSettingsSource
+from pydantic_settings.sources.utils import parse_env_vars
+
+from modules.local_target import DEFAULT_LOCAL_ENDPOINT, LOCAL_ENDPOINT_VARIABLE
+from modules.project import ENVIRONMENTS_DIR_NAME, REPO_ROOT, default_state_file
 from modules.settings import SettingsError, StackSettings
 
 ENVIRONMENTS_DIR = REPO_ROOT / ENVIRONMENTS_DIR_NAME
@@ -68,9 +71,9 @@ class Environment:
             raise SettingsError(f"{self.name}.backend", "s3", "no remote backend for the local target")
         if not re.match(r"^http://(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$", self.local_endpoint):
             raise SettingsError(
-                "LOCAL_AWS_ENDPOINT",
+                LOCAL_ENDPOINT_VARIABLE,
                 self.local_endpoint,
-                "an http:// URL on the loopback interface, e.g. http://127.0.0.1:4599",
+                f"an http:// URL on the loopback interface, e.g. {DEFAULT_LOCAL_ENDPOINT}",
             )
         for account in self.allowed_account_ids:
             if not re.match(r"^\d{12}$", account):
@@ -82,15 +85,21 @@ class Environment:
         return default_state_file(self.name)
 
 
+class _EnvironSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping instead of the process environment."""
+
+    def __init__(self, environ: Mapping[str, str], prefix: str):
+        self._environ = environ
+        super().__init__(StackSettings, case_sensitive=False, env_prefix=prefix)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
 def _env_overrides(env_name: str, environ: Mapping[str, str]) -> dict[str, Any]:
-    fields = {f.name.upper(): f.name for f in dataclasses.fields(StackSettings)}
+    """``SMS_<FIELD>`` for every environment, then ``SMS_<ENV>__<FIELD>`` for this one (applied last, so it wins)."""
     scoped = f"SMS_{env_name.upper().replace('-', '_')}__"
-    overrides: dict[str, Any] = {}
-    for prefix in ("SMS_", scoped):  # scoped values are applied last, so they win
-        for key, value in environ.items():
-            if key.startswith(prefix) and key[len(prefix) :] in fields:
-                overrides[fields[key[len(prefix) :]]] = value
-    return overrides
+    return {**_EnvironSource(environ, "SMS_")(), **_EnvironSource(environ, scoped)()}
 
 
 def load_environment(path: Path, environ: Mapping[str, str] | None = None) -> Environment:
@@ -107,7 +116,7 @@ def load_environment(path: Path, environ: Mapping[str, str] | None = None) -> En
             raw[sorted(unknown)[0]],
             "keys target, settings, backend, allowed_account_ids",
         )
-    settings = StackSettings.from_mapping(raw.get("settings", {})).with_overrides(_env_overrides(name, environ))
+    settings = StackSettings(**{**raw.get("settings", {}), **_env_overrides(name, environ)})
     backend_raw = raw.get("backend")
     backend = None
     if backend_raw:
@@ -120,7 +129,7 @@ def load_environment(path: Path, environ: Mapping[str, str] | None = None) -> En
         settings=settings,
         backend=backend,
         allowed_account_ids=tuple(raw.get("allowed_account_ids", ())),
-        local_endpoint=environ.get("LOCAL_AWS_ENDPOINT", DEFAULT_LOCAL_ENDPOINT),
+        local_endpoint=environ.get(LOCAL_ENDPOINT_VARIABLE, DEFAULT_LOCAL_ENDPOINT),
     )
 
 

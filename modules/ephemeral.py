@@ -17,6 +17,7 @@ from cdktf import TerraformStack
 from constructs import Construct
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+_HIDDEN_ID = "Default"
 
 
 class EphemeralResource(Construct):
@@ -24,8 +25,9 @@ class EphemeralResource(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, resource_type: str, config: Mapping[str, Any]):
         super().__init__(scope, id_)
-        path = self.node.path
-        # Unique in the stack like cdktf's own logical ids: the id, then a hash of the full construct path.
+        # Unique in the stack like cdktf's own logical ids: the id, then a hash of the construct path, in which (as
+        # in cdktf's ids) a construct named "Default" does not count.
+        path = "/".join(scope.node.id for scope in self.node.scopes[1:] if scope.node.id != _HIDDEN_ID)
         digest = hashlib.sha256(path.encode()).hexdigest()[:8].upper()
         self.resource_type = resource_type
         self.name = f"{_NAME_UNSAFE.sub('_', id_)}_{digest}"

@@ -11,44 +11,43 @@ from constructs import Construct
 from handler import app_contract as contract
 from modules.bindings import aws
 from modules.context import AwsContext
-from modules.db_users import DEFAULT_APP_USERNAME
+from modules.database_options import DEFAULT_DB_NAME
+from modules.db_users import DEFAULT_APP_USERNAME, DbUserName
+from modules.field_types import DbPort, LogRetention, NamePrefix
+from modules.function_options import FunctionOptions
 from modules.logs import log_group
 from modules.packaging import build_handler_zip
 from modules.policy import service_assume_role
+from modules.props import expect_props
 from modules.suppressions import skip_checks
 
 HANDLER_ENTRY = contract.REQUEST_HANDLER
 
 
-@dataclass(frozen=True)
-class FunctionProps:
-    name_prefix: str
-    """The function is ``<name_prefix>-api``; its role ``<name_prefix>-api-exec``."""
+class FunctionProps(FunctionOptions, LogRetention):
+    name_prefix: NamePrefix
+    """The function is ``<name_prefix>-api``; its role ``<name_prefix>-api-exec``. Required."""
     ctx: AwsContext
+    """Partition of the AWS managed policy it attaches. Required."""
     code_dir: Path
-    """Directory with the handler modules (and ``requirements.txt`` pinning the driver)."""
+    """Directory with the handler package (and ``requirements.txt`` pinning the driver). Required."""
     build_dir: Path
-    """Where the deterministic zip is written."""
+    """Where the deterministic zip is written. Required."""
     subnet_ids: list[str]
+    """Subnets of the function's network interfaces. Required."""
     security_group_id: str
+    """The function's security group (egress to the proxy only). Required."""
     kms_key_arn: str
-    """Encrypts the environment and the log group."""
+    """Encrypts the environment and the log group. Required."""
     db_host: str
-    """The proxy endpoint the handler connects to (never the DB itself)."""
-    db_port: int = contract.DEFAULT_PORT
-    db_name: str = "app"
-    db_user: str = DEFAULT_APP_USERNAME
+    """The proxy endpoint the handler connects to (never the DB itself). Required."""
+    db_port: DbPort = contract.DEFAULT_PORT
+    """The proxy's port. Default: 3306."""
+    db_name: str = DEFAULT_DB_NAME
+    """The database (schema) of the handler's tables. Default: app."""
+    db_user: DbUserName = DEFAULT_APP_USERNAME
     """The DB user the handler logs in as: the application user (DML on its own tables only), never the master.
     Default: app_user."""
-    table_name: str = contract.DEFAULT_TABLE
-    response_limit: int = contract.RESPONSE_LIMIT_DEFAULT
-    runtime: str = "python3.12"
-    architecture: str = "arm64"
-    memory_mb: int = 256
-    timeout_s: int = 10
-    reserved_concurrency: int | None = None
-    """None: the account's unreserved pool."""
-    log_retention_days: int = 365
 
     def environment(self) -> dict[str, str]:
         """The handler's environment, named by its contract: IAM auth through the proxy, no password."""
@@ -72,8 +71,11 @@ class FunctionCode:
 
 
 class Function(Construct):
+    """The request function: its deterministic zip (shared with the migrator), role, log group and environment."""
+
     def __init__(self, scope: Construct, id_: str, props: FunctionProps):
         super().__init__(scope, id_)
+        expect_props(props, FunctionProps)
         name = f"{props.name_prefix}-api"
         self.log_group = log_group(
             self,

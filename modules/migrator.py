@@ -11,68 +11,80 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any, Self
 
 from constructs import Construct
+from pydantic import model_validator
 
 from handler import app_contract as contract
 from modules.bindings import aws
 from modules.context import AwsContext
+from modules.database_options import DEFAULT_DB_NAME
+from modules.db_users import DbUserName
+from modules.field_types import DbPort, LambdaMemoryMb, LambdaTimeoutS, LogRetention, NamePrefix
 from modules.function import FunctionCode
+from modules.function_options import FunctionOptions, LambdaArchitecture, LambdaRuntime
 from modules.logs import log_group
 from modules.policy import policy_document, service_assume_role
+from modules.props import expect_props
+from modules.proxy import DatabaseProxy
 from modules.suppressions import skip_checks
-from modules.validation import SettingsError, check_range
 
 #: What re-runs the migrator: a new schema version, another application user, a new password.
 MIGRATION_TRIGGERS = ("schema_version", "app_user", "app_secret_version")
+_FUNCTION_DEFAULTS = FunctionOptions()
 
 
-@dataclass(frozen=True)
-class MigratorProps:
-    name_prefix: str
-    """The function is ``<name_prefix>-migrator``; its role ``<name_prefix>-migrator-exec``."""
+class MigratorProps(LogRetention):
+    name_prefix: NamePrefix
+    """The function is ``<name_prefix>-migrator``; its role ``<name_prefix>-migrator-exec``. Required."""
     ctx: AwsContext
+    """Partition of the AWS managed policy, region of the Secrets Manager condition. Required."""
     code: FunctionCode
-    """The request function's package: both entry points ship in one zip."""
-    proxy: object
-    """The ``DatabaseProxy`` to connect through; the migrator is granted ``rds-db:connect`` as the master on it."""
+    """The request function's package: both entry points ship in one zip. Required."""
+    proxy: DatabaseProxy
+    """The proxy to connect through; the migrator is granted ``rds-db:connect`` as the master on it. Required."""
     subnet_ids: list[str]
+    """Subnets of its network interfaces. Required."""
     security_group_id: str
-    """Egress to the proxy's port and to the Secrets Manager endpoint only."""
+    """Egress to the proxy's port and to the Secrets Manager endpoint only. Required."""
     kms_key_arn: str
-    """Encrypts the environment and the log group; decrypts the application user's secret via Secrets Manager."""
-    master_username: str
-    """The DB user it logs in as (IAM token through the proxy)."""
-    app_username: str
-    """The application user it creates and grants."""
+    """Encrypts the environment and the log group; decrypts the application user's secret via Secrets Manager.
+    Required."""
+    master_username: DbUserName
+    """The DB user it logs in as (IAM token through the proxy). Required."""
+    app_username: DbUserName
+    """The application user it creates and grants, different from the master. Required."""
     app_secret_arn: str
-    """The application user's secret, the only one the role may read."""
+    """The application user's secret, the only one the role may read. Required."""
     app_secret_version: str
-    """The secret's ``secret_string_wo_version`` (a reference): a new password re-runs the migrator."""
-    db_port: int = contract.DEFAULT_PORT
-    db_name: str = "app"
+    """The secret's ``secret_string_wo_version`` (a reference): a new password re-runs the migrator. Required."""
+    db_port: DbPort = contract.DEFAULT_PORT
+    """The proxy's port. Default: 3306."""
+    db_name: str = DEFAULT_DB_NAME
+    """The database (schema) it migrates. Default: app."""
     table_name: str = contract.DEFAULT_TABLE
-    runtime: str = "python3.12"
-    architecture: str = "arm64"
-    memory_mb: int = 256
-    """128-10240 MB. Default: 256."""
-    timeout_s: int = 300
-    """1-900 s: long enough for a migration that rebuilds a large table. Default: 300."""
-    log_retention_days: int = 365
+    """The handler's table, named as the request function names it. Default: access_times."""
+    runtime: LambdaRuntime = _FUNCTION_DEFAULTS.runtime
+    """Lambda's Python runtime, as the request function's. Default: python3.12."""
+    architecture: LambdaArchitecture = _FUNCTION_DEFAULTS.architecture
+    """As the request function's. Default: arm64."""
+    memory_mb: LambdaMemoryMb = 256
+    """Memory, and with it the CPU share. Default: 256."""
+    timeout_s: LambdaTimeoutS = 300
+    """Long enough for a migration that rebuilds a large table. Default: 300."""
     invoke_on_deploy: bool = True
     """Run it from the deploy (``aws_lambda_invocation``). False where functions cannot be invoked (the local
     emulator); then whoever runs the stack runs the migrator. Default: True."""
-    depends_on: Sequence = ()
-    """What the migration needs in place before it runs besides the proxy (e.g. the Secrets Manager endpoint)."""
+    depends_on: Sequence[Any] = ()
+    """What the migration needs in place before it runs besides the proxy (e.g. the Secrets Manager endpoint).
+    Default: none."""
 
-    def __post_init__(self) -> None:
-        check_range("memory_mb", self.memory_mb, 128, 10240)
-        check_range("timeout_s", self.timeout_s, 1, 900)
+    @model_validator(mode="after")
+    def _two_users(self) -> Self:
         if self.app_username.lower() == self.master_username.lower():
-            raise SettingsError(
-                "app_username", self.app_username, f"a user other than the master ({self.master_username})"
-            )
+            self.refuse("app_username", f"a user other than the master {{master_username}} ({self.master_username})")
+        return self
 
     def environment(self) -> dict[str, str]:
         """The migrator's environment (the handler contract's names): master over IAM, the app user's secret ARN."""
@@ -89,8 +101,12 @@ class MigratorProps:
 
 
 class Migrator(Construct):
+    """The migrator function, its role (connect as the master, read the app user's secret) and its log group; on the
+    cloud target also its run by the deploy."""
+
     def __init__(self, scope: Construct, id_: str, props: MigratorProps):
         super().__init__(scope, id_)
+        expect_props(props, MigratorProps)
         name = f"{props.name_prefix}-migrator"
         self.log_group = log_group(
             self,

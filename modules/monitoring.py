@@ -8,48 +8,70 @@ so the pool doing its job (many clients, few DB connections) is visible at a gla
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from typing import Self
 
 from constructs import Construct
+from pydantic import model_validator
 
-from modules.alarms import AlarmSpec, AlarmThresholds, MonitoredResources, alarm_specs
+from modules.alarms import AlarmOptions, AlarmSpec, AlarmThresholds, MonitoredResources, alarm_specs
 from modules.bindings import aws
+from modules.engine import DEFAULT_INSTANCE_CLASS
+from modules.field_types import LambdaTimeoutS, NamePrefix, Region
+from modules.function_options import DEFAULT_TIMEOUT_S
+from modules.props import expect_props
 
 
-@dataclass(frozen=True)
-class MonitoringProps:
-    name_prefix: str
-    """Topic ``<prefix>-alarms``, alarms ``<prefix>-<key>``, dashboard ``<prefix>``."""
-    region: str
+class MonitoringProps(AlarmOptions):
+    name_prefix: NamePrefix
+    """Topic ``<prefix>-alarms``, alarms ``<prefix>-<key>``, dashboard ``<prefix>``. Required."""
+    region: Region
+    """Region of the dashboard's widgets. Required."""
     kms_key_arn: str
-    """Encrypts the alarm topic."""
-    thresholds: AlarmThresholds
+    """Encrypts the alarm topic. Required."""
     resources: MonitoredResources
-    email_addresses: tuple[str, ...] = ()
-    """Subscribed to the topic (each address confirms by email)."""
-    extra_topic_arns: tuple[str, ...] = ()
-    """Existing topics (e.g. an on-call pipeline) notified by every alarm as well."""
+    """What the alarms and the dashboard watch. Required."""
+    db_instance_class: str = DEFAULT_INSTANCE_CLASS
+    """The DB's class: RDS's default max_connections follows from its memory. Default: db.t4g.micro."""
+    lambda_timeout_s: LambdaTimeoutS = DEFAULT_TIMEOUT_S
+    """The function's timeout, which the duration alarm is a percentage of. Default: 10."""
+
+    @model_validator(mode="after")
+    def _known_max_connections(self) -> Self:
+        if self.max_connections(self.db_instance_class) is None:
+            self.refuse(
+                "db_max_connections",
+                f"an integer from 1 to 100000 (required: the memory of {self.db_instance_class} is not known)",
+            )
+        return self
+
+    @property
+    def resolved_thresholds(self) -> AlarmThresholds:
+        return self.thresholds(self.max_connections(self.db_instance_class), self.lambda_timeout_s)
 
 
 class Monitoring(Construct):
+    """One encrypted SNS topic, the alarms of ``modules.alarms`` notifying it (and ``topic_arn``), the dashboard."""
+
     def __init__(self, scope: Construct, id_: str, props: MonitoringProps):
         super().__init__(scope, id_)
+        expect_props(props, MonitoringProps)
         prefix = props.name_prefix
+        thresholds = props.resolved_thresholds
         self.topic = aws("sns_topic").SnsTopic(
             self, "topic", name=f"{prefix}-alarms", kms_master_key_id=props.kms_key_arn
         )
         subscription = aws("sns_topic_subscription").SnsTopicSubscription
         for index, address in enumerate(props.email_addresses):
             subscription(self, f"email-{index}", topic_arn=self.topic.arn, protocol="email", endpoint=address)
-        actions = [self.topic.arn, *props.extra_topic_arns]
-        self.specs = alarm_specs(props.thresholds, props.resources)
-        self.alarms = {spec.key: self._alarm(prefix, spec, props.thresholds.period_s, actions) for spec in self.specs}
+        actions = [self.topic.arn, *([props.topic_arn] if props.topic_arn else [])]
+        self.specs = alarm_specs(thresholds, props.resources)
+        self.alarms = {spec.key: self._alarm(prefix, spec, thresholds.period_s, actions) for spec in self.specs}
         self.dashboard_name = prefix
         self.dashboard = aws("cloudwatch_dashboard").CloudwatchDashboard(
             self,
             "dashboard",
             dashboard_name=prefix,
-            dashboard_body=dashboard_body(props.region, props.resources, props.thresholds),
+            dashboard_body=dashboard_body(props.region, props.resources, thresholds),
         )
 
     def _alarm(self, prefix: str, spec: AlarmSpec, period_s: int, actions: list[str]):

@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from constructs import Construct
 
+from handler import app_contract as contract
 from modules.bindings import aws
 from modules.context import AwsContext
+from modules.field_types import DbPort, LogRetention, NamePrefix
 from modules.logs import log_group
+from modules.network_options import ExistingVpc, NewVpc
 from modules.policy import policy_document, service_assume_role
+from modules.props import expect_props
 from modules.suppressions import skip_checks
 
 
-@dataclass(frozen=True)
-class NetworkProps:
-    name_prefix: str
-    """Prefix of every name and ``Name`` tag."""
+class NetworkProps(LogRetention):
+    name_prefix: NamePrefix
+    """Prefix of every name and ``Name`` tag. Required."""
     ctx: AwsContext
-    """Account the flow-log role trusts (``aws:SourceAccount``)."""
+    """Account the flow-log role trusts (``aws:SourceAccount``). Required."""
     kms_key_arn: str
-    """Key of the flow-log group."""
-    vpc_cidr: str = "10.0.0.0/16"
-    availability_zones: tuple[str, ...] = ("ap-northeast-1a", "ap-northeast-1c")
-    """Subnets are spread over these zones in order."""
-    lambda_subnet_cidrs: tuple[str, ...] = ("10.0.1.0/24", "10.0.2.0/24")
-    db_subnet_cidrs: tuple[str, ...] = ("10.0.11.0/24", "10.0.12.0/24")
-    db_port: int = 3306
-    """The only port the security groups open, Lambda -> proxy -> DB."""
-    log_retention_days: int = 365
+    """Key of the flow-log group. Required."""
+    vpc: NewVpc | ExistingVpc = NewVpc()
+    """Create a private-only VPC, or use subnets of an existing one. Default: NewVpc(), a new VPC."""
+    db_port: DbPort = contract.DEFAULT_PORT
+    """The only port the security groups open, functions -> proxy -> DB. Default: 3306."""
 
 
 class Network(Construct):
@@ -36,27 +33,21 @@ class Network(Construct):
 
     IAM auth tokens are signed locally by the functions, so the request path needs no route to AWS APIs; the
     migrator's one AWS API (Secrets Manager) is reached through an interface endpoint (``modules.endpoints``).
+    With an ``ExistingVpc`` only the security groups and their rules are created.
     """
 
     def __init__(self, scope: Construct, id_: str, props: NetworkProps):
         super().__init__(scope, id_)
+        expect_props(props, NetworkProps)
         prefix = self._prefix = props.name_prefix
-        self.vpc = aws("vpc").Vpc(
-            self,
-            "vpc",
-            cidr_block=props.vpc_cidr,
-            enable_dns_support=True,
-            enable_dns_hostnames=True,
-            tags={"Name": f"{prefix}-vpc"},
-        )
-        # Take every rule away from the default SG so nothing can use it by accident.
-        aws("default_security_group").DefaultSecurityGroup(
-            self, "default-sg", vpc_id=self.vpc.id, tags={"Name": f"{prefix}-default-deny"}
-        )
-        self._flow_logs(props)
-
-        self.lambda_subnet_ids = self._private_subnets("lambda", props.lambda_subnet_cidrs, props.availability_zones)
-        self.db_subnet_ids = self._private_subnets("db", props.db_subnet_cidrs, props.availability_zones)
+        self.vpc = self.flow_log_group = None
+        if isinstance(props.vpc, ExistingVpc):
+            # Someone else's VPC: its routes, flow logs and default security group stay theirs.
+            self.vpc_id = props.vpc.vpc_id
+            self.lambda_subnet_ids = list(props.vpc.lambda_subnet_ids)
+            self.db_subnet_ids = list(props.vpc.db_subnet_ids)
+        else:
+            self._new_vpc(props, props.vpc)
 
         self.lambda_sg = self._security_group("lambda-sg", f"{prefix}-lambda", "Lambda ENIs: egress to the proxy only")
         self.proxy_sg = self._security_group("proxy-sg", f"{prefix}-proxy", "RDS Proxy: from Lambda, to the DB")
@@ -71,6 +62,25 @@ class Network(Construct):
         self.migrator_rules = self._allow(
             "migrator-to-proxy", self.migrator_sg, self.proxy_sg, port, "The migrator connects to RDS Proxy"
         )
+
+    def _new_vpc(self, props: NetworkProps, layout: NewVpc) -> None:
+        self.vpc = aws("vpc").Vpc(
+            self,
+            "vpc",
+            cidr_block=layout.vpc_cidr,
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            tags={"Name": f"{self._prefix}-vpc"},
+        )
+        self.vpc_id = self.vpc.id
+        # Take every rule away from the default SG so nothing can use it by accident.
+        aws("default_security_group").DefaultSecurityGroup(
+            self, "default-sg", vpc_id=self.vpc.id, tags={"Name": f"{self._prefix}-default-deny"}
+        )
+        self._flow_logs(props)
+        zones = layout.availability_zones
+        self.lambda_subnet_ids = self._private_subnets("lambda", layout.lambda_subnet_cidrs, zones)
+        self.db_subnet_ids = self._private_subnets("db", layout.db_subnet_cidrs, zones)
 
     def _private_subnets(self, role: str, cidrs: tuple[str, ...], zones: tuple[str, ...]) -> list[str]:
         """One subnet per CIDR, the i-th in the i-th zone, never assigning public IPs; returns their ids."""
@@ -91,7 +101,7 @@ class Network(Construct):
     def _security_group(self, id_: str, name: str, description: str):
         # Rules are separate resources (one per rule, each with its own description); none inline.
         return aws("security_group").SecurityGroup(
-            self, id_, name=name, description=description, vpc_id=self.vpc.id, tags={"Name": name}
+            self, id_, name=name, description=description, vpc_id=self.vpc_id, tags={"Name": name}
         )
 
     def _allow(self, id_: str, source, target, port: int, description: str) -> tuple:

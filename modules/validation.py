@@ -13,9 +13,32 @@ from typing import Any
 class SettingsError(ValueError):
     """A setting outside its allowed values; the message names field, value and what is allowed."""
 
+    kind = "setting"
+
     def __init__(self, field_name: str, value: Any, allowed: str):
         self.field_name, self.value, self.allowed = field_name, value, allowed
-        super().__init__(f"invalid setting {field_name}={value!r}: allowed {allowed}")
+        super().__init__(f"invalid {self.kind} {self.qualified_name}={value!r}: allowed {allowed}")
+
+    @property
+    def qualified_name(self) -> str:
+        return self.field_name
+
+
+class PropError(SettingsError):
+    """A construct prop outside its allowed values, named ``<PropsClass>.<field>`` in the same message shape as a
+    setting (``invalid prop DatabaseProps.port=80: allowed an integer from 1150 to 65535``)."""
+
+    kind = "prop"
+    source: tuple[type, Exception] | None = None
+    """(props class, its validation error): lets an enclosing props class re-name the field from its own root."""
+
+    def __init__(self, owner: str, field_name: str, value: Any, allowed: str):
+        self.owner = owner
+        super().__init__(field_name, value, allowed)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.owner}.{self.field_name}"
 
 
 def check_range(name: str, value: int, low: int, high: int) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 
 from local.control_plane.emulator import Emulator, EmulatorConfig
-from modules.project import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY
+from modules.local_target import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY
 from tests.auth_support import ACCOUNT, REGION, connect_arn
 
 LAMBDA_TRUST = {

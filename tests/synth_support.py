@@ -105,6 +105,13 @@ TEST_CTX_REGION = "ap-northeast-1"
 TEST_KEY_ARN = "arn:aws:kms:ap-northeast-1:123456789012:key/11111111-2222-3333-4444-555555555555"
 
 
+def sample_context():
+    """An account context for props built outside a stack (construction-time validation tests)."""
+    from modules.context import AwsContext
+
+    return AwsContext(account_id="123456789012", partition="aws", region=TEST_CTX_REGION)
+
+
 def synth_construct(build) -> dict[str, Any]:
     """Synthesize a test stack holding only what ``build(stack, ctx)`` adds (like AWS CDK's ``Template.fromStack``).
 

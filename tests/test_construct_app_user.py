@@ -5,54 +5,57 @@ from __future__ import annotations
 import pytest
 
 from modules.app_user import AppUserSecret, AppUserSecretProps
-from modules.validation import SettingsError
-from tests.synth_support import TEST_KEY_ARN, only, synth_construct, walk
+from modules.validation import PropError
+from tests.construct_support import ABSENT, Template
+from tests.synth_support import TEST_KEY_ARN
 
 
-def _synth(**overrides):
-    props = {"name_prefix": "t", "username": "reader", "kms_key_arn": TEST_KEY_ARN, **overrides}
-    return synth_construct(lambda stack, ctx: AppUserSecret(stack, "app", AppUserSecretProps(**props)))
+def _props(**overrides) -> AppUserSecretProps:
+    return AppUserSecretProps(**{"name_prefix": "t", "username": "reader", "kms_key_arn": TEST_KEY_ARN, **overrides})
+
+
+def _synth(**overrides) -> Template:
+    return Template.of(lambda stack, ctx: AppUserSecret(stack, "app", _props(**overrides)))
 
 
 @pytest.fixture(scope="module")
-def default_secret():
+def default_secret() -> Template:
     return _synth()
 
 
 def test_secret_is_named_after_the_user_and_encrypted_with_the_key(default_secret):
-    secret = only(default_secret, "aws_secretsmanager_secret")
-    assert (secret["name"], secret["kms_key_id"], secret["recovery_window_in_days"]) == (
-        "t/db/reader",
-        TEST_KEY_ARN,
-        30,
+    default_secret.has_resource_properties(
+        "aws_secretsmanager_secret", {"name": "t/db/reader", "kms_key_id": TEST_KEY_ARN, "recovery_window_in_days": 30}
     )
 
 
 def test_value_is_write_only_json_of_the_user_and_a_generated_password(default_secret):
-    ((name, generator),) = default_secret["ephemeral"]["aws_secretsmanager_random_password"].items()
+    ((name, generator),) = default_secret.json["ephemeral"]["aws_secretsmanager_random_password"].items()
     assert generator == {"password_length": 32, "exclude_punctuation": True, "require_each_included_type": True}
-    version = only(default_secret, "aws_secretsmanager_secret_version")
-    assert version["secret_string_wo"] == (
-        f'${{jsonencode({{username = "reader", password = ephemeral.aws_secretsmanager_random_password.{name}'
-        ".random_password})}"
+    default_secret.has_resource_properties(
+        "aws_secretsmanager_secret_version",
+        {
+            "secret_string_wo": f'${{jsonencode({{username = "reader", password = '
+            f"ephemeral.aws_secretsmanager_random_password.{name}.random_password}})}}",
+            "secret_string_wo_version": 1,
+            "secret_string": ABSENT,
+            "secret_binary": ABSENT,
+        },
     )
-    assert version["secret_string_wo_version"] == 1
-    assert not [path for path, _ in walk(version) if path.endswith((".secret_string", ".secret_binary"))]
 
 
 def test_two_secrets_in_one_stack_get_their_own_generators():
     def build(stack, ctx):
         for user in ("one", "two"):
-            AppUserSecret(stack, user, AppUserSecretProps(name_prefix="t", username=user, kms_key_arn=TEST_KEY_ARN))
+            AppUserSecret(stack, user, _props(username=user))
 
-    generators = synth_construct(build)["ephemeral"]["aws_secretsmanager_random_password"]
-    assert len(generators) == 2
+    assert len(Template.of(build).json["ephemeral"]["aws_secretsmanager_random_password"]) == 2
 
 
 def test_a_new_password_version_and_an_immediate_delete_window_are_rendered():
     stack = _synth(password_version=3, recovery_window_days=0)
-    assert only(stack, "aws_secretsmanager_secret_version")["secret_string_wo_version"] == 3
-    assert only(stack, "aws_secretsmanager_secret")["recovery_window_in_days"] == 0
+    stack.has_resource_properties("aws_secretsmanager_secret_version", {"secret_string_wo_version": 3})
+    stack.has_resource_properties("aws_secretsmanager_secret", {"recovery_window_in_days": 0})
 
 
 @pytest.mark.parametrize(
@@ -61,8 +64,9 @@ def test_a_new_password_version_and_an_immediate_delete_window_are_rendered():
         ("password_version", 0, "an integer from 1 to 1000000"),
         ("recovery_window_days", 3, "0 or an integer from 7 to 30"),
         ("recovery_window_days", 31, "0 or an integer from 7 to 30"),
+        ("username", "app-user", "1-16 letters, digits or underscores"),
     ],
 )
 def test_bad_props_are_refused_naming_the_field_and_range(field, value, allowed):
-    with pytest.raises(SettingsError, match=rf"invalid setting {field}={value}: allowed {allowed}"):
-        AppUserSecretProps(name_prefix="t", username="reader", kms_key_arn=TEST_KEY_ARN, **{field: value})
+    with pytest.raises(PropError, match=rf"invalid prop AppUserSecretProps\.{field}={value!r}: allowed {allowed}"):
+        _props(**{field: value})

@@ -6,60 +6,57 @@ import json
 
 import pytest
 
-from modules.alarms import AlarmThresholds, MonitoredResources
+from modules.alarms import MonitoredResources
 from modules.monitoring import Monitoring, MonitoringProps
-from tests.synth_support import TEST_KEY_ARN, only, resources, synth_construct
+from modules.validation import PropError
+from tests.construct_support import Template
+from tests.synth_support import TEST_KEY_ARN
 
 RESOURCES = MonitoredResources(
     db_instance_identifier="t-db", proxy_name="t-proxy", function_name="t-api", api_id="abc123"
 )
 ON_CALL = "arn:aws:sns:ap-northeast-1:123456789012:on-call"
+THRESHOLDS = dict(
+    db_max_connections=65,
+    db_connections_percent=90,
+    db_cpu_percent=70,
+    db_free_storage_gb=5,
+    proxy_client_connections=200,
+    proxy_borrow_latency_ms=50,
+    lambda_duration_percent=50,
+    lambda_errors=3,
+    api_5xx=2,
+    period_s=300,
+    evaluation_periods=2,
+)
+
+
+def _props(**overrides) -> MonitoringProps:
+    values = dict(
+        name_prefix="t",
+        region="ap-northeast-1",
+        kms_key_arn=TEST_KEY_ARN,
+        resources=RESOURCES,
+        lambda_timeout_s=20,
+        email_addresses=("a@example.com", "b@example.com"),
+        topic_arn=ON_CALL,
+        **THRESHOLDS,
+    )
+    return MonitoringProps(**{**values, **overrides})
 
 
 @pytest.fixture(scope="module")
-def monitoring():
-    thresholds = AlarmThresholds(
-        db_max_connections=65,
-        db_connections_percent=90,
-        db_cpu_percent=70,
-        db_free_storage_gb=5,
-        proxy_client_connections=200,
-        proxy_borrow_latency_ms=50,
-        lambda_timeout_s=20,
-        lambda_duration_percent=50,
-        lambda_errors=3,
-        api_5xx=2,
-        period_s=300,
-        evaluation_periods=2,
-    )
-    return synth_construct(
-        lambda stack, ctx: Monitoring(
-            stack,
-            "mon",
-            MonitoringProps(
-                name_prefix="t",
-                region="ap-northeast-1",
-                kms_key_arn=TEST_KEY_ARN,
-                thresholds=thresholds,
-                resources=RESOURCES,
-                email_addresses=("a@example.com", "b@example.com"),
-                extra_topic_arns=(ON_CALL,),
-            ),
-        )
-    )
+def monitoring() -> Template:
+    return Template.of(lambda stack, ctx: Monitoring(stack, "mon", _props()))
 
 
-def _alarms(stack) -> dict[str, dict]:
-    return {a["alarm_name"].removeprefix("t-"): a for a in resources(stack, "aws_cloudwatch_metric_alarm").values()}
+def _alarms(stack: Template) -> dict[str, dict]:
+    return {a["alarm_name"].removeprefix("t-"): a for a in stack.resources("aws_cloudwatch_metric_alarm").values()}
 
 
 def test_topic_is_encrypted_and_subscribed_by_email(monitoring):
-    assert only(monitoring, "aws_sns_topic") == {
-        **only(monitoring, "aws_sns_topic"),
-        "name": "t-alarms",
-        "kms_master_key_id": TEST_KEY_ARN,
-    }
-    subscriptions = resources(monitoring, "aws_sns_topic_subscription").values()
+    monitoring.has_resource_properties("aws_sns_topic", {"name": "t-alarms", "kms_master_key_id": TEST_KEY_ARN})
+    subscriptions = monitoring.resources("aws_sns_topic_subscription").values()
     assert sorted((s["protocol"], s["endpoint"]) for s in subscriptions) == [
         ("email", "a@example.com"),
         ("email", "b@example.com"),
@@ -97,14 +94,14 @@ def test_alarms_use_documented_metrics_dimensions_and_the_given_thresholds(monit
 
 
 def test_every_alarm_notifies_our_topic_and_the_existing_one(monitoring):
-    topic = next(iter(resources(monitoring, "aws_sns_topic")))
+    topic = monitoring.ref("aws_sns_topic", attribute="arn")
     for alarm in _alarms(monitoring).values():
-        assert alarm["alarm_actions"] == [f"${{aws_sns_topic.{topic}.arn}}", ON_CALL] == alarm["ok_actions"]
+        assert alarm["alarm_actions"] == [topic, ON_CALL] == alarm["ok_actions"]
+        assert "https://docs.aws.amazon.com/" in alarm["alarm_description"]  # each names its metric's source
 
 
 def test_dashboard_widgets(monitoring):
-    dashboard = only(monitoring, "aws_cloudwatch_dashboard")
-    assert dashboard["dashboard_name"] == "t"
+    dashboard = monitoring.has_resource_properties("aws_cloudwatch_dashboard", {"dashboard_name": "t"})
     widgets = json.loads(dashboard["dashboard_body"])["widgets"]
     titles = [w["properties"]["title"] for w in widgets]
     assert titles == [
@@ -113,7 +110,43 @@ def test_dashboard_widgets(monitoring):
         "Lambda: concurrent executions and errors",
         "HTTP API: 4xx and 5xx",
     ]
+    assert {m[1] for w in widgets for m in w["properties"]["metrics"]} == {
+        "ClientConnections",
+        "DatabaseConnections",
+        "DatabaseConnectionsBorrowLatency",
+        "ConcurrentExecutions",
+        "Errors",
+        "4xx",
+        "5xx",
+    }
     first = widgets[0]["properties"]
     assert first["metrics"][0][:4] == ["AWS/RDS", "ClientConnections", "ProxyName", "t-proxy"]
     assert first["metrics"][1][:4] == ["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", "t-db"]
     assert first["annotations"]["horizontal"][0]["value"] == 65
+
+
+def test_max_connections_defaults_to_rds_default_for_the_class():
+    stack = Template.of(lambda stack, ctx: Monitoring(stack, "mon", _props(db_max_connections=None)))
+    assert _alarms(stack)["db-connections"]["threshold"] == 85 * 90 // 100  # db.t4g.micro: 1 GiB / 12582880
+
+
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("period_s", 120, "one of 60, 300, 900, 3600"),
+        ("db_cpu_percent", 0, "an integer from 1 to 100"),
+        ("email_addresses", ("not-an-address",), "email addresses such as ops@example.com"),
+        ("topic_arn", "arn:aws:sqs:ap-northeast-1:123456789012:q", "null or an SNS topic ARN"),
+        ("db_instance_class", "db.x2iedn.24xlarge", None),
+    ],
+)
+def test_bad_props_are_refused_naming_the_field(field, value, allowed):
+    overrides = {field: value, **({"db_max_connections": None} if field == "db_instance_class" else {})}
+    with pytest.raises(PropError) as refused:
+        _props(**overrides)
+    if allowed is None:  # an unknown class needs db_max_connections
+        assert str(refused.value).startswith("invalid prop MonitoringProps.db_max_connections=None: allowed")
+        assert "db.x2iedn.24xlarge is not known" in refused.value.allowed
+    else:
+        shown = value[0] if isinstance(value, tuple) else value
+        assert str(refused.value).startswith(f"invalid prop MonitoringProps.{field}={shown!r}: allowed {allowed}")

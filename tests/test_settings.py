@@ -250,9 +250,15 @@ def test_settings_flow_into_the_synthesized_stack_and_s3_backend_when_configured
         "SMS_INIT_QUERY": "SET time_zone = '+00:00'",
         "SMS_LOCAL__IDLE_CLIENT_TIMEOUT": "600",
         "SMS_LAMBDA_RESERVED_CONCURRENCY": "50",
+        "SMS_LOCAL__API_ROUTES": "GET /, GET /times",
         "LOCAL_AWS_ENDPOINT": "http://127.0.0.1:4777",
     }
     stacks = synth_environments(environ, outdir)
+    local_routes = [r["route_key"] for r in stacks["local"]["resource"]["aws_apigatewayv2_route"].values()]
+    assert local_routes == ["GET /", "GET /times"]
+    permissions = stacks["local"]["resource"]["aws_lambda_permission"].values()
+    assert sorted(p["source_arn"].rsplit("}", 1)[1] for p in permissions) == ["/*/GET/", "/*/GET/times"]
+    assert [r["route_key"] for r in stacks["aws"]["resource"]["aws_apigatewayv2_route"].values()] == ["ANY /"]
     for name in ("local", "aws"):
         pool = only(stacks[name], "aws_db_proxy_default_target_group")["connection_pool_config"]
         assert pool == {
@@ -290,14 +296,26 @@ def test_s3_backend_is_synthesized_with_locking(tmp_path):
     assert stacks["prod"]["provider"]["aws"][0]["allowed_account_ids"] == ["123456789012"]
 
 
-def test_every_setting_is_documented_in_the_readme():
-    import dataclasses
+def test_every_setting_is_documented_in_the_generated_settings_table():
+    from modules.settings_docs import SETTINGS_TABLE, settings_table
 
-    from modules.project import REPO_ROOT
-
-    readme = (REPO_ROOT / "README.md").read_text()
-    undocumented = [f.name for f in dataclasses.fields(StackSettings) if f"| `{f.name}` |" not in readme]
+    table = SETTINGS_TABLE.read_text()
+    undocumented = [name for name in StackSettings.model_fields if f"| `{name}` |" not in table]
     assert undocumented == []
+    assert table == settings_table(), "docs/settings.md is out of date: run python -m modules.settings_docs"
+
+
+def test_routes_are_a_list_of_route_keys_the_handler_implements(tmp_path):
+    assert StackSettings().api_routes == ("ANY /",)
+    path = _write_env(tmp_path, "dev", {"target": "aws", "settings": {"api_routes": ["GET /", "GET /times"]}})
+    assert load_environment(path, {}).settings.api_routes == ("GET /", "GET /times")
+    assert load_environment(path, {"SMS_DEV__API_ROUTES": "ANY /times"}).settings.api_routes == ("ANY /times",)
+    with pytest.raises(SettingsError) as refused:
+        load_environment(path, {"SMS_API_ROUTES": "GET /,GET /admin"})
+    assert str(refused.value) == (
+        "invalid setting api_routes='GET /admin': allowed route keys the handler implements: "
+        "ANY /, GET /, ANY /times, GET /times"
+    )
 
 
 def test_table_name_leaves_room_for_the_handlers_side_tables():

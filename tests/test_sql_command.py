@@ -19,8 +19,8 @@ import pytest
 
 from handler.app_contract import REQUEST_HANDLER
 from local.client_access.endpoint_names import hosts_line, resolving
+from local.common.local_target import local_state_dir
 from local.common.serve_record import ServeRecord, remove_record, write_record
-from modules.project import local_state_dir
 from tests.auth_support import DB_USER, ENDPOINT, REGION, connect_arn
 from tests.client_access_support import REPO_ROOT, Standin, client_environment, run_in_endpoint_namespace, standin
 from tests.emulator_principals_support import client, connect_grant, iam_user, role, running_emulator

@@ -24,7 +24,7 @@ import shlex
 
 from local.control_plane.toolchain import terraform_env
 from modules.environments import ENVIRONMENTS_DIR, load_environment
-from modules.project import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY
+from modules.local_target import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY
 
 #: Set by the control plane for its own non-interactive runs; an interactive shell keeps Terraform's hints.
 _AUTOMATION_ONLY = ("TF_IN_AUTOMATION",)

@@ -23,7 +23,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from local.common.emulator_credentials import EmulatorLookupError, lookup_credentials
-from modules.project import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY
+from modules.local_target import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY
 
 _SESSION_NAME_CHARACTERS = re.compile(r"[^\w+=,.@-]")
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from local.common.local_target import local_state_dir
 from local.common.serve_record import ServeRecord, read_record
-from modules.project import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, local_state_dir
+from modules.local_target import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY
 
 from .endpoint_names import NameResolutionError, hosts_line, resolving
 from .signing import SigningError, SigningIdentity, auth_token, signing_identity

@@ -29,8 +29,9 @@ from local.common.emulator_record import (
     recorded_server,
     write_record,
 )
+from local.common.local_target import emulator_state_dir
 from local.common.processes import LOOPBACK, free_port, pid_alive
-from modules.project import REPO_ROOT, emulator_state_dir
+from modules.project import REPO_ROOT
 
 DEFAULT_STATE_DIR = emulator_state_dir()
 LOG_FILE_NAME = "moto.log"

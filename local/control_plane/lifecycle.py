@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from local.common.local_target import local_state_dir
 from local.control_plane.emulator_control import endpoint_for
 from local.control_plane.project import DEFAULT_STACK, LOCAL_TARGET, LifecycleError, Project
 from local.control_plane.runner import (
@@ -26,7 +27,6 @@ from local.control_plane.runner import (
 )
 from local.control_plane.state_files import managed_resource_count, state_file
 from local.control_plane.state_queries import outputs
-from modules.project import local_state_dir
 
 # Bounds per step; the provider's own RDS waits make deploy ~2 min and destroy ~1.5 min here.
 SYNTH_TIMEOUT_S = 300.0

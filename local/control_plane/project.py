@@ -7,10 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local.common.local_target import DEFAULT_EMULATOR_PORT, emulator_state_dir
 from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.control_plane.timings import StepTimes
 from modules.environments import load_environment
-from modules.project import DEFAULT_EMULATOR_PORT, ENVIRONMENTS_DIR_NAME, REPO_ROOT, emulator_state_dir, stack_dir
+from modules.project import ENVIRONMENTS_DIR_NAME, REPO_ROOT, stack_dir
 from modules.validation import SettingsError
 
 DEFAULT_STACK = "local"

@@ -10,7 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
-from modules.project import REPO_ROOT, local_state_dir
+from local.common.local_target import local_state_dir
+from modules.project import REPO_ROOT
 
 STATE_DIR = local_state_dir()
 PROVIDER_SOURCE = "registry.terraform.io/hashicorp/aws"

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 _VARIABLES_HEADER = "Variables (--variable-name=value)"
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/+*-]*$")
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9_.,:/+*-]*")
 
 #: Set by the local data plane (ports, paths, accounts) or its own settings (--max-connections).
 LOCALLY_MANAGED = frozenset(
@@ -81,7 +81,7 @@ def translate(
             skipped.append(NotHonoured(name, value, "MariaDB has no such variable"))
         elif "{" in value:
             skipped.append(NotHonoured(name, value, "an RDS formula, not a value"))
-        elif not _SAFE_VALUE.match(value):
+        elif not _SAFE_VALUE.fullmatch(value):
             skipped.append(NotHonoured(name, value, "value not usable as a server option"))
         elif key in DURABILITY and value.upper() not in DURABILITY[key]:
             skipped.append(NotHonoured(name, value, "would lose committed rows on a crash"))

@@ -18,6 +18,7 @@ from pathlib import Path
 from local.common import db_instance
 from local.common.db_instance import DbInstanceError
 from local.common.emulator_record import running_endpoint
+from local.common.local_target import emulator_state_dir, local_state_dir
 from local.common.ports import PORT_BASE_VARIABLE, PORT_OPTIONS, PortSettingError, stack_ports
 from local.common.serve_record import remove_record, write_record
 from local.data_plane import deployed, plane_report
@@ -30,7 +31,6 @@ from local.data_plane.plane import (
     LocalDataPlane,
 )
 from local.data_plane.secrets import SecretError
-from modules.project import emulator_state_dir, local_state_dir
 from modules.validation import SettingsError
 
 

@@ -16,8 +16,8 @@ import time
 import zipfile
 from pathlib import Path
 
+from local.common.local_target import local_state_dir
 from modules.packaging import build_handler_zip
-from modules.project import local_state_dir
 
 TASK_ROOTS_DIR_NAME = "lambda-task"
 _UNUSED_FOR_S = 24 * 3600.0

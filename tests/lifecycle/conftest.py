@@ -25,7 +25,7 @@ from tests.lifecycle.lifecycle_support import (
     previous_release_serves,
 )
 
-MODULE_ORDER = ("test_upgrade", "test_env_clis", "test_lifecycle", "test_cloud_ready", "test_destroy")
+MODULE_ORDER = ("test_upgrade", "test_env_clis", "test_routes", "test_lifecycle", "test_cloud_ready", "test_destroy")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modules.project import local_state_dir
+from local.common.local_target import local_state_dir
 from modules.validation import SettingsError, check_pattern, check_range
 
 from .errors import BAD_SIGNATURE, EXPIRED, AuthError

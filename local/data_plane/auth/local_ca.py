@@ -22,7 +22,7 @@ import trustme
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from modules.project import local_state_dir
+from local.common.local_target import local_state_dir
 from modules.validation import check_range
 
 from .hostnames import normalize_hostnames
