@@ -88,8 +88,8 @@ PLANTS = [
     ),
     pytest.param(
         "bench/planted.py",
-        "from tests import synth_support\n",
-        "bench.planted -> tests.synth_support",
+        "from tests.modules import synth_support\n",
+        "bench.planted -> tests.modules.synth_support",
         id="bench imports tests",
     ),
     pytest.param(

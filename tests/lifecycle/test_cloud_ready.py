@@ -92,7 +92,7 @@ def test_removing_init_query_leaves_no_permanent_diff(deployment):
     if "InitQuery" not in group["ConnectionPoolConfig"]:
         pytest.skip(
             "the emulator does not store InitQuery (moto 5.2.5), so removing it cannot diff here; "
-            "the guard is asserted on the synthesized JSON (tests/test_construct_proxy.py)"
+            "the guard is asserted on the synthesized JSON (tests/modules/test_construct_proxy.py)"
         )
     result = lc.plan(STACK, deployment.project, extra_env=REPLACE_PROXY, synthesize=True)
     assert not result.has_changes, f"removing init_query must not diff forever: {result.changes}"
