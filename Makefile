@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export CHECKPOINT_DISABLE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup local synth diff state outputs destroy down serve experiment lint format test bench clean
+.PHONY: setup local synth diff state outputs destroy down serve experiment lint format test test-fast bench clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -38,17 +38,23 @@ serve: setup
 experiment: setup
 	$(PY) -m local experiment
 
-## Lint and format check (ruff, one config in pyproject.toml), then every test (the command CI runs).
+## Lint, format check and import layers (ruff and import-linter, configured in pyproject.toml).
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	.venv/bin/lint-imports
 
 format: setup
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
+## Every test (the command CI runs): lint, then all tiers, the lifecycle tier (one deployment, an upgrade) last.
 test: lint
 	$(PY) -m pytest
+
+## Lint, then every test but the lifecycle (deploys the stack) and experiment (load runs) tiers.
+test-fast: lint
+	$(PY) -m pytest -m "not lifecycle and not experiment"
 
 bench: setup
 	$(PY) bench/bench_synth.py

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import socket
 import ssl
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -37,7 +39,62 @@ from local.data_plane.auth.emulator_principals import EmulatorPrincipalSettings
 from local.data_plane.auth.local_ca import LocalCaSettings
 from local.data_plane.auth.policies import ConnectAuthorizer
 from local.data_plane.auth.rds_token import TokenCheckSettings, verify_token
-from tests.auth_support import DB_USER, ENDPOINT, REGION, ROLE_ARN, connect_arn, signed_token, state
+
+ACCOUNT = "123456789012"
+REGION = "ap-northeast-1"
+PRX_ID = "prx-0abcdefghij123456"
+ENDPOINT = f"sms-local-proxy.proxy-abcdefghijkl.{REGION}.rds.amazonaws.com"
+DB_USER = "app_user"
+ROLE_NAME = "sms-local-api-exec"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
+VPC_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+
+
+def connect_arn() -> str:
+    return f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{PRX_ID}/{DB_USER}"
+
+
+def state() -> dict[str, Any]:
+    """What IAM auth reads from a deployed stack's state: the function, its role and grant, the proxy."""
+
+    def resource(rtype: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        return {"mode": "managed", "type": rtype, "name": "r", "instances": [{"attributes": attributes}]}
+
+    grant = {"Effect": "Allow", "Action": "rds-db:connect", "Resource": connect_arn()}
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [grant]})
+    env = {"DB_HOST": ENDPOINT, "DB_PORT": "3306", "DB_NAME": "app", "DB_USER": DB_USER, "DB_AUTH": "iam"}
+    return {
+        "version": 4,
+        "resources": [
+            resource(
+                "aws_lambda_function",
+                {"function_name": "sms-local-api", "role": ROLE_ARN, "environment": [{"variables": env}]},
+            ),
+            resource("aws_iam_role", {"name": ROLE_NAME, "id": ROLE_NAME, "arn": ROLE_ARN}),
+            resource(
+                "aws_iam_role_policy",
+                {"role": ROLE_NAME, "name": "connect", "policy": policy},
+            ),
+            resource("aws_iam_role_policy_attachment", {"role": ROLE_NAME, "policy_arn": VPC_POLICY_ARN}),
+            resource(
+                "aws_db_proxy",
+                {"arn": f"arn:aws:rds:{REGION}:{ACCOUNT}:db-proxy:{PRX_ID}", "endpoint": ENDPOINT, "require_tls": True},
+            ),
+        ],
+    }
+
+
+def signed_token(credentials: IssuedCredentials) -> str:
+    """A real token: boto3's generate_db_auth_token with these credentials (no network involved)."""
+    client = _rds_client(credentials.access_key_id, credentials.secret_access_key, credentials.session_token)
+    return str(client.generate_db_auth_token(ENDPOINT, 3306, DB_USER, Region=REGION))
+
+
+@functools.lru_cache(maxsize=8)
+def _rds_client(access_key_id: str, secret_access_key: str, session_token: str) -> Any:
+    """One client per key, as an application keeps it: the row measures signing, not client creation."""
+    session = boto3.session.Session(access_key_id, secret_access_key, session_token or None, region_name=REGION)
+    return session.client("rds")
 
 
 def per_call_us(func: Callable[[], object], iterations: int) -> float:

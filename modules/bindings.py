@@ -3,7 +3,7 @@
 ``import cdktf_cdktf_provider_aws`` runs a package ``__init__`` that imports all ~2,100 resource submodules
 (~10 s, ~540 MB). Each submodule only needs the package's ``_jsii`` assembly, so we register the package as a
 bare namespace (its ``__path__`` without running ``__init__``) and import the submodules we need. The
-synthesized JSON is byte-identical either way (tests/test_synth_identity.py proves it); set
+synthesized JSON is byte-identical either way (tests/modules/test_synth_identity.py proves it); set
 ``SMS_PLAIN_PROVIDER_IMPORT=1`` to use the plain import path.
 """
 

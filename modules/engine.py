@@ -25,7 +25,6 @@ from modules.validation import SettingsError
 
 DEFAULT_ENGINE_VERSION = "8.4"
 DEFAULT_INSTANCE_CLASS = "db.t4g.micro"
-SUPPORTED_MAJORS = ("8.4", "8.0")
 EXTENDED_SUPPORT_MAJORS = {"8.0": "2026-07-31"}
 """Major versions past the end of RDS standard support, with that date."""
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from local.control_plane.emulator import Emulator, EmulatorConfig
 from local.data_plane.mariadb import MariaDBConfig, MariaDBServer, mariadbd_available
 
 MariaDBFactory = Callable[..., MariaDBServer]
@@ -41,3 +42,10 @@ def mariadb_factory() -> Iterator[MariaDBFactory]:
     yield _factory(started)
     for server in reversed(started):
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """A private AWS emulator (moto with this project's fixes) on a free loopback port; stopped after the module."""
+    with Emulator(EmulatorConfig(port=0, state_dir=tmp_path_factory.mktemp("emulator"))) as running:
+        yield running

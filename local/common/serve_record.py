@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from local.processes import pid_alive
+from local.common.processes import pid_alive
 
 RECORD_DIR_NAME = "serve"
 

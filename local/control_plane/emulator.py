@@ -8,30 +8,33 @@ its pid and port; `stop()` ends exactly that process (SIGTERM, then SIGKILL), ne
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from local.common.emulator_record import (
+    READINESS_PATH,
+    SERVER_MODULE,
+    STATE_FILE_NAME,
+    answers,
+    endpoint_of,
+    http_ok,
+    is_our_server,
+    recorded_server,
+    write_record,
+)
 from local.common.local_target import emulator_state_dir
-from local.processes import LOOPBACK, free_port, pid_alive
+from local.common.processes import LOOPBACK, free_port, pid_alive
 from modules.project import REPO_ROOT
 
 DEFAULT_STATE_DIR = emulator_state_dir()
-SERVER_MODULE = "local.control_plane.moto_server"
-STATE_FILE_NAME = "emulator.json"
 LOG_FILE_NAME = "moto.log"
-# moto's static dashboard page: answers as soon as the server routes requests, whatever the backends
-# hold (data.json would serialize every backend and fails once a Lambda function exists: no Docker).
-READINESS_PATH = "/moto-api/"
 
 
 class EmulatorError(RuntimeError):
@@ -77,23 +80,6 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
         return True
 
 
-def _is_our_server(pid: int) -> bool:
-    """Guard against pid reuse: the process must be running our launcher module."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return pid_alive(pid)
-    return SERVER_MODULE.encode() in cmdline
-
-
-def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return 200 <= response.status < 500
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 class Emulator:
     """One moto server process: ``start()`` (idempotent), ``stop()``, ``endpoint``, ``is_running()``.
 
@@ -114,7 +100,7 @@ class Emulator:
     def endpoint(self) -> str:
         if self._port is None:
             raise EmulatorError("the emulator is not running: start it with `python -m local up`")
-        return f"http://{self.config.host}:{self._port}"
+        return endpoint_of(self._port)
 
     @property
     def port(self) -> int | None:
@@ -130,7 +116,7 @@ class Emulator:
             self._adopt_recorded()
         if self._pid is None or self._port is None:
             return False
-        return pid_alive(self._pid) and _is_our_server(self._pid) and _http_ok(self.endpoint + READINESS_PATH)
+        return answers(self._pid, self._port)
 
     def start(self) -> Emulator:
         """Start the server, or reuse the one recorded in the state directory if it still answers."""
@@ -165,7 +151,7 @@ class Emulator:
             self._adopt_recorded()
         pid = self._pid
         stopped = False
-        if pid is not None and pid_alive(pid) and _is_our_server(pid):
+        if pid is not None and pid_alive(pid) and is_our_server(pid):
             self._signal(pid, signal.SIGTERM)
             if not self._wait_exit(pid, self.config.stop_timeout_s):
                 self._signal(pid, signal.SIGKILL)
@@ -233,7 +219,7 @@ class Emulator:
                 raise EmulatorError(
                     f"the emulator exited at start (code {code}); last lines of {self.config.log_file}:\n{tail}"
                 )
-            if _http_ok(url, timeout_s=1.0):
+            if http_ok(url, timeout_s=1.0):
                 return
             time.sleep(0.1)
         pid = self._pid
@@ -263,26 +249,14 @@ class Emulator:
             pass
 
     def _record(self) -> None:
-        data = {
-            "pid": self._pid,
-            "port": self._port,
-            "endpoint": self.endpoint,
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "log": str(self.config.log_file),
-        }
-        tmp = self.config.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(self.config.state_file)
+        assert self._pid is not None and self._port is not None
+        write_record(self.config.state_dir, self._pid, self._port, self.config.log_file)
 
     def _adopt_recorded(self) -> None:
         """Load pid/port from the state file if that process is still our server."""
-        try:
-            data = json.loads(self.config.state_file.read_text())
-            pid, port = int(data["pid"]), int(data["port"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return
-        if pid_alive(pid) and _is_our_server(pid):
-            self._pid, self._port = pid, port
+        recorded = recorded_server(self.config.state_dir)
+        if recorded is not None:
+            self._pid, self._port = recorded
 
     def _forget(self) -> None:
         if self._process is not None:

@@ -218,7 +218,7 @@ def destroy(
 
 def _local_db_hook(project: Project, stack: str):
     """Keep the local DB instance's final snapshot (if any) now; returns what removes its data after destroy."""
-    from local.data_plane.db_instance import DbInstanceError, before_destroy
+    from local.common.db_instance import DbInstanceError, before_destroy
 
     try:
         return before_destroy(state_file(project, stack), local_state_dir(project.root), project.output)

@@ -282,7 +282,7 @@ def apply_patches() -> None:
     if moto.__version__ != TESTED_MOTO_VERSION:
         print(
             f"warning: the emulator fixes were written for moto {TESTED_MOTO_VERSION}, found "
-            f"{moto.__version__}; run tests/test_emulator.py to check them",
+            f"{moto.__version__}; run tests/local/control_plane/test_emulator.py to check them",
             file=sys.stderr,
         )
     # Our error code is not in the services' models; moto warns about that on every such answer.

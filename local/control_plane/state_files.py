@@ -7,9 +7,9 @@ real. Such a state is renamed (never deleted), so the next deploy creates the st
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
+from local.common.stale import stale_suffix
 from local.control_plane.project import Project
 from modules.project import default_state_file
 
@@ -31,11 +31,6 @@ def managed_resource_count(project: Project, stack: str) -> int:
     except (OSError, json.JSONDecodeError):
         return 0
     return sum(1 for r in state.get("resources", []) if r.get("mode") == "managed")
-
-
-def stale_suffix() -> str:
-    """The suffix that marks something set aside because the emulator that held its stack is gone."""
-    return f".stale-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def set_aside_stale_states(project: Project) -> list[str]:

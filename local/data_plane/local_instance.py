@@ -11,11 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local.data_plane import db_instance, db_parameters
-from local.data_plane.db_instance import DeployedDbInstance, InstanceLock
+from local.common import db_instance
+from local.common.db_instance import DeployedDbInstance, InstanceLock
+from local.common.processes import ChildRegistry
+from local.data_plane import db_parameters
 from local.data_plane.mariadb_config import MariaDBConfig, find_binary
 from local.data_plane.secrets import read_db_secret
-from local.processes import ChildRegistry
 
 
 class ProxyAuthError(RuntimeError):

@@ -3,7 +3,7 @@
 Throw-away servers (the default) get their own temporary datadir, loopback ports and random passwords, so
 several instances (and several helpers on the same machine) never share state. A persistent server
 (``MariaDBConfig.instance_dir``) keeps its datadir and runs durably; it is the local DB instance of a deployed
-stack (`local.data_plane.db_instance`). Its accounts (`local.data_plane.mariadb_accounts`): the database's master
+stack (`local.common.db_instance`). Its accounts (`local.data_plane.mariadb_accounts`): the database's master
 (``app_user``: rights on its own database only, never SUPER / CONNECTION ADMIN, which would skew the "Too many
 connections" (1040) experiment), root over TCP with a random password per start, and root on the unix socket for
 this OS user only; nothing is passwordless and the socket lives in a 0700 directory. Monitoring goes through
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from local.common.processes import die_with_parent, free_port
 from local.data_plane.mariadb_accounts import ADMIN_USER, ROOT_INSTALL_OPTIONS, init_statements
 from local.data_plane.mariadb_config import (
     MariaDBConfig,
@@ -35,7 +36,6 @@ from local.data_plane.mariadb_config import (
     mariadbd_available,
 )
 from local.data_plane.mariadb_connections import MariaDBConnections
-from local.processes import die_with_parent, free_port
 
 __all__ = ["MariaDBConfig", "MariaDBError", "MariaDBServer", "mariadbd_available"]
 

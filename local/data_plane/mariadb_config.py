@@ -41,7 +41,7 @@ class MariaDBConfig:
     instance_dir: str | None = None
     durable: bool = False
     die_with_parent: bool = False
-    """SIGKILL the server when the thread that started it ends (for supervised servers; see local.processes)."""
+    """SIGKILL the server when the thread that started it ends (for supervised servers; see local.common.processes)."""
     startup_timeout: float = 30.0
     shutdown_timeout: float = 15.0
     mariadbd_path: str | None = None

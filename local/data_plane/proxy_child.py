@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from local.common.processes import die_with_parent
 from local.data_plane.rdsproxy import ProxyProcess
-from local.processes import die_with_parent
 
 
 class SupervisedProxy(ProxyProcess):

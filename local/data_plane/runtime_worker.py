@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from local.processes import pid_alive
+from local.common.processes import pid_alive
 
 _SHUTDOWN_GRACE_S = 2.0
 _ZYGOTE_START_TIMEOUT_S = 30.0

@@ -15,11 +15,13 @@ import sys
 import threading
 from pathlib import Path
 
+from local.common import db_instance
+from local.common.db_instance import DbInstanceError
+from local.common.emulator_record import running_endpoint
 from local.common.local_target import emulator_state_dir, local_state_dir
 from local.common.ports import PORT_BASE_VARIABLE, PORT_OPTIONS, PortSettingError, stack_ports
 from local.common.serve_record import remove_record, write_record
-from local.data_plane import db_instance, deployed, plane_report
-from local.data_plane.db_instance import DbInstanceError
+from local.data_plane import deployed, plane_report
 from local.data_plane.local_instance import PersistentDb, ProxyAuthError
 from local.data_plane.mariadb_config import MariaDBError
 from local.data_plane.plane import (
@@ -88,15 +90,13 @@ def emulator_endpoint(explicit: str | None) -> str:
     """The emulator endpoint: the option, else LOCAL_AWS_ENDPOINT, else the running emulator's record."""
     if explicit or os.environ.get("LOCAL_AWS_ENDPOINT"):
         return explicit or os.environ["LOCAL_AWS_ENDPOINT"]
-    from local.control_plane.emulator import Emulator, EmulatorConfig
-
-    emulator = Emulator(EmulatorConfig(state_dir=emulator_state_dir()))
-    if not emulator.is_running():
+    endpoint = running_endpoint(emulator_state_dir())
+    if endpoint is None:
         raise DbInstanceError(
             "the local AWS emulator is not running, and the deployed DB secret lived only in it: the deployed "
             "stack is gone. Run `python -m local deploy` (it sets the stale state aside and deploys afresh)."
         )
-    return emulator.endpoint
+    return endpoint
 
 
 def _load(args: argparse.Namespace) -> deployed.DeployedStack:

@@ -2,7 +2,7 @@
 
 One thread polls the children every `interval_s`. Polling (``Popen.poll``) also reaps an exited child, so
 nothing stays a zombie. Restarts run in this thread, which lives until `stop`, because a child started with
-PR_SET_PDEATHSIG (`local.processes.die_with_parent`) is killed when the *thread* that started it ends.
+PR_SET_PDEATHSIG (`local.common.processes.die_with_parent`) is killed when the *thread* that started it ends.
 
 Restarting the DB is safe here: the persistent instance runs with innodb_flush_log_at_trx_commit=1, so InnoDB
 crash recovery brings back every committed row; the old server is reaped before the new one starts (two

@@ -185,9 +185,7 @@ def main(argv=None) -> int:
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return 2
     # the stand-in's own level (INFO shows refused logins); libraries it loads (botocore, moto) stay at WARNING
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s rdsproxy %(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=LOG_FORMAT)
     logging.getLogger(__package__).setLevel(config.log_level)
     return_freed_buffers_to_the_os()
     loop = new_event_loop(config.event_loop)
