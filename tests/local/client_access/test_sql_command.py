@@ -34,16 +34,15 @@ from tests.local.data_plane.auth.emulator_principals_support import (
     connect_grant,
     iam_user,
     role,
-    running_emulator,
 )
 
 STACK = f"sqltest{os.getpid()}"
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory) -> str:
-    with running_emulator(tmp_path_factory.mktemp("emulator")) as endpoint:
-        yield endpoint
+def emulator(emulator) -> str:
+    """The shared private emulator (conftest), by its endpoint: what these tests hand to clients."""
+    return emulator.endpoint
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,13 @@
-"""A real emulator (the project's moto launcher) and principals it issues: IAM users' keys, assumed-role sessions."""
+"""Principals a real emulator issues, for the auth tests: IAM users' keys, assumed-role sessions, connect grants."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
 
-from local.control_plane.emulator import Emulator, EmulatorConfig
 from modules.local_target import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY
 from tests.local.data_plane.auth.auth_support import ACCOUNT, REGION, connect_arn
 
@@ -19,16 +15,6 @@ LAMBDA_TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
-
-
-@contextlib.contextmanager
-def running_emulator(state_dir: Path) -> Iterator[str]:
-    """A fresh emulator on a free loopback port; yields its endpoint and stops it (by pid) afterwards."""
-    emulator = Emulator(EmulatorConfig(port=0, state_dir=state_dir)).start()
-    try:
-        yield emulator.endpoint
-    finally:
-        emulator.stop()
 
 
 def client(endpoint: str, service: str, **credentials: str) -> Any:

@@ -48,16 +48,15 @@ from tests.local.data_plane.auth.emulator_principals_support import (
     document,
     iam_user,
     role,
-    running_emulator,
 )
 
 CHECK = TokenCheckSettings(ENDPOINT, 3306, REGION)
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory) -> str:
-    with running_emulator(tmp_path_factory.mktemp("emulator")) as endpoint:
-        yield endpoint
+def emulator(emulator) -> str:
+    """The shared private emulator (conftest), by its endpoint: what these tests hand to clients."""
+    return emulator.endpoint
 
 
 def authenticator(tmp_path: Path, endpoint: str, **emulator_settings) -> IamAuthenticator:
