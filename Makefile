@@ -1,5 +1,10 @@
 # Entry points. Every target installs what it needs first (scripts/bootstrap.sh is idempotent).
 PY := .venv/bin/python
+## pytest-xdist workers. Twice this 2-core machine's cores: many tests wait on servers and sockets, so more workers
+## than cores keep both busy. A test module is one unit of work, and the lifecycle tier is one (tests/conftest.py).
+## PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 4
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --no-loadscope-reorder
 export CHECKPOINT_DISABLE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
@@ -48,13 +53,14 @@ format: setup
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-## Every test (the command CI runs): lint, then all tiers, the lifecycle tier (one deployment, an upgrade) last.
+## Every test (the command CI runs): lint, then all tiers in parallel; the lifecycle tier (one deployment, an upgrade)
+## starts first on one worker while the others share the rest.
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_PARALLEL)
 
 ## Lint, then every test but the lifecycle (deploys the stack) and experiment (load runs) tiers.
 test-fast: lint
-	$(PY) -m pytest -m "not lifecycle and not experiment"
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not lifecycle and not experiment"
 
 bench: setup
 	$(PY) bench/bench_synth.py

@@ -158,7 +158,23 @@ def _stack_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+_IMPORTING_STEPS = (_configure_sql, _configure_serve, _configure_experiment)
+"""Steps that import a command's module to add its options: run only for the command being parsed."""
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is not an option or ``--port``'s value), if any."""
+    words = iter(argv)
+    for word in words:
+        if word == "--port":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command; with ``command``, only that one's module is imported for its options (a faster start)."""
     parser = argparse.ArgumentParser(
         prog="python -m local",
         description="The local target: the AWS emulator and "
@@ -171,13 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"emulator port (default: from LOCAL_AWS_ENDPOINT, else {DEFAULT_EMULATOR_PORT}; 0 picks a free one)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    selected = command
 
     def add(name: str, help_: str, run, *configure) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=help_, description=help_)
+        command_parser = sub.add_parser(name, help=help_, description=help_)
         for step in configure:
-            step(command)
-        command.set_defaults(run=run)
-        return command
+            if step not in _IMPORTING_STEPS or selected in (None, name):
+                step(command_parser)
+        command_parser.set_defaults(run=run)
+        return command_parser
 
     add("up", "start the local AWS emulator (no-op if it already runs)", _up)
     add("deploy", "start the emulator if needed and deploy the stack", _deploy, _stack_option)
@@ -225,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(command_of(argv)).parse_args(argv)
     if args.port is None:
         args.port = default_port()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Annotated, Any
 
 from constructs import Construct
 
@@ -18,7 +19,7 @@ from modules.function_options import (
     route_parts,
 )
 from modules.logs import log_group
-from modules.props import expect_props
+from modules.props import expect_props, satisfying
 from modules.suppressions import skip_checks
 
 ACCESS_LOG_FORMAT = json.dumps(
@@ -35,13 +36,20 @@ ACCESS_LOG_FORMAT = json.dumps(
     },
     sort_keys=True,
 )
-LambdaFunction = aws("lambda_function").LambdaFunction
+
+
+def _is_lambda_function(value: Any) -> bool:
+    return isinstance(value, aws("lambda_function").LambdaFunction)
+
+
+# Checked on use, not by type: naming the provider class here would load its jsii assembly on import (about 1.3 s).
+LambdaFunctionConstruct = Annotated[Any, satisfying("an aws_lambda_function construct", _is_lambda_function)]
 
 
 class HttpApiProps(ApiOptions, LogRetention):
     name_prefix: NamePrefix
     """The API is ``<name_prefix>-http-api``. Required."""
-    function: LambdaFunction
+    function: LambdaFunctionConstruct
     """The function every route goes to (payload format 2.0). Required."""
     kms_key_arn: str
     """Key of the access-log group. Required."""

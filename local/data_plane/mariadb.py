@@ -61,10 +61,15 @@ def _remove_templates() -> None:
 atexit.register(_remove_templates)
 
 
-def _private_dir(owner: Path) -> Path:
-    """A 0700 directory of this OS user in the temp dir, named after ``owner``; refused if someone else made it."""
-    digest = hashlib.sha256(str(owner).encode()).hexdigest()[:16]
-    directory = Path(tempfile.gettempdir()) / f"mariadb-{os.getuid()}-{digest}"
+def _private_dir(owner: Path, leaf: str) -> Path:
+    """A 0700 directory of this OS user named after ``owner``, in the temp dir, or in /tmp when a long ``TMPDIR``
+    would still not fit ``leaf`` in ``sun_path``; refused if someone else made it."""
+    name = f"mariadb-{os.getuid()}-{hashlib.sha256(str(owner).encode()).hexdigest()[:16]}"
+    bases = (Path(tempfile.gettempdir()), Path("/tmp"))
+    fitting = [base for base in bases if len(str(base / name / leaf)) <= _MAX_SOCKET_PATH]
+    if not fitting:
+        raise MariaDBError(f"no socket path fits in {_MAX_SOCKET_PATH} bytes under {bases[0]} or /tmp")
+    directory = fitting[0] / name
     try:
         directory.mkdir(mode=0o700)
     except FileExistsError:
@@ -132,7 +137,7 @@ class MariaDBServer(MariaDBConnections):
         if len(str(path)) <= _MAX_SOCKET_PATH:
             return path
         if self._socket_dir is None:
-            self._socket_dir = _private_dir(path.parent)
+            self._socket_dir = _private_dir(path.parent, path.name)
         return self._socket_dir / "mariadb.sock"
 
     @property

@@ -9,18 +9,18 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import boto3
 import mysql.connector
 import pytest
-from moto.server import ThreadedMotoServer
 
 from handler import app_contract as contract
 from handler.app_db import Deadline
 from handler.app_settings import ConfigError, MigratorSettings
 from handler.migrator import AppCredentials, MigrationError, check_event, lambda_handler, read_app_secret, run
+from local.control_plane.emulator import Emulator
 from local.data_plane.mariadb import MariaDBServer
 from modules.project import REPO_ROOT
 from tests.handler.handler_support import (
@@ -36,7 +36,6 @@ from tests.handler.handler_support import (
     stored,
 )
 
-EMULATOR_PORT = 4601
 FORBIDDEN_IN_GRANTS = re.compile(r"\b(ALL|CREATE|DROP|ALTER|DELETE|GRANT OPTION)\b")
 
 
@@ -258,28 +257,19 @@ def test_migrator_settings_name_the_variable(overrides: dict[str, str], fragment
 
 
 # -- the real path: the secret from Secrets Manager (the emulator), the handler entry point -------------------
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=EMULATOR_PORT, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{EMULATOR_PORT}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def emulated_aws(emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", emulator)
+def emulated_aws(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The private emulator (conftest) as the function's Secrets Manager; returns its endpoint."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", emulator.endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return emulator
+    return emulator.endpoint
 
 
-def create_secret(emulator: str, name: str, value: object) -> str:
-    client = boto3.client("secretsmanager", region_name="ap-northeast-1", endpoint_url=emulator)
+def create_secret(endpoint: str, name: str, value: object) -> str:
+    client = boto3.client("secretsmanager", region_name="ap-northeast-1", endpoint_url=endpoint)
     return client.create_secret(Name=name, SecretString=json.dumps(value))["ARN"]
 
 

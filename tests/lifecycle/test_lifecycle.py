@@ -19,7 +19,6 @@ from local.control_plane import lifecycle as lc
 from local.control_plane.state_files import state_file
 from local.control_plane.state_queries import outputs as stack_outputs
 from local.control_plane.state_queries import state_list, state_resources, state_show
-from modules.function import HANDLER_ENTRY
 from modules.packaging import build_handler_zip
 from modules.project import REPO_ROOT
 from tests.lifecycle.lifecycle_support import STACK
@@ -96,7 +95,7 @@ def test_state_holds_the_configured_values(deployment):
     assert {(a["auth_scheme"], a["iam_auth"]) for a in proxy["auth"]} == {("SECRETS", "REQUIRED")}
     stage = state[deployment.address("aws_apigatewayv2_stage")]["default_route_settings"][0]
     assert (stage["throttling_burst_limit"], stage["throttling_rate_limit"]) == (200, 100)
-    api = state[deployment.function_address(HANDLER_ENTRY)]
+    api = state[deployment.function_address(contract.REQUEST_HANDLER)]
     migrator = state[deployment.function_address(contract.MIGRATOR_HANDLER)]
     assert api["environment"][0]["variables"][contract.DB_USER] == "app_user"
     assert migrator["environment"][0]["variables"][contract.DB_USER] == "app_admin"
@@ -111,7 +110,7 @@ def test_state_holds_the_configured_values(deployment):
     ) == (70, 50, 120)
 
     # The function's VPC config points at exactly the subnets and security group the config references.
-    function_address = deployment.function_address(HANDLER_ENTRY)
+    function_address = deployment.function_address(contract.REQUEST_HANDLER)
     configured_vpc = deployment.config()["resource"]["aws_lambda_function"][function_address.split(".")[1]]
     vpc_config = state[function_address]["vpc_config"][0]
 

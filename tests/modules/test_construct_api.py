@@ -117,6 +117,7 @@ def test_default_stage_is_throttled_by_default_and_as_given(default_api):
         ("routes", ("get /",), "route keys the handler implements"),
         ("routes", ("GET /", "GET /"), "at least one route key, each listed once"),
         ("routes", (), "at least one route key, each listed once"),
+        ("function", "arn:aws:lambda:ap-northeast-1:123456789012:function:f", "an aws_lambda_function construct"),
     ],
 )
 def test_bad_props_are_refused_naming_the_field(field, value, allowed):

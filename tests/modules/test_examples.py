@@ -14,26 +14,37 @@ from local.control_plane.toolchain import terraform_env
 from modules.project import REPO_ROOT
 from tests.modules.construct_support import Template
 
+pytestmark = pytest.mark.heavy
+
 EXAMPLES = REPO_ROOT / "examples"
 NAMES = ("new-vpc", "existing-vpc", "alarms-to-sns", "shared-proxy")
 
 
+_SYNTH_ALL = """
+import os, runpy, sys
+for directory in sys.argv[1:]:
+    os.chdir(directory)
+    runpy.run_path("main.py", run_name="__main__")
+"""
+
+
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory) -> dict[str, Path]:
-    """Each example synthesized the way its cdktf.json runs it: ``main.py`` with the repository on PYTHONPATH."""
+    """Each example synthesized the way its cdktf.json runs it: its ``main.py`` as ``__main__``, in its directory,
+    with the repository on PYTHONPATH; all four in one process, which starts Python and the jsii runtime once (the
+    runtime reads ``CDKTF_OUTDIR`` once, so their stacks share one output directory, each under its own name)."""
     out = tmp_path_factory.mktemp("examples")
-    stacks = {}
     for name in NAMES:
         config = json.loads((EXAMPLES / name / "cdktf.json").read_text())
         assert config["app"] == "PYTHONPATH=../.. ../../.venv/bin/python main.py"
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "CDKTF_OUTDIR": str(out / name)}
-        env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
-        run = subprocess.run(
-            [sys.executable, "main.py"], cwd=EXAMPLES / name, env=env, capture_output=True, text=True, timeout=300
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        stacks[name] = out / name / "stacks" / name
-    return stacks
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "CDKTF_OUTDIR": str(out)}
+    env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+    directories = [str(EXAMPLES / name) for name in NAMES]
+    run = subprocess.run(
+        [sys.executable, "-c", _SYNTH_ALL, *directories], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return {name: out / "stacks" / name for name in NAMES}
 
 
 def _template(synthesized, name) -> Template:

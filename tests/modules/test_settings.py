@@ -146,26 +146,18 @@ def test_pool_fields_are_validated_by_the_shared_pool_rules():
     assert modules.settings.SettingsError is modules.validation.SettingsError
 
 
-def test_mysql_80_is_accepted_only_explicitly_with_an_extended_support_warning(tmp_path):
+def test_mysql_80_is_accepted_only_explicitly_with_an_extended_support_warning(tmp_path, capsys):
     import io
-    import subprocess
-    import sys
 
     from modules.engine import warn_extended_support
-    from modules.project import REPO_ROOT
+    from tests.modules.synth_support import synth_environments
 
     envs, out = tmp_path / "envs", tmp_path / "out"
     envs.mkdir()
     _write_env(envs, "old", {"target": "aws", "settings": {"db_engine_version": "8.0"}})
-    code = (
-        "import sys; from pathlib import Path; from tests.modules.synth_support import synth_environments; "
-        "synth_environments({}, Path(sys.argv[2]), directory=Path(sys.argv[1]))"
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", code, str(envs), str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "warning: db_engine_version=8.0" in run.stderr and "paid RDS Extended Support" in run.stderr
+    synth_environments({}, out, directory=envs)
+    warned = capsys.readouterr().err
+    assert "warning: db_engine_version=8.0" in warned and "paid RDS Extended Support" in warned
     stack = json.loads((out / "stacks" / "old" / "cdk.tf.json").read_text())
     assert only(stack, "aws_db_parameter_group")["family"] == "mysql8.0"
     assert only(stack, "aws_db_proxy")["auth"][0]["client_password_auth_type"] == "MYSQL_NATIVE_PASSWORD"

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from modules.project import REPO_ROOT
+
+pytestmark = pytest.mark.heavy
 
 
 def _synth(outdir: Path, plain: bool) -> dict[str, bytes]:

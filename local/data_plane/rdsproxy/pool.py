@@ -82,25 +82,39 @@ class BackendPool:
         """A backend of the key's account, with the client's tracked variables and database applied."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        backend = self._take_idle(key, state, db)
-        if backend is None:
-            if self._growth.open_at_once(slots=self._slots, idle=len(self._idle)):
-                self._slots += 1
-                backend = await self._open_in_slot(key, db)
-            elif self._slots >= self._cap and self._idle:
-                self._close_backend(self._idle.pop(0))  # an idle one of another kind: its slot passes to us
-                backend = await self._open_in_slot(key, db)
-            else:
-                backend = await self._wait(key, db)
-        try:
-            await self._sync(backend, state, db)
-        except BaseException:
-            self.release(backend, reusable=False)
-            raise
+        while True:
+            backend = await self._candidate(key, state, db)
+            try:
+                await self._sync(backend, state, db)
+            except (ConnectionError, OSError) as exc:
+                self.release(backend, reusable=False)
+                if not backend.idle_since:  # a fresh connection that fails is the database's problem
+                    raise
+                # The server closed a pooled connection before the event loop saw it; the proxy's own SET/USE
+                # did not run, so another connection can take its place.
+                log.info("a pooled backend was closed by the server (%s); using another", exc)
+                continue
+            except BaseException:
+                self.release(backend, reusable=False)
+                raise
+            break
         backend.borrowed_at = now = loop.time()
         self._busy.add(backend)
         self._stats.borrowed(now - started)
         return backend
+
+    async def _candidate(self, key: BackendKey, state, db) -> BackendConnection:
+        """An idle backend, a new one, or the next one given back, as the growth rule allows."""
+        backend = self._take_idle(key, state, db)
+        if backend is not None:
+            return backend
+        if self._growth.open_at_once(slots=self._slots, idle=len(self._idle)):
+            self._slots += 1
+            return await self._open_in_slot(key, db)
+        if self._slots >= self._cap and self._idle:
+            self._close_backend(self._idle.pop(0))  # an idle one of another kind: its slot passes to us
+            return await self._open_in_slot(key, db)
+        return await self._wait(key, db)
 
     def release(self, backend: BackendConnection, reusable: bool = True) -> None:
         """Give a backend back; ``reusable=False`` closes it (unknown or unwanted state)."""

@@ -23,6 +23,8 @@ from local.control_plane.moto_server import NOT_IMPLEMENTED_CODE
 from modules.project import REPO_ROOT
 from tests.sync_support import stop_process
 
+pytestmark = pytest.mark.heavy
+
 REGION = "ap-northeast-1"
 
 

@@ -17,6 +17,8 @@ from local.data_plane.runtime import LambdaRuntime, RuntimeConfig
 from modules.validation import SettingsError
 from tests.local.data_plane.dataplane_support import DATAPLANE_HANDLERS
 
+pytestmark = pytest.mark.heavy
+
 HANDLERS = DATAPLANE_HANDLERS
 
 

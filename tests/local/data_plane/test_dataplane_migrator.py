@@ -15,7 +15,7 @@ from tests.local.data_plane.dataplane_support import APP_USER, MASTER_USER, curr
 from tests.local.data_plane.deployed_state_support import make_secret
 from tests.local.data_plane.serve_support import Deployment, Serve
 
-pytestmark = pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")
+pytestmark = [pytest.mark.heavy, pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")]
 MIGRATED = re.compile(r"\[migrator\] (\{.*\})$", re.M)
 
 

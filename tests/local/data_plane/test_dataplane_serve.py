@@ -18,6 +18,8 @@ from local.data_plane.mariadb import mariadbd_available
 from tests.local.data_plane.dataplane_support import write_current_state
 from tests.local.data_plane.serve_support import Deployment, Serve
 
+pytestmark = pytest.mark.heavy
+
 needs_mariadb = pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")
 ENDPOINT = "sms-local-proxy.proxy-x.ap-northeast-1.rds.amazonaws.com"
 ADDRESS_LINE = re.compile(r"^(HTTP API|RDS Proxy stand-in|DB instance \(MariaDB\)|hosts line[^:]*): .*$", re.M)

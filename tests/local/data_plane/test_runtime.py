@@ -41,6 +41,8 @@ from tests.local.data_plane.auth.auth_support import DB_USER, ENDPOINT, REGION, 
 from tests.local.data_plane.dataplane_support import RUNTIME_HANDLERS
 from tests.sync_support import wait_until
 
+pytestmark = pytest.mark.heavy
+
 HANDLERS = RUNTIME_HANDLERS
 
 

@@ -20,6 +20,8 @@ from tests.local.data_plane.dataplane_support import write_current_state
 from tests.local.data_plane.deployed_state_support import deployed_state, make_secret
 from tests.local.data_plane.serve_support import Deployment, Serve, descendants, wait_gone
 
+pytestmark = pytest.mark.heavy
+
 needs_mariadb = pytest.mark.skipif(not mariadbd_available(), reason="mariadb-server is not installed")
 
 

@@ -7,6 +7,7 @@ the end-to-end ones count them in the real runtime too.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -43,23 +44,44 @@ def address(api: HttpApi) -> tuple[str, int]:
     return host, int(port)
 
 
-def exchange(api: HttpApi, data: bytes, half_close: bool = True, timeout: float = 5.0) -> bytes:
-    """Send raw bytes, optionally end the stream, return everything the server sent until it closed."""
+def exchange(api: HttpApi, data: bytes, half_close: bool = True, timeout: float = 5.0, requests: int = 1) -> bytes:
+    """Send raw bytes, optionally end the stream, return what the server sent.
+
+    That is everything until it closed, or until the replies to ``requests`` requests are complete and the last
+    keeps the connection open (the server keeps a half-closed keep-alive connection until its idle timeout).
+    """
     with socket.create_connection(address(api), timeout=timeout) as sock:
         sock.sendall(data)
         if half_close:
             sock.shutdown(socket.SHUT_WR)
-        return read_all(sock)
+        return read_all(sock, requests)
 
 
-def read_all(sock: socket.socket) -> bytes:
+def read_all(sock: socket.socket, requests: int | None = None) -> bytes:
+    """Read until the server closes, or (with ``requests``) until that many replies are complete and kept open."""
     chunks = []
     try:
-        while chunk := sock.recv(65536):
+        while not (requests and kept_open_after(b"".join(chunks), requests)) and (chunk := sock.recv(65536)):
             chunks.append(chunk)
     except (ConnectionResetError, TimeoutError):
         pass
     return b"".join(chunks)
+
+
+def kept_open_after(data: bytes, replies: int) -> bool:
+    """``data`` holds ``replies`` whole replies (each has a Content-Length) and the last does not close."""
+    head = b""
+    for _ in range(replies):
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        head = data[:end].lower()
+        length = re.search(rb"\r\ncontent-length: *(\d+)", head)
+        size = end + 4 + (int(length.group(1)) if length else 0)
+        if len(data) < size:
+            return False
+        data = data[size:]
+    return b"\r\nconnection: close" not in head
 
 
 def closed_by_server(sock: socket.socket) -> bool:
@@ -139,7 +161,7 @@ def test_chunked_bodies_are_decoded_and_the_connection_stays_in_sync(counted):
         b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
     )
     follow_up = b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    reply = exchange(api, chunked + follow_up)
+    reply = exchange(api, chunked + follow_up, requests=2)
     assert reply.count(b"HTTP/1.1 200") == 2
     assert [(e["rawPath"], e.get("body")) for e in counter.events] == [("/a", "hello world"), ("/b", None)]
 
@@ -267,8 +289,9 @@ _REQUEST = b"POST /p?q=1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nCont
 
 @pytest.fixture(scope="module")
 def shared_api():
+    """A short header timeout: the empty request (cut 0) is an idle connection, closed only by that timer."""
     counter = Counter()
-    with HttpApi(counter) as api:
+    with HttpApi(counter, HttpApiConfig(header_timeout_s=1.0)) as api:
         yield api, counter
 
 

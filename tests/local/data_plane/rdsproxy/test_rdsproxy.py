@@ -19,6 +19,7 @@ from handler.app_schema import TableNames, migrate
 from handler.app_settings import Settings
 from handler.app_store import AccessTimesStore
 from local.data_plane.rdsproxy import EXCLUDE_VARIABLE_SETS, ProxyProcess, ProxyServer
+from local.data_plane.rdsproxy.backend import BackendConnection
 from tests.local.data_plane.rdsproxy.standin_support import (
     CLIENT_PASSWORD,
     CLIENT_USER,
@@ -398,6 +399,30 @@ def test_backends_killed_while_idle_are_replaced_transparently(db):
         after = connection_id(conn)
         assert after != before
         assert fetch(conn, "SELECT COUNT(*) FROM kinds")[1] == [(300,)]
+
+
+def test_a_pooled_backend_closed_before_the_proxy_saw_it_is_replaced_when_its_sync_fails(db, monkeypatch):
+    """The server's close can reach the socket after the loop last looked: the proxy's own SET then fails on a
+    connection that looked idle and usable. That SET never ran, so another connection takes its place."""
+    failed = []
+    command = BackendConnection.command
+
+    async def closed_once(self, *args, **kwargs):
+        if self.idle_since and not failed:  # a pooled connection, first use after its park
+            failed.append(self)
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return await command(self, *args, **kwargs)
+
+    with ProxyServer(proxy_config(db)) as proxy:
+        with contextlib.closing(via_proxy(proxy, db, autocommit=True)) as first:
+            assert fetch(first, "SELECT 1")[1] == [(1,)]
+        wait_until(lambda: proxy.stats()["idle_backends"] >= 1)
+        monkeypatch.setattr(BackendConnection, "command", closed_once)
+        # Another character set: the proxy must SET it on the pooled connection before lending it.
+        with contextlib.closing(via_proxy(proxy, db, autocommit=True, charset="latin1")) as second:
+            assert fetch(second, "SELECT @@character_set_client")[1] == [("latin1",)]
+        assert len(failed) == 1 and not failed[0].open
+        assert proxy.stats()["borrow_timeouts"] == 0
 
 
 def test_default_database_follows_the_client(db):

@@ -30,6 +30,8 @@ from tests.local.data_plane.rdsproxy.standin_support import connect as standin_c
 from tests.local.data_plane.rdsproxy.standin_support import mariadb_cli as standin_cli
 from tests.sync_support import wait_until
 
+pytestmark = pytest.mark.heavy
+
 #: 64 rows of 1 MB: far more than socket buffers and the proxy's relay buffer hold.
 BIG_SELECT = (
     "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 64) SELECT n, REPEAT('x', 1000000) FROM r"

@@ -54,6 +54,8 @@ from tests.local.data_plane.auth.auth_support import (
 )
 from tests.local.data_plane.rdsproxy.standin_support import add_db_user, frame, read_packet, settled_stats
 
+pytestmark = pytest.mark.heavy
+
 ER_ACCESS_DENIED, ER_SECURE_TRANSPORT_REQUIRED = 1045, 3159
 CLIENT_SSL, CLIENT_PROTOCOL_41, CLIENT_PLUGIN_AUTH = 1 << 11, 1 << 9, 1 << 19
 CLIENT_SECURE_CONNECTION, CLIENT_PLUGIN_AUTH_LENENC = 1 << 15, 1 << 21
