@@ -187,12 +187,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help=f"emulator port (default: from LOCAL_AWS_ENDPOINT, else {DEFAULT_EMULATOR_PORT}; 0 picks a free one)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    selected = command
 
     def add(name: str, help_: str, run, *configure) -> argparse.ArgumentParser:
         command_parser = sub.add_parser(name, help=help_, description=help_)
         for step in configure:
-            if step not in _IMPORTING_STEPS or selected in (None, name):
+            if step not in _IMPORTING_STEPS or command in (None, name):
                 step(command_parser)
         command_parser.set_defaults(run=run)
         return command_parser

@@ -1,4 +1,5 @@
-"""Shared fixtures: private MariaDB servers (real ``mariadbd``, own datadir and ports, cleaned up after use)."""
+"""Shared fixtures: private MariaDB servers (real ``mariadbd``, own datadir and ports, cleaned up after use) and a
+private emulator; and how the tests are split into units of work for pytest-xdist's workers (``make test``)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ MODULE_ORDER = ("test_upgrade", "test_env_clis", "test_routes", "test_lifecycle"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The lifecycle modules last in the session, in ``MODULE_ORDER`` (each keeps its own tests' order)."""
+    """The lifecycle modules last in a serial session, in ``MODULE_ORDER`` (each keeps its own tests' order); under
+    ``-n N`` the root conftest then moves the whole tier first, keeping that order."""
 
     def rank(item: pytest.Item) -> int:
         name = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else ""
