@@ -27,7 +27,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _CDKTF_STATUS = re.compile(r"^\s*\d+ Stacks? (deploying|destroying|diffing)\b.*Stacks? (done|waiting)")
 # The werkzeug server under moto closes every connection after its response; under load the Go SDK
 # occasionally sees that as a reset while reading a 200 body (aws-sdk-go-v2 calls both retryable).
-_TRANSIENT = re.compile(r"use of closed network connection|connection reset by peer")
+TRANSIENT_EMULATOR_ERRORS = re.compile(r"use of closed network connection|connection reset by peer")
 
 _HINTS: tuple[tuple[str, str], ...] = (
     (
@@ -86,7 +86,7 @@ def run_step(
                 project, stack, step, command, cwd=cwd, env=env, timeout_s=timeout_s, ok_codes=ok_codes, echo=echo
             )
         except _StepFailed as failed:
-            transient = _TRANSIENT.search(failed.output)
+            transient = TRANSIENT_EMULATOR_ERRORS.search(failed.output)
             if attempt < transient_retries and transient:
                 project.output(
                     f"[{stack}] {step}: a connection to the emulator was dropped "

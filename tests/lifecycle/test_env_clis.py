@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from local.control_plane.runner import TRANSIENT_EMULATOR_ERRORS
 from tests.lifecycle.lifecycle_support import Deployment
 
 pytestmark = pytest.mark.lifecycle
@@ -31,20 +32,33 @@ def deployed(deployment: Deployment) -> Iterator[tuple[Deployment, str]]:
 
 
 def typed(deployed: tuple[Deployment, str], command: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    """``command`` in a shell after ``eval "$(python -m local env)"``, with the project's venv on PATH."""
+    """``command`` in a shell after ``eval "$(python -m local env)"``, with the project's venv on PATH.
+
+    Run again once when it failed on the emulator's known dropped connection (``TRANSIENT_EMULATOR_ERRORS``), as
+    ``python -m local`` does for its own steps and as a user would: the check is the command, not that rare drop.
+    """
     deployment, env_script = deployed
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_", "LOCAL_", "SMS_", "JSII_"))}
     clean["PATH"] = f"{deployment.root / '.venv' / 'bin'}:{clean.get('PATH', '')}"
-    started = time.monotonic()
-    result = subprocess.run(
-        ["bash", "-c", f'eval "$ENV_SCRIPT"\n{command}'],
-        env={**clean, "ENV_SCRIPT": env_script},
-        cwd=deployment.root,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
-    print(f"[test] {command}: exit {result.returncode} in {time.monotonic() - started:.1f} s", flush=True)
+
+    def run() -> subprocess.CompletedProcess:
+        started = time.monotonic()
+        result = subprocess.run(
+            ["bash", "-c", f'eval "$ENV_SCRIPT"\n{command}'],
+            env={**clean, "ENV_SCRIPT": env_script},
+            cwd=deployment.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+        print(f"[test] {command}: exit {result.returncode} in {time.monotonic() - started:.1f} s", flush=True)
+        return result
+
+    result = run()
+    dropped = TRANSIENT_EMULATOR_ERRORS.search(result.stdout + result.stderr)
+    if result.returncode != 0 and dropped:
+        print(f"[test] {command}: the emulator dropped a connection ({dropped.group(0)}); once more", flush=True)
+        result = run()
     return result
 
 
