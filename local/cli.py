@@ -2,11 +2,11 @@
 
 Control plane (the AWS emulator and the stack's lifecycle):
     up        start the local AWS emulator (idempotent)
-    deploy    up, then `cdktf deploy` the stack (default: local)
+    deploy    up, `cdktf synth`, then `terraform apply` the stack (default: local)
     diff      synthesize and `terraform plan`; exit status 2 when changes are pending
     state     `terraform state list`; `state show ADDRESS` (or `state ADDRESS`) shows one
     outputs   the stack's outputs (API URL, proxy endpoint, secret ARN, ...) as JSON
-    destroy   `cdktf destroy` the stack, then stop the emulator (unless --keep-emulator)
+    destroy   `terraform destroy` the stack, then stop the emulator (unless --keep-emulator)
     down      stop the emulator
     env       `eval "$(python -m local env)"`: the real cdktf, terraform and aws CLIs against the local stack
 Data plane (the deployed function run locally):

@@ -58,28 +58,48 @@ def deploy(
     extra_env: Mapping[str, str] | None = None,
     synthesize: bool = True,
 ) -> dict[str, Any]:
-    """Start the emulator if needed, ``cdktf deploy`` the stack, and return its outputs.
+    """Start the emulator if needed, synthesize, ``terraform apply`` the stack, and return its outputs.
 
-    ``synthesize=False`` deploys the config already in ``cdktf.out`` (``--skip-synth``), e.g. right
-    after `plan` synthesized it with the same ``extra_env``.
+    ``synthesize=False`` deploys the config already in ``cdktf.out``, e.g. right after `plan` synthesized it with
+    the same ``extra_env``. Terraform runs directly (see `_apply`), not under ``cdktf deploy``.
     """
     project = project or Project()
     endpoint = endpoint_for(project, stack, start=True)
+    if synthesize:
+        synth(stack, project, extra_env=extra_env)
+    _apply(project, stack, "deploy", endpoint, extra_env, destroy=False, timeout_s=DEPLOY_TIMEOUT_S)
+    return outputs(stack, project)
+
+
+def _apply(
+    project: Project,
+    stack: str,
+    step: str,
+    endpoint: str | None,
+    extra_env: Mapping[str, str] | None,
+    *,
+    destroy: bool,
+    timeout_s: float,
+) -> None:
+    """``terraform apply`` (or ``destroy``) in the synthesized stack directory.
+
+    Not ``cdktf deploy``/``destroy``: cdktf 0.21 runs terraform on a pseudo-terminal and stops reading it when it
+    exits, so the error of a failed apply, printed last, was lost. That left nothing to explain the failure and
+    nothing for the dropped-connection retry to recognise.
+    """
     env = tool_environment(endpoint, extra_env)
-    command = [*cdktf(), "deploy", stack, "--auto-approve", "--skip-provider-lock", "--no-color"]
-    if not synthesize:
-        command.append("--skip-synth")
+    stack_dir = initialized_stack_dir(project, stack, env)
+    command = [terraform(), "destroy" if destroy else "apply", "-auto-approve", "-input=false", "-no-color"]
     run_step(
         project,
         stack,
-        "deploy",
-        command,
-        cwd=project.root,
+        step,
+        [*command, "-lock-timeout=60s"],
+        cwd=stack_dir,
         env=env,
-        timeout_s=DEPLOY_TIMEOUT_S,
+        timeout_s=timeout_s,
         transient_retries=1 if endpoint else 0,
     )
-    return outputs(stack, project)
 
 
 @dataclass(frozen=True)
@@ -184,7 +204,7 @@ def _actions(changes: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]
 def destroy(
     stack: str = DEFAULT_STACK, project: Project | None = None, *, extra_env: Mapping[str, str] | None = None
 ) -> None:
-    """``cdktf destroy`` the stack. For a local stack, the emulator must be running."""
+    """``terraform destroy`` the stack (see `_apply`). For a local stack, the emulator must be running."""
     project = project or Project()
     is_local = project.target(stack) == LOCAL_TARGET
     if is_local and not project.emulator().is_running():
@@ -197,21 +217,10 @@ def destroy(
         project.output(f"[{stack}] nothing to destroy: the emulator is not running and the state is empty")
         return
     endpoint = endpoint_for(project, stack, start=False)
-    env = tool_environment(endpoint, extra_env)
-    command = [*cdktf(), "destroy", stack, "--auto-approve", "--skip-provider-lock", "--no-color"]
-    if _synthesized_for(project, stack, endpoint):
-        command.append("--skip-synth")  # destroy needs only the provider config, which is current
+    if not _synthesized_for(project, stack, endpoint):
+        synth(stack, project, extra_env=extra_env)  # destroy needs only the provider config: reuse it when current
     remove_local_db = _local_db_hook(project, stack) if is_local else None
-    run_step(
-        project,
-        stack,
-        "destroy",
-        command,
-        cwd=project.root,
-        env=env,
-        timeout_s=DESTROY_TIMEOUT_S,
-        transient_retries=1 if endpoint else 0,
-    )
+    _apply(project, stack, "destroy", endpoint, extra_env, destroy=True, timeout_s=DESTROY_TIMEOUT_S)
     if remove_local_db is not None:
         remove_local_db()
 

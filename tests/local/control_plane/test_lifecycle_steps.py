@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -254,3 +255,58 @@ def test_fresh_checkout_clones_a_clean_tree_and_copies_a_dirty_one(tmp_path):
     assert fresh_checkout(dirty, source) == "copy of the working tree"
     assert (dirty / "pkg" / "new.py").read_text() == "y = 2\n"
     assert not (dirty / "ignored").exists() and not (dirty / ".git").exists()
+
+
+_FAKE_TERRAFORM = """#!{python}
+import json, pathlib, sys
+calls = pathlib.Path({calls!r})
+calls.open("a").write(" ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "output":
+    print(json.dumps({{"api_url": {{"value": "http://api.example"}}}}))
+    sys.exit(0)
+applies = sum(line.startswith("apply") for line in calls.read_text().splitlines())
+print("  # aws_vpc.v will be created")
+print("Plan: 1 to add, 0 to change, 0 to destroy.")
+if applies <= {failures}:
+    print("aws_vpc.v: Creating...")
+    print("Error: creating EC2 VPC: {error}")
+    sys.exit(1)
+print("Apply complete! Resources: 1 added, 0 changed, 0 destroyed.")
+"""
+
+
+def _fake_terraform(monkeypatch, tmp_path: Path, *, failures: int, error: str) -> Path:
+    """A `terraform` first on PATH that prints a plan, then fails ``failures`` times with ``error`` printed last."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "terraform-calls"
+    bin_dir.mkdir()
+    script = bin_dir / "terraform"
+    script.write_text(_FAKE_TERRAFORM.format(python=sys.executable, calls=str(calls), failures=failures, error=error))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return calls
+
+
+def _synthesized(project: Project, stack: str) -> None:
+    stack_dir = project.stack_dir(stack)
+    (stack_dir / ".terraform" / "providers").mkdir(parents=True)
+    (stack_dir / ".terraform" / "terraform.tfstate").write_text("{}")
+    (stack_dir / "cdk.tf.json").write_text("{}")
+
+
+def test_deploy_runs_terraform_apply_itself_and_shows_the_error_printed_after_the_plan(project, monkeypatch, tmp_path):
+    calls = _fake_terraform(monkeypatch, tmp_path, failures=1, error="InvalidParameterValue: bad CIDR 10.0.0.0/33")
+    _synthesized(project, "aws")
+    with pytest.raises(LifecycleError) as caught:
+        lc.deploy("aws", project, synthesize=False)
+    assert "[aws] deploy failed (exit 1)" in str(caught.value)
+    assert "InvalidParameterValue: bad CIDR 10.0.0.0/33" in str(caught.value)
+    assert calls.read_text().splitlines() == ["apply -auto-approve -input=false -no-color -lock-timeout=60s"]
+
+
+def test_deploy_to_the_emulator_runs_apply_once_more_after_a_dropped_connection(project, lines, monkeypatch, tmp_path):
+    calls = _fake_terraform(monkeypatch, tmp_path, failures=1, error="read tcp: use of closed network connection")
+    _synthesized(project, "local")
+    monkeypatch.setattr(lc, "endpoint_for", lambda *_args, **_kwargs: "http://127.0.0.1:4599")
+    assert lc.deploy("local", project, synthesize=False) == {"api_url": "http://api.example"}
+    assert [call.split()[0] for call in calls.read_text().splitlines()] == ["apply", "apply", "output"]
+    assert any("connection to the emulator was dropped" in line for line in lines)
