@@ -12,6 +12,10 @@ LOCAL_ENDPOINT_VARIABLE = "LOCAL_AWS_ENDPOINT"
 LOCAL_ACCESS_KEY_ID = "test"
 LOCAL_SECRET_ACCESS_KEY = "test"
 """The local target's dummy credentials: the emulator accepts any, real AWS rejects these."""
+LOCAL_MAX_ATTEMPTS = 3
+"""The provider's ``max_retries`` (the AWS SDK's attempts per call) against the emulator. The emulator's server closes
+every connection after its answer, and under load the SDK sometimes reads that as a dropped connection, which it
+retries; unimplemented calls are non-retryable 400s, so they still fail at once."""
 
 # Services the stack calls; the local target points each one at the emulator.
 LOCAL_SERVICES = (

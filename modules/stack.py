@@ -14,7 +14,7 @@ from constructs import Construct
 
 from modules.bindings import aws
 from modules.environments import Environment
-from modules.local_target import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, LOCAL_SERVICES
+from modules.local_target import LOCAL_ACCESS_KEY_ID, LOCAL_MAX_ATTEMPTS, LOCAL_SECRET_ACCESS_KEY, LOCAL_SERVICES
 from modules.project import stack_dir
 from modules.serverless_mysql_api import ServerlessMysqlApi
 
@@ -78,7 +78,7 @@ class ServerlessMysqlStack(TerraformStack):
                 skip_credentials_validation=True,
                 skip_metadata_api_check="true",
                 skip_requesting_account_id=False,
-                max_retries=1,
+                max_retries=LOCAL_MAX_ATTEMPTS,
                 endpoints=[
                     bindings.AwsProviderEndpoints(**{service: environment.local_endpoint for service in LOCAL_SERVICES})
                 ],

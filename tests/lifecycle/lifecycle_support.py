@@ -29,7 +29,13 @@ from local.common.ports import PORT_BASE_VARIABLE
 from local.common.processes import free_port
 from local.control_plane import lifecycle as lc
 from local.control_plane.project import Project
-from local.control_plane.runner import initialized_stack_dir, run_step, terraform, tool_environment
+from local.control_plane.runner import (
+    TRANSIENT_EMULATOR_ERRORS,
+    initialized_stack_dir,
+    run_step,
+    terraform,
+    tool_environment,
+)
 from local.control_plane.state_queries import state_resources
 from tests.ports_support import free_block_base
 
@@ -238,6 +244,29 @@ class Deployment:
         if port_base:
             env[PORT_BASE_VARIABLE] = str(free_block_base())
         return ServeRun(self.root, env, args)
+
+
+# cdktf 0.21 stops reading terraform's pseudo-terminal when terraform exits, so a failed apply can end with only this
+# line: its error (a dropped connection among them) was never shown.
+_CDKTF_LOST_THE_ERROR = re.compile(r"Invoking Terraform CLI failed with exit code \d+")
+_TERRAFORM_ERROR = re.compile(r"^[│ ]*Error: ", re.MULTILINE)
+
+
+def worth_one_more_run(result: subprocess.CompletedProcess[str]) -> str | None:
+    """Why a failed cdktf or terraform command against the emulator gets one more run, as a user would give it.
+
+    Either the emulator's known dropped connection (``TRANSIENT_EMULATOR_ERRORS``) or a cdktf failure whose error
+    cdktf lost (that drop may be what it hid). None otherwise: a real failure fails twice.
+    """
+    if result.returncode == 0:
+        return None
+    output = result.stdout + result.stderr
+    dropped = TRANSIENT_EMULATOR_ERRORS.search(output)
+    if dropped:
+        return f"the emulator dropped a connection ({dropped.group(0)})"
+    if _CDKTF_LOST_THE_ERROR.search(output) and not _TERRAFORM_ERROR.search(output):
+        return "cdktf lost terraform's error"
+    return None
 
 
 def previous_release_serves(deployment: Deployment, requests: int = 3) -> list[dict[str, Any]]:

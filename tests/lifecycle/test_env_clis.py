@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from local.control_plane.runner import TRANSIENT_EMULATOR_ERRORS
-from tests.lifecycle.lifecycle_support import Deployment
+from tests.lifecycle.lifecycle_support import Deployment, worth_one_more_run
 
 pytestmark = pytest.mark.lifecycle
-
-# cdktf 0.21 stops reading terraform's pseudo-terminal when terraform exits, so a failed apply can end with only this
-# line: the error (a dropped connection among them) was never shown.
-_CDKTF_LOST_THE_ERROR = re.compile(r"Invoking Terraform CLI failed with exit code \d+")
-_TERRAFORM_ERROR = re.compile(r"^[│ ]*Error: ", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +33,8 @@ def deployed(deployment: Deployment) -> Iterator[tuple[Deployment, str]]:
 def typed(deployed: tuple[Deployment, str], command: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
     """``command`` in a shell after ``eval "$(python -m local env)"``, with the project's venv on PATH.
 
-    Run again once when it failed on the emulator's known dropped connection (``TRANSIENT_EMULATOR_ERRORS``), as
-    ``python -m local`` does for its own steps and as a user would: the check is the command, not that rare drop.
-    A cdktf failure whose error cdktf lost (`_CDKTF_LOST_THE_ERROR` and no terraform ``Error:``) gets the same one
-    retry, because that drop may be what it hid; a real failure fails twice.
+    Run again once when `worth_one_more_run` says so, as ``python -m local`` does for its own steps: the check is
+    the command, not the emulator's rare dropped connection.
     """
     deployment, env_script = deployed
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_", "LOCAL_", "SMS_", "JSII_"))}
@@ -63,11 +54,8 @@ def typed(deployed: tuple[Deployment, str], command: str, timeout_s: float = 600
         return result
 
     result = run()
-    output = result.stdout + result.stderr
-    dropped = TRANSIENT_EMULATOR_ERRORS.search(output)
-    lost = _CDKTF_LOST_THE_ERROR.search(output) and not _TERRAFORM_ERROR.search(output)
-    if result.returncode != 0 and (dropped or lost):
-        why = f"the emulator dropped a connection ({dropped.group(0)})" if dropped else "cdktf lost terraform's error"
+    why = worth_one_more_run(result)
+    if why:
         print(f"[test] {command}: {why}; once more", flush=True)
         result = run()
     return result

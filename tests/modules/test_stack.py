@@ -10,6 +10,7 @@ import pytest
 
 from handler import app_contract as contract
 from modules.function import HANDLER_ENTRY
+from modules.local_target import LOCAL_MAX_ATTEMPTS
 from tests.modules.construct_support import ABSENT, Template
 from tests.modules.synth_support import default_synth, walk
 
@@ -250,7 +251,7 @@ def test_local_target_talks_only_to_the_loopback_emulator(stacks):
     }
     assert set(endpoints.values()) == {"http://127.0.0.1:4599"}
     assert (provider["access_key"], provider["secret_key"]) == ("test", "test")
-    assert provider["skip_requesting_account_id"] is False and provider["max_retries"] == 1
+    assert provider["skip_requesting_account_id"] is False and provider["max_retries"] == LOCAL_MAX_ATTEMPTS == 3
     # Relative to the stack directory: the synthesized JSON is the same in every checkout.
     assert stacks["local"].json["terraform"]["backend"]["local"]["path"] == "../../../terraform.local.tfstate"
 

@@ -310,3 +310,20 @@ def test_deploy_to_the_emulator_runs_apply_once_more_after_a_dropped_connection(
     assert lc.deploy("local", project, synthesize=False) == {"api_url": "http://api.example"}
     assert [call.split()[0] for call in calls.read_text().splitlines()] == ["apply", "apply", "output"]
     assert any("connection to the emulator was dropped" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("code", "output", "reason"),
+    [
+        (0, "Apply complete!", None),
+        (1, "Error: ... decomposing response: read tcp: use of closed network connection", "dropped a connection"),
+        (1, "  + resource ...\nInvoking Terraform CLI failed with exit code 1", "cdktf lost terraform's error"),
+        (1, "│ Error: creating EC2 VPC: InvalidParameterValue\nInvoking Terraform CLI failed with exit code 1", None),
+        (1, "Error: creating EC2 VPC: InvalidParameterValue", None),
+    ],
+)
+def test_a_cli_run_gets_one_more_run_only_for_a_drop_or_a_lost_error(code, output, reason):
+    from tests.lifecycle.lifecycle_support import worth_one_more_run
+
+    why = worth_one_more_run(subprocess.CompletedProcess(["cdktf"], code, stdout=output, stderr=""))
+    assert (why is None) if reason is None else (reason in why)
