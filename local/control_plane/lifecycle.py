@@ -33,6 +33,8 @@ SYNTH_TIMEOUT_S = 300.0
 DEPLOY_TIMEOUT_S = 1200.0
 DESTROY_TIMEOUT_S = 900.0
 PLAN_TIMEOUT_S = 300.0
+_UNATTENDED = ("-input=false", "-no-color", "-lock-timeout=60s")
+"""Terraform options of every plan, apply and destroy: no prompt, plain output, wait for a held state lock."""
 
 
 def synth(
@@ -41,7 +43,10 @@ def synth(
     """``cdktf synth`` (for the running emulator's endpoint, if any); returns the stack directory."""
     project = project or Project()
     endpoint = endpoint_for(project, stack, start=False, required=False)
-    env = tool_environment(endpoint, extra_env)
+    return _synth(project, stack, tool_environment(endpoint, extra_env))
+
+
+def _synth(project: Project, stack: str, env: Mapping[str, str]) -> Path:
     run_step(project, stack, "synth", [*cdktf(), "synth"], cwd=project.root, env=env, timeout_s=SYNTH_TIMEOUT_S)
     if not (project.stack_dir(stack) / "cdk.tf.json").is_file():
         raise LifecycleError(
@@ -65,9 +70,10 @@ def deploy(
     """
     project = project or Project()
     endpoint = endpoint_for(project, stack, start=True)
+    env = tool_environment(endpoint, extra_env)
     if synthesize:
-        synth(stack, project, extra_env=extra_env)
-    _apply(project, stack, "deploy", endpoint, extra_env, destroy=False, timeout_s=DEPLOY_TIMEOUT_S)
+        _synth(project, stack, env)
+    _apply(project, stack, "deploy", env, destroy=False, to_emulator=bool(endpoint), timeout_s=DEPLOY_TIMEOUT_S)
     return outputs(stack, project)
 
 
@@ -75,10 +81,10 @@ def _apply(
     project: Project,
     stack: str,
     step: str,
-    endpoint: str | None,
-    extra_env: Mapping[str, str] | None,
+    env: Mapping[str, str],
     *,
     destroy: bool,
+    to_emulator: bool,
     timeout_s: float,
 ) -> None:
     """``terraform apply`` (or ``destroy``) in the synthesized stack directory.
@@ -87,18 +93,15 @@ def _apply(
     exits, so the error of a failed apply, printed last, was lost. That left nothing to explain the failure and
     nothing for the dropped-connection retry to recognise.
     """
-    env = tool_environment(endpoint, extra_env)
-    stack_dir = initialized_stack_dir(project, stack, env)
-    command = [terraform(), "destroy" if destroy else "apply", "-auto-approve", "-input=false", "-no-color"]
     run_step(
         project,
         stack,
         step,
-        [*command, "-lock-timeout=60s"],
-        cwd=stack_dir,
+        [terraform(), "destroy" if destroy else "apply", "-auto-approve", *_UNATTENDED],
+        cwd=initialized_stack_dir(project, stack, env),
         env=env,
         timeout_s=timeout_s,
-        transient_retries=1 if endpoint else 0,
+        transient_retries=1 if to_emulator else 0,
     )
 
 
@@ -145,9 +148,7 @@ def plan(
                 terraform(),
                 "plan",
                 "-detailed-exitcode",
-                "-input=false",
-                "-no-color",
-                "-lock-timeout=60s",
+                *_UNATTENDED,
                 f"-out={plan_file.name}",
             ],
             cwd=stack_dir,
@@ -217,10 +218,11 @@ def destroy(
         project.output(f"[{stack}] nothing to destroy: the emulator is not running and the state is empty")
         return
     endpoint = endpoint_for(project, stack, start=False)
+    env = tool_environment(endpoint, extra_env)
     if not _synthesized_for(project, stack, endpoint):
-        synth(stack, project, extra_env=extra_env)  # destroy needs only the provider config: reuse it when current
+        _synth(project, stack, env)  # destroy needs only the provider config: reuse it when current
     remove_local_db = _local_db_hook(project, stack) if is_local else None
-    _apply(project, stack, "destroy", endpoint, extra_env, destroy=True, timeout_s=DESTROY_TIMEOUT_S)
+    _apply(project, stack, "destroy", env, destroy=True, to_emulator=bool(endpoint), timeout_s=DESTROY_TIMEOUT_S)
     if remove_local_db is not None:
         remove_local_db()
 

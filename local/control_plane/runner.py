@@ -19,6 +19,7 @@ from pathlib import Path
 
 from local.control_plane.project import LifecycleError, Project
 from local.control_plane.toolchain import ToolchainError, cdktf_command, terraform_binary, terraform_env
+from modules.local_target import LOCAL_ENDPOINT_VARIABLE
 
 QUICK_TIMEOUT_S = 120.0
 
@@ -197,7 +198,7 @@ def tool_environment(endpoint: str | None, extra_env: Mapping[str, str] | None =
     env["CI"] = env.get("CI", "1")  # plain, line-oriented output from the cdktf CLI
     env["FORCE_COLOR"] = "0"
     if endpoint:
-        env["LOCAL_AWS_ENDPOINT"] = endpoint
+        env[LOCAL_ENDPOINT_VARIABLE] = endpoint
     env.update(extra_env or {})
     return env
 
